@@ -1,0 +1,138 @@
+"""The ``asymbench`` command line: a thin layer over the library that the Snakemake rules call.
+
+Each subcommand parses its arguments and calls one library function; heavy imports happen
+inside the handlers so ``asymbench --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+METHODS_SAC = ("s_only", "l_only", "fit")
+METHODS_TRAIN = METHODS_SAC + ("asym",)
+
+
+def _registry_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--registry", default=None,
+                        help="task registry YAML (default: the packaged data/tasks.yaml)")
+
+
+# ----------------------------------------------------------------------------- tasks / flops
+def _add_tasks(sub) -> None:
+    p = sub.add_parser("tasks", help="list the registry's tasks and their main settings")
+    _registry_arg(p)
+    p.set_defaults(handler=_run_tasks)
+
+
+def _run_tasks(args) -> None:
+    from asymbench.tasks import load_registry
+
+    print(f"{'task':22} {'env id':30} {'small':>5} {'large':>5} {'lambda':>8} {'steps':>9}")
+    for name, task in load_registry(args.registry).items():
+        print(f"{name:22} {task.env_id:30} {task.small:5d} {task.large:5d} "
+              f"{task.cost_weight:8.1e} {task.total_steps:9d}")
+
+
+def _add_flops(sub) -> None:
+    p = sub.add_parser("flops", help="FLOPs/Inf of the small, large and master networks per task")
+    p.add_argument("--tasks", nargs="*", default=None, help="task names (default: all)")
+    _registry_arg(p)
+    p.set_defaults(handler=_run_flops)
+
+
+def _run_flops(args) -> None:
+    from asymbench.networks import flops_table
+
+    print(flops_table(args.tasks, args.registry).to_string(index=False))
+
+
+# ----------------------------------------------------------------------------- train / evaluate
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train S-only / L-only / fit SAC or the asymmetric agent",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--task", required=True)
+    p.add_argument("--method", required=True, choices=METHODS_TRAIN,
+                   help="asym: master DQN + small and large SAC sub-policies")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="run folder (created; resumed if it holds a checkpoint)")
+    p.add_argument("--steps", type=int, default=None, help="env steps (default: the task's paper budget)")
+    p.add_argument("--lam", type=float, default=None,
+                   help="asym: cost weight lambda (default: the registry's; 0 = no cost term)")
+    p.add_argument("--width", type=int, default=None, help="fit: hidden width of actor and critics")
+    p.add_argument("--width-from", default=None,
+                   help="fit: an asym evaluation JSON; the width whose FLOPs/Inf is closest to its Avg")
+    p.add_argument("--learning-starts", type=int, default=None,
+                   help="override the registry's SAC learning_starts (reduced-budget scales)")
+    p.add_argument("--master-learning-starts", type=int, default=None,
+                   help="override the registry's master learning_starts (in master steps)")
+    p.add_argument("--max-episode-steps", type=int, default=None,
+                   help="override the task's episode limit (reduced-budget scales)")
+    p.add_argument("--checkpoint-every", type=int, default=50000, help="env steps between checkpoints")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _registry_arg(p)
+    p.set_defaults(handler=_run_train)
+
+
+def _run_train(args) -> None:
+    from asymbench.training import TrainRequest, train
+
+    train(TrainRequest(
+        task=args.task, method=args.method, seed=args.seed, out=args.out, steps=args.steps,
+        cost_weight=args.lam, width=args.width, width_from=args.width_from,
+        learning_starts=args.learning_starts, master_learning_starts=args.master_learning_starts,
+        max_episode_steps=args.max_episode_steps, checkpoint_every=args.checkpoint_every,
+        threads=args.threads, progress=not args.quiet, registry=args.registry))
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="deterministic evaluation of a finished run",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run", help="a finished run folder (train or distill)")
+    p.add_argument("--episodes", type=int, default=None, help="default: the task's (200)")
+    p.add_argument("--seed", type=int, default=1000, help="seed of the first evaluation episode")
+    p.add_argument("--out", required=True, help="evaluation JSON to write")
+    p.add_argument("--trace", default=None, help="per-step trace CSV of the first episode")
+    p.add_argument("--max-episode-steps", type=int, default=None)
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(handler=_run_evaluate)
+
+
+def _run_evaluate(args) -> None:
+    from asymbench.evaluation import evaluate_run
+
+    result = evaluate_run(args.run, episodes=args.episodes, seed=args.seed, out=args.out,
+                          trace=args.trace, max_episode_steps=args.max_episode_steps,
+                          threads=args.threads)
+    print(f"{result['task']} {result['method']}: return {result['mean_return']:.2f} "
+          f"± {result['std_return']:.2f} over {result['episodes']} episodes, "
+          f"large share {result['large_share']:.3f}, {result['flops_per_inf']:.0f} FLOPs/Inf")
+
+
+COMMANDS = [_add_tasks, _add_flops, _add_train, _add_evaluate]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asymbench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from asymbench.runs import RunError
+    from asymbench.tasks import RegistryError
+
+    try:
+        args.handler(args)
+    except (RegistryError, RunError, ValueError) as exc:
+        print(f"asymbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

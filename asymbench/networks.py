@@ -1,0 +1,136 @@
+"""Network sizes, per-inference FLOPs (counted by thop) and the paper's cost c(w).
+
+The paper's FLOPs convention (inferred from every FLOPs figure it prints): for a SAC actor,
+``FLOPs = 2 * MACs + 3`` where MACs are the multiply-accumulates of the weight matrices (thop
+counts exactly these: no bias adds, no activations). The master DQN is counted as ``2 * MACs``;
+its share of the average (F_master / macro_len) is too small for the paper's rounding to tell
+whether it carried the same +3.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from thop import profile
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+ACTOR_FLOPS_CONSTANT = 3  # the paper's "+3" per actor inference (inferred, see module docstring)
+
+
+def count_macs(module: nn.Module, input_dim: int) -> int:
+    """Multiply-accumulates of one batch-1 forward pass, as thop counts them.
+
+    thop 0.1.1 leaves ``total_ops`` buffers in the module it profiles, so it gets a deep copy.
+    """
+    module = copy.deepcopy(module).cpu().eval()
+    with torch.no_grad():
+        macs, _ = profile(module, inputs=(torch.zeros(1, input_dim),), verbose=False)
+    return int(round(macs))
+
+
+def count_flops_torch(module: nn.Module, input_dim: int) -> int:
+    """FLOPs of one batch-1 forward pass as PyTorch's own counter reports them (2 x MACs)."""
+    module = copy.deepcopy(module).cpu().eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        module(torch.zeros(1, input_dim))
+    return int(counter.get_total_flops())
+
+
+class TwoHeadActor(nn.Module):
+    """The deployed part of a SAC actor: an MLP trunk with a mean and a log-std head.
+
+    Mirrors stable-baselines3's ``sac.policies.Actor`` (latent_pi, mu, log_std) so FLOPs can be
+    counted for any width without building an agent; ``actor_flops`` of a trained SAC agent
+    gives the same number (checked in the tests).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: list[int]):
+        super().__init__()
+        layers, last = [], obs_dim
+        for width in hidden:
+            layers += [nn.Linear(last, width), nn.ReLU()]
+            last = width
+        self.latent_pi = nn.Sequential(*layers)
+        self.mu = nn.Linear(last, act_dim)
+        self.log_std = nn.Linear(last, act_dim)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        latent = self.latent_pi(obs)
+        return self.mu(latent), self.log_std(latent)
+
+
+def mlp(input_dim: int, hidden: list[int], output_dim: int) -> nn.Sequential:
+    layers, last = [], input_dim
+    for width in hidden:
+        layers += [nn.Linear(last, width), nn.ReLU()]
+        last = width
+    return nn.Sequential(*layers, nn.Linear(last, output_dim))
+
+
+def sac_actor_flops(obs_dim: int, act_dim: int, width: int, n_hidden: int = 2) -> int:
+    """Paper-convention FLOPs/Inf of a two-hidden-layer SAC actor of the given width."""
+    return 2 * count_macs(TwoHeadActor(obs_dim, act_dim, [width] * n_hidden), obs_dim) + ACTOR_FLOPS_CONSTANT
+
+
+def deployed_flops(module: nn.Module, obs_dim: int, two_head_actor: bool = True) -> int:
+    """Paper-convention FLOPs/Inf of an actual deployed network (an SB3 actor, a student)."""
+    return 2 * count_macs(module, obs_dim) + (ACTOR_FLOPS_CONSTANT if two_head_actor else 0)
+
+
+def master_flops(obs_dim: int, hidden: list[int], n_choices: int = 2) -> int:
+    """FLOPs/Inf of the master Q-network (2 x MACs)."""
+    return 2 * count_macs(mlp(obs_dim, hidden, n_choices), obs_dim)
+
+
+def costs(flops_small: int, flops_large: int) -> dict[str, float]:
+    """The paper's cost c(w): FLOPs normalised so that c(small) = 1."""
+    return {"small": 1.0, "large": flops_large / flops_small}
+
+
+def average_flops(large_share: float, flops_small: float, flops_large: float,
+                  flops_master: float, macro_len: int) -> float:
+    """Avg FLOPs/Inf of the asymmetric agent: sub-policies weighted by use, master amortised."""
+    return large_share * flops_large + (1 - large_share) * flops_small + flops_master / macro_len
+
+
+def fit_width(target_flops: float, obs_dim: int, act_dim: int, max_width: int = 4096) -> int:
+    """The hidden width whose actor FLOPs/Inf is closest to ``target_flops`` (the paper's protocol
+    for sizing the fit SAC baseline and the BC / GAIL students). FLOPs grow with width, so a
+    bisection over thop's counts finds it."""
+    if not np.isfinite(target_flops) or target_flops <= 0:
+        raise ValueError(f"target FLOPs must be a positive number, got {target_flops}")
+    low, high = 1, max_width
+    while high - low > 1:
+        mid = (low + high) // 2
+        if sac_actor_flops(obs_dim, act_dim, mid) < target_flops:
+            low = mid
+        else:
+            high = mid
+    return min((low, high), key=lambda w: abs(sac_actor_flops(obs_dim, act_dim, w) - target_flops))
+
+
+def flops_table(task_names: list[str] | None = None, registry: str | None = None):
+    """Per task: FLOPs/Inf of small, large and master networks, with today's observation sizes
+    and with the paper's (which reproduce the paper's Table 4 L-only column exactly)."""
+    import pandas as pd
+
+    from asymbench.tasks import env_dims, get_task, load_registry
+
+    rows = []
+    for name in task_names or list(load_registry(registry)):
+        task = get_task(name, registry)
+        obs_dim, act_dim = env_dims(task)
+        for label, dim in (("today", obs_dim), ("paper", task.settings.get("paper_obs_dim"))):
+            if dim is None:
+                continue
+            small = sac_actor_flops(dim, act_dim, task.small)
+            large = sac_actor_flops(dim, act_dim, task.large)
+            rows.append({"task": name, "obs": label, "obs_dim": dim, "act_dim": act_dim,
+                         "small": task.small, "large": task.large, "flops_small": small,
+                         "flops_large": large, "flops_master": master_flops(dim, task.master["hidden"]),
+                         "c_large": round(costs(small, large)["large"], 1)})
+    return pd.DataFrame(rows)

@@ -110,7 +110,64 @@ def _run_evaluate(args) -> None:
           f"large share {result['large_share']:.3f}, {result['flops_per_inf']:.0f} FLOPs/Inf")
 
 
-COMMANDS = [_add_tasks, _add_flops, _add_train, _add_evaluate]
+# ----------------------------------------------------------------------------- expert / distill
+def _add_expert(sub) -> None:
+    p = sub.add_parser("expert", help="expert data for BC / GAIL: deterministic rollouts of an "
+                       "L-only teacher", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--teacher", required=True, help="a finished l_only run folder")
+    p.add_argument("--out", required=True, help="expert data file to write (.npz)")
+    p.add_argument("--trajectories", type=int, default=None,
+                   help="episodes (default: the registry's distill.expert_trajectories, 25)")
+    p.add_argument("--length", type=int, default=None,
+                   help="state-action pairs kept per episode (default: distill.expert_length, 50)")
+    p.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
+    p.add_argument("--max-episode-steps", type=int, default=None,
+                   help="default: the teacher run's own override")
+    _registry_arg(p)
+    p.set_defaults(handler=_run_expert)
+
+
+def _run_expert(args) -> None:
+    from asymbench.distillation import make_expert_data
+
+    data = make_expert_data(args.teacher, args.out, trajectories=args.trajectories,
+                            length=args.length, seed=args.seed,
+                            max_episode_steps=args.max_episode_steps, registry=args.registry)
+    print(f"{data.task}: {len(data.trajectories)} trajectories, {data.n_pairs} state-action pairs "
+          f"-> {args.out} (mean return of the kept steps {data.meta['mean_snippet_return']:.2f})")
+
+
+def _add_distill(sub) -> None:
+    p = sub.add_parser("distill", help="BC / GAIL student of an L-only teacher (imitation)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--method", required=True, choices=("bc", "gail"))
+    p.add_argument("--teacher", required=True, help="a finished l_only run folder")
+    p.add_argument("--expert", required=True, help="expert data from `asymbench expert`")
+    p.add_argument("--out", required=True, help="run folder to create")
+    width = p.add_mutually_exclusive_group(required=True)
+    width.add_argument("--width", type=int, default=None, help="student hidden width")
+    width.add_argument("--width-from", default=None,
+                       help="an asym evaluation JSON; the width whose FLOPs/Inf is closest to its Avg")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None,
+                   help="gail: generator env steps (default: the registry's distill.gail_steps)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="bc: epochs over the expert data (default: distill.bc_epochs)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    _registry_arg(p)
+    p.set_defaults(handler=_run_distill)
+
+
+def _run_distill(args) -> None:
+    from asymbench.distillation import distill
+
+    distill(args.method, args.teacher, args.expert, args.out, seed=args.seed, width=args.width,
+            width_from=args.width_from, steps=args.steps, epochs=args.epochs,
+            threads=args.threads, registry=args.registry, progress=not args.quiet)
+
+
+COMMANDS = [_add_tasks, _add_flops, _add_train, _add_evaluate, _add_expert, _add_distill]
 
 
 def build_parser() -> argparse.ArgumentParser:

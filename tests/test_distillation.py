@@ -1,0 +1,259 @@
+"""BC / GAIL distillation of an L-only teacher: expert data, students, run folders, bad input.
+
+The teacher here is a stable-baselines3 SAC run folder written by hand in the contract's layout
+(config.json + model/policy.zip + run.json). Its actor is untrained but its weights are set so
+that its action depends strongly (and non-linearly) on the state: imitating it is then
+measurable, which a near-constant freshly initialised actor would not allow.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from asymbench import distillation as dist
+from asymbench.cli import main
+from asymbench.networks import deployed_flops, fit_width
+from asymbench.runs import RunError, provenance, read_json, write_json
+from asymbench.tasks import get_task, make_env
+
+TASK = "MountainCarContinuous"
+LIMIT = 200  # the teacher run's max_episode_steps override
+
+
+def _make_teacher(run_dir, method="l_only", finished=True, task=TASK):
+    from stable_baselines3 import SAC
+
+    torch.manual_seed(0)
+    env = make_env(get_task(TASK), seed=0, max_episode_steps=LIMIT)
+    model = SAC("MlpPolicy", env, policy_kwargs={"net_arch": [16, 16]}, seed=0, device="cpu")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # features that vary over MountainCar's small (pos, vel) range
+        first = model.actor.latent_pi[0]
+        first.weight.copy_(torch.randn(first.weight.shape, generator=generator)
+                           * torch.tensor([10.0, 100.0]))
+        first.bias.copy_(torch.randn(first.bias.shape, generator=generator) * 3)
+        model.actor.mu.weight.mul_(2.0)
+        model.actor.mu.bias.zero_()
+    (run_dir / "model").mkdir(parents=True)
+    model.save(run_dir / "model" / "policy.zip")
+    write_json(run_dir / "config.json", {
+        "task": task, "method": method, "seed": 0, "widths": {"policy": 16},
+        "task_settings": get_task(TASK).settings, "overrides": {"max_episode_steps": LIMIT}})
+    if finished:
+        write_json(run_dir / "run.json", {"steps": 0, "wall_time_s": 0.0, "steps_per_s": None,
+                                          "provenance": provenance()})
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("distill")
+
+
+@pytest.fixture(scope="module")
+def teacher(workdir):
+    return _make_teacher(workdir / "teacher")
+
+
+@pytest.fixture(scope="module")
+def expert(workdir, teacher):
+    return dist.make_expert_data(teacher, workdir / "expert.npz", trajectories=8, length=40,
+                                 seed=3)
+
+
+def _r2(pred, target):
+    return 1.0 - np.mean((pred - target) ** 2) / np.var(target)
+
+
+# ----------------------------------------------------------------------------- expert data
+def test_expert_data_is_the_teachers_deterministic_rollouts(teacher, expert):
+    from stable_baselines3 import SAC
+
+    data = dist.load_expert_data(expert.path, task=TASK, obs_dim=2, act_dim=1)
+    assert data.meta["task"] == TASK and (data.obs_dim, data.act_dim) == (2, 1)
+    assert data.meta["max_episode_steps"] == LIMIT  # taken from the teacher run's override
+    assert len(data.trajectories) == 8 and data.n_pairs == 8 * 40
+    model = SAC.load(teacher / "model" / "policy.zip", device="cpu")
+    env = make_env(get_task(TASK), max_episode_steps=LIMIT)
+    for i, traj in enumerate(data.trajectories):
+        assert traj.obs.shape == (41, 2) and traj.acts.shape == (40, 1)
+        assert not traj.terminal  # cut after 40 steps, not ended by the env
+        first, _ = env.reset(seed=3 + i)
+        np.testing.assert_allclose(traj.obs[0], first)
+        teacher_acts, _ = model.predict(traj.obs[:-1], deterministic=True)
+        np.testing.assert_allclose(traj.acts, teacher_acts, atol=1e-6)
+    obs, acts = data.arrays()
+    assert obs.shape == (320, 2) and acts.shape == (320, 1)
+    assert np.std(acts) > 0.05  # the fixture teacher's actions do depend on the state
+
+
+def test_expert_cli_uses_the_registry_defaults(teacher, tmp_path, capsys):
+    out = tmp_path / "e.npz"
+    assert main(["expert", "--teacher", str(teacher), "--out", str(out)]) == 0
+    data = dist.load_expert_data(out)
+    distill = get_task(TASK).distill
+    assert len(data.trajectories) == distill["expert_trajectories"]
+    assert {len(t) for t in data.trajectories} == {distill["expert_length"]}
+    assert str(out) in capsys.readouterr().out
+
+
+def _rewrite(src, dst, **changes):
+    with np.load(src) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta.update(changes.pop("meta", {}))
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    arrays.update(changes)
+    with open(dst, "wb") as f:
+        np.savez(f, **arrays)
+    return dst
+
+
+def test_bad_expert_files_are_rejected_naming_file_and_problem(expert, tmp_path):
+    src = expert.path
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip")
+    cases = {
+        "does not exist": tmp_path / "missing.npz",
+        "not a readable": garbage,
+        "empty": _rewrite(src, tmp_path / "empty.npz", lengths=np.zeros(0, np.int64),
+                          terminal=np.zeros(0, bool), obs=np.zeros((0, 2), np.float32),
+                          acts=np.zeros((0, 1), np.float32), rews=np.zeros(0, np.float32)),
+        "'acts' has shape": _rewrite(src, tmp_path / "short.npz", acts=np.zeros((5, 1), np.float32)),
+        "'obs' has shape": _rewrite(src, tmp_path / "wide.npz", obs=np.zeros((328, 3), np.float32)),
+        "NaN": _rewrite(src, tmp_path / "nan.npz",
+                        acts=np.full((320, 1), np.nan, np.float32)),
+        "unknown format": _rewrite(src, tmp_path / "v9.npz", meta={"format": 9}),
+    }
+    for problem, path in cases.items():
+        with pytest.raises(dist.ExpertDataError, match=problem) as info:
+            dist.load_expert_data(path)
+        assert str(path) in str(info.value)
+    with pytest.raises(dist.ExpertDataError, match="task 'MountainCarContinuous'.*not 'Swimmer'"):
+        dist.load_expert_data(src, task="Swimmer")
+    with pytest.raises(dist.ExpertDataError, match="observations have 2 dims.* has 8"):
+        dist.load_expert_data(src, obs_dim=8)
+
+
+# ----------------------------------------------------------------------------- students
+def test_bc_student_imitates_the_teacher(teacher, expert, workdir):
+    out = workdir / "bc"
+    summary = dist.distill("bc", teacher, expert.path, out, seed=0, width=32, epochs=60,
+                           progress=False)
+    curve = summary["bc"]["curve"]
+    assert len(curve) == 61 and curve[-1]["loss"] < curve[0]["loss"]
+    assert curve[-1]["action_mse"] < 0.2 * curve[0]["action_mse"]
+
+    policy = dist.load_student(out)
+    obs, acts = expert.arrays()
+    student_acts, _ = policy.predict(obs, deterministic=True)
+    assert _r2(student_acts, acts) > 0.8  # far better than predicting the mean action
+
+    config, run = read_json(out / "config.json"), read_json(out / "run.json")
+    assert config["method"] == "bc" and config["task"] == TASK and config["seed"] == 0
+    assert config["widths"] == {"policy": 32}
+    assert config["overrides"]["max_episode_steps"] == LIMIT
+    assert config["teacher"] == str(teacher) and config["expert"] == str(expert.path)
+    assert config["settings"]["bc"]["epochs"] == 60
+    assert run["provenance"]["versions"]["imitation"] and run["wall_time_s"] > 0
+
+    module = dist.student_deployed_module(policy)
+    with torch.no_grad():
+        mean = module(torch.as_tensor(obs))
+    np.testing.assert_allclose(np.clip(mean.numpy(), -1, 1), student_acts, atol=1e-6)
+    assert deployed_flops(module, 2, two_head_actor=False) == 2 * (2 * 32 + 32 * 32 + 32 * 1)
+
+
+def test_bc_is_reproducible_for_a_seed(teacher, expert, tmp_path):
+    params = []
+    for name in ("a", "b"):
+        dist.distill("bc", teacher, expert.path, tmp_path / name, seed=5, width=8, epochs=3,
+                     progress=False)
+        params.append(torch.nn.utils.parameters_to_vector(
+            dist.load_student(tmp_path / name).parameters()))
+    assert torch.equal(params[0], params[1])
+
+
+def test_gail_runs_end_to_end_and_writes_a_loadable_student(teacher, expert, tmp_path, capsys):
+    out = tmp_path / "gail"
+    rc = main(["distill", "--method", "gail", "--teacher", str(teacher), "--expert",
+               str(expert.path), "--out", str(out), "--width", "8", "--steps", "2048"])
+    assert rc == 0
+    assert "gail round 1/1" in capsys.readouterr().out
+    run, config = read_json(out / "run.json"), read_json(out / "config.json")
+    assert run["steps"] == 2048 and run["steps_per_s"] > 0
+    assert config["method"] == "gail" and config["total_steps"] == 2048
+    assert config["settings"]["gail"]["generator"] == "ppo"
+    policy = dist.load_student(out)
+    assert [m.out_features for m in policy.mlp_extractor.policy_net
+            if isinstance(m, torch.nn.Linear)] == [8, 8]
+    with open(out / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == list(dist.PROGRESS_COLUMNS)
+    # 8 envs x 256 steps with a 200-step limit: every env finished exactly one episode
+    assert len(rows) == 8 and all(int(r["episode_length"]) == LIMIT for r in rows)
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_width_from_an_asym_evaluation(teacher, expert, tmp_path):
+    evaluation = tmp_path / "asym.json"
+    write_json(evaluation, {"task": TASK, "method": "asym", "flops_per_inf": 4603.0})
+    task = get_task(TASK)
+    width, info = dist.resolve_width(task, 2, 1, width_from=evaluation)
+    assert width == fit_width(4603.0, 2, 1) and info["target_flops_per_inf"] == 4603.0
+    for bad, problem in (({"task": TASK, "method": "fit", "flops_per_inf": 9.0}, "'fit' run"),
+                         ({"task": "Swimmer", "method": "asym", "flops_per_inf": 9.0}, "Swimmer"),
+                         ({"task": TASK, "method": "asym", "flops_per_inf": -1}, "positive")):
+        write_json(evaluation, bad)
+        with pytest.raises(ValueError, match=problem):
+            dist.distill("bc", teacher, expert.path, tmp_path / "x", width_from=evaluation)
+    with pytest.raises(ValueError, match="exactly one"):
+        dist.distill("bc", teacher, expert.path, tmp_path / "x")
+    with pytest.raises(ValueError, match="exactly one"):
+        dist.distill("bc", teacher, expert.path, tmp_path / "x", width=8, width_from=evaluation)
+
+
+def test_bad_teachers_and_outputs_are_refused_with_the_reason(teacher, expert, workdir, tmp_path):
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(teacher, unfinished)
+    (unfinished / "run.json").unlink()
+    fit_run = tmp_path / "fit"
+    shutil.copytree(teacher, fit_run)
+    config = read_json(fit_run / "config.json")
+    write_json(fit_run / "config.json", dict(config, method="fit"))
+    for bad, problem in ((tmp_path / "nowhere", "does not exist"),
+                         (unfinished, "unfinished"), (fit_run, "'fit' run")):
+        with pytest.raises(RunError, match=problem):
+            dist.distill("bc", bad, expert.path, tmp_path / "out", width=8)
+        with pytest.raises(RunError, match=problem):
+            dist.make_expert_data(bad, tmp_path / "e.npz")
+
+    swimmer_expert = _rewrite(expert.path, tmp_path / "swimmer.npz", meta={"task": "Swimmer"})
+    with pytest.raises(dist.ExpertDataError, match="task 'Swimmer' demonstrations"):
+        dist.distill("gail", teacher, swimmer_expert, tmp_path / "out", width=8)
+    with pytest.raises(ValueError, match="at least one generator round of 2048"):
+        dist.distill("gail", teacher, expert.path, tmp_path / "out", width=8, steps=100)
+    with pytest.raises(ValueError, match="unknown distillation method"):
+        dist.distill("dagger", teacher, expert.path, tmp_path / "out", width=8)
+    with pytest.raises(RunError, match="already holds a finished run"):
+        dist.distill("bc", teacher, expert.path, workdir / "bc", width=8)
+
+
+def test_cli_reports_bad_input_as_an_error(teacher, tmp_path, capsys):
+    rc = main(["distill", "--method", "bc", "--teacher", str(tmp_path / "nowhere"),
+               "--expert", str(tmp_path / "e.npz"), "--out", str(tmp_path / "o"), "--width", "8"])
+    assert rc == 2 and "does not exist" in capsys.readouterr().err
+    rc = main(["distill", "--method", "bc", "--teacher", str(teacher),
+               "--expert", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "o"),
+               "--width", "8"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "missing.npz" in err and "does not exist" in err
+    with pytest.raises(SystemExit):  # argparse: --width and --width-from are exclusive
+        main(["distill", "--method", "bc", "--teacher", str(teacher), "--expert", "e.npz",
+              "--out", "o", "--width", "8", "--width-from", "x.json"])

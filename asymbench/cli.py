@@ -94,6 +94,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--seed", type=int, default=1000, help="seed of the first evaluation episode")
     p.add_argument("--out", required=True, help="evaluation JSON to write")
     p.add_argument("--trace", default=None, help="per-step trace CSV of the first episode")
+    p.add_argument("--frames", default=None,
+                   help="folder for rendered frames of the first episode (start and switches)")
     p.add_argument("--max-episode-steps", type=int, default=None)
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(handler=_run_evaluate)
@@ -103,11 +105,12 @@ def _run_evaluate(args) -> None:
     from asymbench.evaluation import evaluate_run
 
     result = evaluate_run(args.run, episodes=args.episodes, seed=args.seed, out=args.out,
-                          trace=args.trace, max_episode_steps=args.max_episode_steps,
+                          trace=args.trace, frames=args.frames, max_episode_steps=args.max_episode_steps,
                           threads=args.threads)
     print(f"{result['task']} {result['method']}: return {result['mean_return']:.2f} "
           f"± {result['std_return']:.2f} over {result['episodes']} episodes, "
-          f"large share {result['large_share']:.3f}, {result['flops_per_inf']:.0f} FLOPs/Inf")
+          f"large share {result['large_share']}, {result['flops_per_inf']:.0f} FLOPs/Inf "
+          f"({result['flops_reduction_pct']:.1f}% fewer than L-only)")
 
 
 # ----------------------------------------------------------------------------- expert / distill
@@ -167,7 +170,64 @@ def _run_distill(args) -> None:
             threads=args.threads, registry=args.registry, progress=not args.quiet)
 
 
-COMMANDS = [_add_tasks, _add_flops, _add_train, _add_evaluate, _add_expert, _add_distill]
+# ----------------------------------------------------------------------------- tables / figures
+def _add_tables(sub) -> None:
+    # asymbench.tables.METHODS, spelt out: importing pandas/scipy here would slow every command
+    # (tests/test_tables.py checks the two agree).
+    methods = ("s_only", "l_only", "ours", "ours_no_cost", "fit", "bc", "gail")
+    p = sub.add_parser("tables", help="rebuild Table 3, 4 or 5 from evaluation JSONs (CSV + .md + .tex)")
+    p.add_argument("table", choices=("table3", "table4", "table5"))
+    p.add_argument("--scale", required=True, help="the budget's name, written into every row and caption")
+    p.add_argument("--out", required=True, help="CSV to write; .md and .tex go beside it")
+    for method in methods:
+        p.add_argument(f"--{method.replace('_', '-')}", dest=method, nargs="+", default=[],
+                       metavar="EVAL_JSON", help=f"evaluations of {method}, one per seed")
+    _registry_arg(p)
+    p.set_defaults(handler=_run_tables)
+
+
+def _run_tables(args) -> None:
+    from asymbench.tables import METHODS, write_table
+
+    paths = {m: getattr(args, m) for m in METHODS if getattr(args, m)}
+    df = write_table(args.table, paths, args.scale, args.out, args.registry)
+    print(f"{args.table} ({args.scale}, {len(df)} tasks) -> {args.out}")
+
+
+def _add_figures(sub) -> None:
+    methods = ("s_only", "l_only", "ours", "ours_no_cost", "fit")  # asymbench.tables.RL_METHODS
+    p = sub.add_parser("figures", help="sub-policy timeline (Figs. 2/3) or learning curves, PNG/PDF")
+    kinds = p.add_subparsers(dest="figure", required=True)
+    t = kinds.add_parser("timeline", help="per-step reward of a traced episode, by sub-policy")
+    t.add_argument("--trace", required=True, help="TRACE.csv from `asymbench evaluate --trace`")
+    t.add_argument("--eval", required=True, help="the same evaluation's JSON")
+    t.add_argument("--frames", default=None, help="frames folder from `asymbench evaluate --frames`")
+    t.add_argument("--run-seed", type=int, required=True, help="training seed of the run, for the title")
+    c = kinds.add_parser("curves", help="episode return against env steps, per method")
+    c.add_argument("--task", required=True)
+    for method in methods:
+        c.add_argument(f"--{method.replace('_', '-')}", dest=method, nargs="+", default=[],
+                       metavar="RUN_JSON", help=f"run.json of each {method} run")
+    for q in (t, c):
+        q.add_argument("--scale", required=True, help="the budget's name, for the title")
+        q.add_argument("--out", required=True, nargs="+", help="figure files (.png, .pdf, ...)")
+    p.set_defaults(handler=_run_figures)
+
+
+def _run_figures(args) -> None:
+    from asymbench import figures
+    from asymbench.tables import RL_METHODS
+
+    if args.figure == "timeline":
+        figures.timeline(args.trace, args.eval, args.frames, args.scale, args.run_seed, args.out)
+    else:
+        runs = {m: getattr(args, m) for m in RL_METHODS if getattr(args, m)}
+        figures.learning_curves(args.task, runs, args.scale, args.out)
+    print(f"figure -> {', '.join(args.out)}")
+
+
+COMMANDS = [_add_tasks, _add_flops, _add_train, _add_evaluate, _add_expert, _add_distill,
+            _add_tables, _add_figures]
 
 
 def build_parser() -> argparse.ArgumentParser:

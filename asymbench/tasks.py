@@ -18,6 +18,7 @@ from typing import Any
 # MuJoCo picks its GL backend at import time; there is no display on the machines we target.
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame (classic-control rendering), headless
 
 import gymnasium as gym
 import jsonschema

@@ -1,0 +1,144 @@
+"""The agents: SAC policies built from the registry, and the asymmetric agent's parts.
+
+Every SAC here (S-only, L-only, fit, and both sub-policies of the asymmetric agent) is built by
+``make_sac`` from the same registry settings, so the baselines and the sub-policies differ only
+in width. The master is stable-baselines3's DQN over the two choices {small, large}.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import DQN, SAC
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+from stable_baselines3.common.utils import LinearSchedule
+
+SUB_POLICIES = ("small", "large")  # the master's action i picks SUB_POLICIES[i]
+
+
+def _silent_logger() -> Logger:
+    # The training loop calls .train() directly; SB3 records its losses into a logger that must exist.
+    return Logger(folder=None, output_formats=[])
+
+
+def make_action_noise(settings: dict | None, act_dim: int):
+    if not settings:
+        return None
+    mean, sigma = np.zeros(act_dim), settings["sigma"] * np.ones(act_dim)
+    if settings["type"] == "ornstein_uhlenbeck":
+        return OrnsteinUhlenbeckActionNoise(mean=mean, sigma=sigma)
+    return NormalActionNoise(mean=mean, sigma=sigma)
+
+
+def make_sac(sac_settings: dict, env: gym.Env, width: int, seed: int,
+             buffer_size: int | None = None) -> SAC:
+    """A stable-baselines3 SAC whose actor and critics have two hidden layers of ``width``.
+
+    ``buffer_size`` overrides the registry's, so a sub-policy that will share another's buffer
+    does not allocate its own million-transition one.
+    """
+    lr = sac_settings["learning_rate"]
+    if sac_settings["lr_schedule"] == "linear":
+        lr = LinearSchedule(lr, 0.0, 1.0)
+    model = SAC(
+        "MlpPolicy", env,
+        learning_rate=lr,
+        buffer_size=buffer_size or sac_settings["buffer_size"],
+        learning_starts=sac_settings["learning_starts"],
+        batch_size=sac_settings["batch_size"],
+        tau=sac_settings["tau"],
+        gamma=sac_settings["gamma"],
+        ent_coef=sac_settings["ent_coef"] if sac_settings["ent_coef"] == "auto"
+        else float(sac_settings["ent_coef"]),
+        policy_kwargs={"net_arch": [width, width]},
+        seed=seed, device="cpu", verbose=0,
+    )
+    model.set_logger(_silent_logger())
+    return model
+
+
+class _ChoiceEnv(gym.Env):
+    """Only the spaces of the master's decision problem: state -> {small, large}.
+
+    SB3's DQN needs an env to size its networks and buffer; the training loop, not DQN.learn,
+    feeds it transitions, so this env is never stepped.
+    """
+
+    def __init__(self, observation_space: gym.Space):
+        self.observation_space = observation_space
+        self.action_space = gym.spaces.Discrete(len(SUB_POLICIES))
+
+    def reset(self, *, seed=None, options=None):  # pragma: no cover - never called
+        raise RuntimeError("the master's choice env is never stepped")
+
+    def step(self, action):  # pragma: no cover - never called
+        raise RuntimeError("the master's choice env is never stepped")
+
+
+def make_master(master_settings: dict, observation_space: gym.Space, seed: int) -> DQN:
+    model = DQN(
+        "MlpPolicy", _ChoiceEnv(observation_space),
+        learning_rate=master_settings["learning_rate"],
+        buffer_size=master_settings["buffer_size"],
+        learning_starts=master_settings["learning_starts"],
+        batch_size=master_settings["batch_size"],
+        gamma=master_settings["gamma"],
+        target_update_interval=master_settings["target_update_interval"],
+        exploration_fraction=master_settings["exploration_fraction"],
+        exploration_final_eps=master_settings["exploration_final_eps"],
+        policy_kwargs={"net_arch": list(master_settings["hidden"])},
+        seed=seed, device="cpu", verbose=0,
+    )
+    model.set_logger(_silent_logger())
+    return model
+
+
+def load_sac(path: Path, env: gym.Env | None = None) -> SAC:
+    model = SAC.load(path, env=env, device="cpu")
+    model.set_logger(_silent_logger())
+    return model
+
+
+def load_master(path: Path, observation_space: gym.Space) -> DQN:
+    model = DQN.load(path, env=_ChoiceEnv(observation_space), device="cpu")
+    model.set_logger(_silent_logger())
+    return model
+
+
+class DeployedActor(torch.nn.Module):
+    """Deterministic SAC action at deployment: tanh(mu(trunk(obs))), rescaled to the bounds.
+
+    The log-std head is evaluated too, as SB3's actor does (and as the paper's FLOPs count it).
+    """
+
+    def __init__(self, latent_pi: torch.nn.Module, mu: torch.nn.Module, log_std: torch.nn.Module,
+                 action_space: gym.spaces.Box):
+        super().__init__()
+        self.latent_pi, self.mu, self.log_std = latent_pi, mu, log_std
+        self.register_buffer("low", torch.as_tensor(action_space.low, dtype=torch.float32))
+        self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
+
+    @classmethod
+    def from_sac(cls, sac: SAC) -> "DeployedActor":
+        return cls(sac.actor.latent_pi, sac.actor.mu, sac.actor.log_std, sac.action_space)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        latent = self.latent_pi(obs)
+        self.log_std(latent)
+        squashed = torch.tanh(self.mu(latent))
+        return self.low + 0.5 * (squashed + 1.0) * (self.high - self.low)
+
+
+class DeployedMaster(torch.nn.Module):
+    """Greedy choice of the master: argmax over its Q-values."""
+
+    def __init__(self, master: DQN):
+        super().__init__()
+        self.q_net = master.q_net.q_net
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.q_net(obs).argmax(dim=-1)

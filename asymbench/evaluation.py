@@ -1,0 +1,218 @@
+"""``asymbench evaluate``: deterministic episodes of any finished run, measured one way.
+
+Every table row (S-only, L-only, fit, Ours, BC, GAIL) comes from this module: the same
+episodes, seeds, FLOPs counting and latency timing, whatever produced the run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from asymbench.agents import SUB_POLICIES, DeployedActor, DeployedMaster, load_master, load_sac
+from asymbench.networks import TwoHeadActor, average_flops, deployed_flops, sac_actor_flops
+from asymbench.runs import RunError, atomic_path, load_finished_run, write_json
+from asymbench.tasks import get_task, make_env
+
+MAX_FRAMES = 6
+LATENCY_REPEATS = 5
+
+
+@dataclass
+class DeployedPolicy:
+    """What runs at deployment: one network, or a master choosing between two every macro."""
+
+    networks: dict[str, torch.nn.Module]  # "policy", or "small" and "large"
+    flops: dict[str, int]                 # paper-convention FLOPs/Inf of each network (and "master")
+    master: torch.nn.Module | None = None
+    macro_len: int = 1
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, step_in_episode: int, current: str) -> tuple[np.ndarray, str]:
+        """The action for ``obs`` and which network produced it. ``current`` is the network in
+        use; the master (if any) reconsiders it at the start of every macro."""
+        x = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+        if self.master is not None and step_in_episode % self.macro_len == 0:
+            current = SUB_POLICIES[int(self.master(x)[0])]
+        return self.networks[current](x)[0].numpy(), current
+
+
+class _DeployedStudent(torch.nn.Module):
+    """A BC / GAIL student (SB3 ActorCriticPolicy): the mean action, clipped to the bounds."""
+
+    def __init__(self, module: torch.nn.Module, action_space):
+        super().__init__()
+        self.module = module
+        self.register_buffer("low", torch.as_tensor(action_space.low, dtype=torch.float32))
+        self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(self.module(obs), self.low, self.high)
+
+
+def load_deployed(run_dir: str | Path, config: dict, obs_dim: int) -> DeployedPolicy:
+    model = Path(run_dir) / "model"
+    method = config["method"]
+    if method in ("s_only", "l_only", "fit"):
+        actor = DeployedActor.from_sac(load_sac(model / "policy.zip"))
+        return DeployedPolicy({"policy": actor}, {"policy": deployed_flops(actor, obs_dim)})
+    if method == "asym":
+        subs = {name: load_sac(model / f"{name}.zip") for name in SUB_POLICIES}
+        networks = {name: DeployedActor.from_sac(sac) for name, sac in subs.items()}
+        master = DeployedMaster(load_master(model / "master.zip", subs["small"].observation_space))
+        flops = {name: deployed_flops(net, obs_dim) for name, net in networks.items()}
+        flops["master"] = deployed_flops(master, obs_dim, two_head_actor=False)
+        return DeployedPolicy(networks, flops, master, config["macro_len"])
+    if method in ("bc", "gail"):
+        from asymbench.distillation import load_student, student_deployed_module
+
+        student = load_student(run_dir)
+        module = _DeployedStudent(student_deployed_module(student), student.action_space)
+        return DeployedPolicy({"policy": module},
+                              {"policy": deployed_flops(module, obs_dim, two_head_actor=False)})
+    raise RunError(f"{run_dir}: unknown method '{method}' in config.json")
+
+
+def _run_episode(env, policy: DeployedPolicy, seed: int, record: bool):
+    obs, _ = env.reset(seed=seed)
+    current = "small" if policy.master is not None else "policy"
+    total, steps, large, success, trace = 0.0, 0, 0, None, []
+    while True:
+        action, current = policy.act(obs, steps, current)
+        obs_before = obs
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += float(reward)
+        large += current == "large"
+        if record:
+            trace.append({"step": steps, "reward": float(reward), "sub_policy": current,
+                          "obs": obs_before, **{f"action_{i}": float(a) for i, a in enumerate(action)}})
+        steps += 1
+        if terminated or truncated:
+            if "is_success" in info:
+                success = float(info["is_success"])
+            return total, steps, large, success, trace
+
+
+def _latency_us(networks_by_step, observations: list[np.ndarray]) -> float:
+    """Median over repeats of the mean wall time of one batch-1 decision (including the
+    numpy -> tensor conversion), replaying recorded observations through the given networks."""
+    means = []
+    with torch.inference_mode():
+        for _ in range(LATENCY_REPEATS + 1):  # the first pass warms up and is discarded
+            start = time.perf_counter_ns()
+            for t, o in enumerate(observations):
+                x = torch.as_tensor(o, dtype=torch.float32).unsqueeze(0)
+                for net in networks_by_step(t):
+                    net(x)
+            means.append((time.perf_counter_ns() - start) / 1e3 / len(observations))
+    return float(np.median(means[1:]))
+
+
+def _render_frames(task, policy: DeployedPolicy, seed: int, trace: pd.DataFrame,
+                   frames_dir: Path, max_episode_steps: int | None) -> None:
+    """Replays the traced (deterministic) episode and saves frames at its start and switches."""
+    from PIL import Image
+
+    switches = trace.index[trace["sub_policy"] != trace["sub_policy"].shift()].tolist()
+    candidates = switches if len(switches) > 1 else list(range(len(trace)))
+    picks = sorted({candidates[int(i)] for i in np.linspace(0, len(candidates) - 1,
+                                                            min(MAX_FRAMES, len(candidates)))})
+    env = make_env(task, render=True, max_episode_steps=max_episode_steps)
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    rows, obs = [], env.reset(seed=seed)[0]
+    current = "small" if policy.master is not None else "policy"
+    for step in range(len(trace)):
+        action, current = policy.act(obs, step, current)
+        if step in picks:
+            name = f"step_{step:05d}.png"
+            with atomic_path(frames_dir / name) as tmp:
+                Image.fromarray(env.render()).save(tmp, format="PNG")
+            rows.append({"step": step, "sub_policy": current, "file": name})
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            break
+    env.close()
+    with atomic_path(frames_dir / "index.csv") as tmp:
+        pd.DataFrame(rows, columns=["step", "sub_policy", "file"]).to_csv(tmp, index=False)
+
+
+def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int = 1000,
+                 out: str | Path | None = None, trace: str | Path | None = None,
+                 frames: str | Path | None = None, max_episode_steps: int | None = None,
+                 threads: int = 1) -> dict:
+    """Evaluates a finished run over deterministic episodes seeded ``seed, seed+1, ...``."""
+    config, summary = load_finished_run(run_dir)
+    torch.set_num_threads(threads)
+    task = get_task(config["task"])
+    episodes = episodes or task.eval_episodes
+    if episodes < 1:
+        raise ValueError(f"--episodes must be positive, got {episodes}")
+    limit = max_episode_steps or config.get("max_episode_steps")
+    env = make_env(task, max_episode_steps=limit)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    policy = load_deployed(run_dir, config, obs_dim)
+
+    returns, successes, steps, large_steps, first_trace = [], [], 0, 0, None
+    for episode in range(episodes):
+        total, n, large, success, episode_trace = _run_episode(env, policy, seed + episode,
+                                                               record=episode == 0)
+        returns.append(total)
+        successes.append(success)
+        steps += n
+        large_steps += large
+        if episode == 0:
+            first_trace = pd.DataFrame(episode_trace)
+    env.close()
+
+    # FLOPs: the paper's convention, counted by thop on the networks that actually run.
+    flops_l_only = sac_actor_flops(obs_dim, act_dim, task.large)
+    method = config["method"]
+    if method == "asym":
+        large_share = large_steps / steps
+        flops_per_inf = average_flops(large_share, policy.flops["small"], policy.flops["large"],
+                                      policy.flops["master"], policy.macro_len)
+    else:
+        large_share = {"l_only": 1.0, "s_only": 0.0}.get(method)
+        flops_per_inf = policy.flops["policy"]
+
+    # Latency: the same recorded observations through the deployed policy and a large actor.
+    observations = list(first_trace["obs"])
+    choices = list(first_trace["sub_policy"])
+
+    def deployed_networks(t):
+        nets = [policy.networks[choices[t]]]
+        return ([policy.master] + nets) if policy.master is not None and t % policy.macro_len == 0 else nets
+
+    reference = TwoHeadActor(obs_dim, act_dim, [task.large, task.large])
+    large_actor = DeployedActor(reference.latent_pi, reference.mu, reference.log_std, env.action_space)
+    latency = {"policy": _latency_us(deployed_networks, observations),
+               "l_only": _latency_us(lambda t: [large_actor], observations)}
+
+    result = {
+        "task": config["task"], "method": method, "run": str(run_dir), "seed": seed,
+        "episodes": episodes, "total_steps": config.get("total_steps"),
+        "paper_total_steps": task.total_steps, "max_episode_steps": limit,
+        "returns": returns, "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns)),
+        "success_rate": None if successes[0] is None else float(np.mean(successes)),
+        "large_share": large_share, "flops_per_inf": float(flops_per_inf),
+        "flops_small": policy.flops.get("small"), "flops_large": policy.flops.get("large"),
+        "flops_master": policy.flops.get("master"), "flops_l_only": flops_l_only,
+        "flops_reduction_pct": 100.0 * (1.0 - flops_per_inf / flops_l_only),
+        "width": config["widths"].get("policy"), "widths": config["widths"],
+        "cost_weight": config.get("cost_weight"), "latency_us": latency,
+        "train_wall_time_s": summary.get("wall_time_s"),
+    }
+    if out is not None:
+        write_json(out, result)
+    if trace is not None:
+        with atomic_path(trace) as tmp:
+            first_trace.drop(columns="obs").to_csv(tmp, index=False)
+    if frames is not None:
+        _render_frames(task, policy, seed, first_trace, Path(frames), limit)
+    return result

@@ -1,0 +1,385 @@
+"""``asymbench train``: one training loop for every method, readable top to bottom.
+
+S-only, L-only and fit are the loop with one SAC policy and no master; the asymmetric agent is
+the same loop with two SAC sub-policies sharing ONE replay buffer and a DQN master that picks
+one of them every ``macro_len`` steps. Because the baselines and the sub-policies go through
+the same code (acting, storing, one SAC gradient step per env step), the comparison is fair.
+
+The loop calls stable-baselines3's ``SAC.train`` / ``DQN.train`` for the gradient steps and
+does the acting itself, because SB3's ``learn`` cannot interleave two policies over one env.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from stable_baselines3.common.utils import LinearSchedule, polyak_update, set_random_seed
+from tqdm import tqdm
+
+from asymbench.agents import (SUB_POLICIES, load_master, load_sac, make_action_noise,
+                              make_master, make_sac)
+from asymbench.networks import costs, fit_width, sac_actor_flops
+from asymbench.runs import (CONFIG_FILE, FINISHED_FILE, PROGRESS_FILE, RunError, atomic_path,
+                            load_finished_run, provenance, read_json, write_json)
+from asymbench.tasks import env_dims, get_task, make_env
+
+METHODS = ("s_only", "l_only", "fit", "asym")
+PROGRESS_COLUMNS = ["step", "episode", "episode_return", "episode_length", "large_share", "wall_s"]
+
+
+@dataclass
+class TrainRequest:
+    """What the user asked for; ``resolve_config`` turns it into the full recorded config."""
+
+    task: str
+    method: str
+    seed: int
+    out: str | Path
+    steps: int | None = None
+    cost_weight: float | None = None
+    width: int | None = None
+    width_from: str | None = None
+    learning_starts: int | None = None
+    master_learning_starts: int | None = None
+    max_episode_steps: int | None = None
+    checkpoint_every: int = 50_000
+    threads: int = 1
+    progress: bool = True
+    registry: str | None = None
+
+
+def _widths(request: TrainRequest, task) -> dict[str, int]:
+    if request.method == "s_only":
+        return {"policy": task.small}
+    if request.method == "l_only":
+        return {"policy": task.large}
+    if request.method == "asym":
+        return {"small": task.small, "large": task.large}
+    # fit: an explicit width, or the one whose FLOPs/Inf is closest to Ours' measured average.
+    if (request.width is None) == (request.width_from is None):
+        raise ValueError("method 'fit' needs exactly one of --width or --width-from")
+    if request.width is not None:
+        if request.width < 1:
+            raise ValueError(f"--width must be a positive integer, got {request.width}")
+        return {"policy": request.width}
+    evaluation = read_json(request.width_from)
+    if evaluation.get("task") != task.name or evaluation.get("method") != "asym":
+        raise RunError(f"--width-from {request.width_from} is not an evaluation of an asym run "
+                       f"on task '{task.name}'")
+    obs_dim, act_dim = env_dims(task)
+    return {"policy": fit_width(evaluation["flops_per_inf"], obs_dim, act_dim)}
+
+
+def resolve_config(request: TrainRequest) -> dict:
+    """The complete, JSON-serialisable description of a run: saved as config.json."""
+    if request.method not in METHODS:
+        raise ValueError(f"unknown method '{request.method}'; choose one of {', '.join(METHODS)}")
+    task = get_task(request.task, request.registry)
+    for name in ("steps", "learning_starts", "master_learning_starts", "max_episode_steps",
+                 "checkpoint_every"):
+        value = getattr(request, name)
+        if value is not None and value < (0 if "learning_starts" in name else 1):
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    cost_weight = task.cost_weight if request.cost_weight is None else request.cost_weight
+    if cost_weight < 0:
+        raise ValueError(f"lambda (--lam) must be >= 0, got {cost_weight}")
+    sac = dict(task.sac)
+    master = dict(task.master)
+    overrides = {}
+    if request.learning_starts is not None:
+        sac["learning_starts"] = overrides["learning_starts"] = request.learning_starts
+    if request.master_learning_starts is not None:
+        master["learning_starts"] = overrides["master_learning_starts"] = request.master_learning_starts
+    if request.max_episode_steps is not None:
+        overrides["max_episode_steps"] = request.max_episode_steps
+    is_asym = request.method == "asym"
+    return {
+        "task": task.name, "env_id": task.env_id, "method": request.method, "seed": request.seed,
+        "total_steps": request.steps or task.total_steps,
+        "paper_total_steps": task.total_steps,
+        "cost_weight": cost_weight if is_asym else None,
+        "macro_len": task.macro_len if is_asym else None,
+        "widths": _widths(request, task),
+        "sac": sac, "master": master if is_asym else None,
+        "max_episode_steps": request.max_episode_steps or task.max_episode_steps,
+        # HER for goal tasks is not implemented: such tasks train on the flattened observation.
+        "her": False, "registry_her": task.her,
+        "overrides": overrides, "task_settings": task.settings,
+    }
+
+
+@dataclass
+class LoopState:
+    """Everything besides networks and buffers that a resumed run needs."""
+
+    step: int = 0
+    master_steps: int = 0
+    episodes: int = 0
+    large_steps: int = 0  # env steps driven by the large sub-policy, whole run
+    wall_s: float = 0.0   # training time summed over all process lifetimes
+    rows: list = field(default_factory=list)
+    rng_states: dict = field(default_factory=dict)
+    action_noise: object = None
+
+
+def _capture_rngs(choice_rng: np.random.Generator) -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(), "choice": choice_rng.bit_generator.state}
+
+
+def _restore_rngs(states: dict, choice_rng: np.random.Generator) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    choice_rng.bit_generator.state = states["choice"]
+
+
+def _save_checkpoint(out: Path, policies: dict, master, state: LoopState) -> None:
+    """Writes checkpoint/stepN/ completely, then points checkpoint/latest.json at it."""
+    root = out / "checkpoint"
+    final = root / f"step{state.step:010d}"
+    staging = root / f".staging-step{state.step:010d}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name, sac in policies.items():
+        sac.save(staging / f"{name}.zip")
+    # One buffer object is shared by all sub-policies: saving it once keeps it shared on reload.
+    next(iter(policies.values())).save_replay_buffer(staging / "replay.pkl")
+    if master is not None:
+        master.save(staging / "master.zip")
+        master.save_replay_buffer(staging / "master_replay.pkl")
+    with open(staging / "state.pkl", "wb") as f:
+        pickle.dump(state, f)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(staging, final)
+    write_json(root / "latest.json", {"step": state.step, "dir": final.name})
+    for old in root.glob("step*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(out: Path, env, master_obs_space, config: dict):
+    latest = read_json(out / "checkpoint" / "latest.json")
+    folder = out / "checkpoint" / latest["dir"]
+    names = list(config["widths"])
+    policies = {name: load_sac(folder / f"{name}.zip", env) for name in names}
+    first = policies[names[0]]
+    first.load_replay_buffer(folder / "replay.pkl")
+    for sac in policies.values():
+        sac.replay_buffer = first.replay_buffer
+    master = None
+    if config["method"] == "asym":
+        master = load_master(folder / "master.zip", master_obs_space)
+        master.load_replay_buffer(folder / "master_replay.pkl")
+    with open(folder / "state.pkl", "rb") as f:
+        state = pickle.load(f)
+    return policies, master, state
+
+
+def _build(config: dict, env):
+    """Fresh SAC policies sharing one replay buffer, and (asym) the master DQN."""
+    seed, sac_settings = config["seed"], config["sac"]
+    policies = {}
+    for name, width in config["widths"].items():
+        # Only the first policy allocates a full buffer; the others are given that one.
+        size = None if not policies else 1
+        policies[name] = make_sac(sac_settings, env, width, seed, buffer_size=size)
+    shared = next(iter(policies.values())).replay_buffer
+    for sac in policies.values():
+        sac.replay_buffer = shared
+    master = make_master(config["master"], env.observation_space, seed) if config["method"] == "asym" else None
+    return policies, master
+
+
+def _check_finite(policies: dict, master, step: int) -> None:
+    modules = [sac.policy for sac in policies.values()] + ([master.policy] if master else [])
+    for module in modules:
+        for name, param in module.named_parameters():
+            if not torch.isfinite(param).all():
+                raise RunError(f"training diverged: non-finite values in {name} at step {step}")
+
+
+def train(request: TrainRequest) -> dict:
+    """Trains (or resumes, or skips if finished) one run; returns its run.json summary."""
+    config = resolve_config(request)
+    out = Path(request.out)
+    if (out / FINISHED_FILE).exists():
+        finished_config, summary = load_finished_run(out)
+        if finished_config != config:
+            raise RunError(f"{out} holds a finished run with a different config; "
+                           "choose another --out or delete it")
+        print(f"{out}: already finished ({summary['steps']} steps), nothing to do")
+        return summary
+    resuming = (out / "checkpoint" / "latest.json").exists()
+    if resuming and read_json(out / CONFIG_FILE) != config:
+        raise RunError(f"{out} holds a checkpoint of a different config; "
+                       "resume with the same arguments, or choose another --out")
+    write_json(out / CONFIG_FILE, config)
+
+    torch.set_num_threads(request.threads)
+    seed, total_steps = config["seed"], config["total_steps"]
+    set_random_seed(seed)
+    task = get_task(config["task"], request.registry)
+    env = make_env(task, seed=seed, max_episode_steps=config["max_episode_steps"])
+    act_dim = env.action_space.shape[0]
+    obs_dim = env.observation_space.shape[0]
+    choice_rng = np.random.default_rng(seed)
+
+    if resuming:
+        policies, master, state = _load_checkpoint(out, env, env.observation_space, config)
+        _restore_rngs(state.rng_states, choice_rng)
+        action_noise = state.action_noise
+        print(f"{out}: resuming at step {state.step} of {total_steps}")
+    else:
+        policies, master = _build(config, env)
+        state = LoopState()
+        action_noise = make_action_noise(config["sac"]["action_noise"], act_dim)
+    buffer = next(iter(policies.values())).replay_buffer
+    sac_settings, master_settings = config["sac"], config["master"]
+
+    # The master's cost per env step: lambda * c(w), with c from the networks' FLOPs.
+    if master is not None:
+        flops = {name: sac_actor_flops(obs_dim, act_dim, width)
+                 for name, width in config["widths"].items()}
+        cost = costs(flops["small"], flops["large"])
+        step_cost = {name: config["cost_weight"] * cost[name] for name in SUB_POLICIES}
+        epsilon = LinearSchedule(1.0, master_settings["exploration_final_eps"],
+                                 master_settings["exploration_fraction"])
+
+    obs, _ = env.reset(seed=seed + state.episodes)
+    episode_return, episode_length, episode_large = 0.0, 0, 0
+    macro = None  # (observation at macro start, choice index, master reward so far, length)
+    recent_returns = [row["episode_return"] for row in state.rows[-10:]]
+    segment_start = time.perf_counter()
+    bar = tqdm(total=total_steps, initial=state.step, disable=not request.progress,
+               desc=f"{config['task']}/{config['method']}/seed{seed}", unit="step",
+               mininterval=2.0, smoothing=0.05)
+
+    while state.step < total_steps:
+        progress_remaining = 1.0 - state.step / total_steps
+
+        # 1. The master picks a sub-policy at the start of each macro (epsilon-greedy).
+        if master is not None and macro is None:
+            if choice_rng.random() < epsilon(progress_remaining):
+                choice = int(choice_rng.integers(len(SUB_POLICIES)))
+            else:
+                choice = int(master.predict(obs, deterministic=True)[0])
+            macro = [obs, choice, 0.0, 0]
+        name = SUB_POLICIES[macro[1]] if master is not None else "policy"
+        sac = policies[name]
+
+        # 2. The chosen policy acts: uniform random before learning starts, as SB3's SAC does.
+        if state.step < sac_settings["learning_starts"]:
+            buffer_action = sac.policy.scale_action(env.action_space.sample())
+        else:
+            buffer_action = sac.policy.scale_action(sac.predict(obs, deterministic=False)[0])
+        if action_noise is not None:
+            buffer_action = np.clip(buffer_action + action_noise(), -1.0, 1.0)
+        action = sac.policy.unscale_action(buffer_action)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        done = terminated or truncated
+        timeout = [{"TimeLimit.truncated": truncated and not terminated}]
+
+        # 3. One shared buffer: every transition serves both sub-policies (off-policy SAC).
+        buffer.add(obs[None], next_obs[None], buffer_action[None], np.array([reward]),
+                   np.array([done]), timeout)
+        state.step += 1
+        episode_return += reward
+        episode_length += 1
+        if name == "large":
+            episode_large += 1
+            state.large_steps += 1
+
+        # 4. One SAC gradient step per env step for each policy, from the shared buffer.
+        if state.step > sac_settings["learning_starts"]:
+            for policy in policies.values():
+                policy._current_progress_remaining = progress_remaining
+                policy.train(gradient_steps=1, batch_size=sac_settings["batch_size"])
+
+        # 5. The master learns from whole macros: reward sum minus lambda * n * c(w).
+        if master is not None:
+            macro[2] += reward - step_cost[name]
+            macro[3] += 1
+            if macro[3] == config["macro_len"] or done:
+                master.replay_buffer.add(macro[0][None], next_obs[None], np.array([[macro[1]]]),
+                                         np.array([macro[2]]), np.array([done]), timeout)
+                state.master_steps += 1
+                if (state.master_steps > master_settings["learning_starts"]
+                        and state.master_steps % master_settings["train_freq"] == 0):
+                    master._current_progress_remaining = progress_remaining
+                    master.train(gradient_steps=1, batch_size=master_settings["batch_size"])
+                if state.master_steps % master_settings["target_update_interval"] == 0:
+                    polyak_update(master.q_net.parameters(), master.q_net_target.parameters(), 1.0)
+                macro = None
+
+        obs = next_obs
+        if done:
+            if not np.isfinite(episode_return):
+                raise RunError(f"training diverged: non-finite episode return at step {state.step}")
+            state.episodes += 1
+            state.rows.append({
+                "step": state.step, "episode": state.episodes, "episode_return": episode_return,
+                "episode_length": episode_length,
+                "large_share": episode_large / episode_length if master is not None else None,
+                "wall_s": state.wall_s + time.perf_counter() - segment_start})
+            recent_returns = (recent_returns + [episode_return])[-10:]
+            obs, _ = env.reset(seed=seed + state.episodes)
+            episode_return, episode_length, episode_large = 0.0, 0, 0
+            macro = None
+            if action_noise is not None:
+                action_noise.reset()
+            postfix = {"return": f"{np.mean(recent_returns):.1f}"}
+            if master is not None:
+                postfix["large"] = f"{state.large_steps / state.step:.2f}"
+            bar.set_postfix(postfix, refresh=False)
+        bar.update(1)
+
+        if state.step % 1000 == 0:
+            _check_finite(policies, master, state.step)
+        if state.step % request.checkpoint_every == 0 and state.step < total_steps:
+            # A resumed run restarts at this step with a fresh episode (env state is not saved).
+            state.wall_s += time.perf_counter() - segment_start
+            segment_start = time.perf_counter()
+            state.rng_states, state.action_noise = _capture_rngs(choice_rng), action_noise
+            _save_checkpoint(out, policies, master, state)
+            _write_progress(out, state.rows)
+    bar.close()
+
+    state.wall_s += time.perf_counter() - segment_start
+    for name, model in {**policies, **({"master": master} if master is not None else {})}.items():
+        _save_model(model, out / "model" / f"{name}.zip")
+    _write_progress(out, state.rows)
+    summary = {
+        "steps": state.step, "episodes": state.episodes, "wall_time_s": state.wall_s,
+        "steps_per_s": state.step / state.wall_s if state.wall_s else None,
+        "large_share": state.large_steps / state.step if master is not None else None,
+        "threads": request.threads, "provenance": provenance(),
+    }
+    write_json(out / FINISHED_FILE, summary)
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    env.close()
+    print(f"{out}: finished {state.step} steps in {state.wall_s:.0f} s "
+          f"({summary['steps_per_s']:.1f} steps/s)")
+    return summary
+
+
+def _save_model(model, path: Path) -> None:
+    """SB3's save appends '.zip' to names without it, so stage as '<name>.partial.zip'."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(path.stem + ".partial.zip")
+    model.save(staging)
+    os.replace(staging, path)
+
+
+def _write_progress(out: Path, rows: list[dict]) -> None:
+    with atomic_path(out / PROGRESS_FILE) as tmp:
+        pd.DataFrame(rows, columns=PROGRESS_COLUMNS).to_csv(tmp, index=False)

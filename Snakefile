@@ -1,0 +1,61 @@
+# asymbench: regenerates the paper's Tables 3, 4, 5 and its figures (arXiv 2105.14471).
+#
+#   snakemake --workflow-profile workflow/profiles/local                      # paper scale
+#   snakemake --workflow-profile workflow/profiles/local --config scale=smoke # minutes, 2 cores
+#   snakemake --workflow-profile workflow/profiles/slurm                      # on a SLURM cluster
+#   snakemake --report report.html                                            # after a run
+# Targets: all (default), ablation_no_cost (Table 5), or any file, e.g. paper_tables/table4.csv
+# or paper_tables/short/table3.csv. See results/README.md for the layout.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+read_command_line_numbers(config)
+validate(config, "workflow/schemas/config.schema.yaml")
+check_config()
+
+SCALE = config["scale"]
+
+
+wildcard_constraints:
+    scale=alternatives(config["scales"]),
+    scaledir=r"|(?!paper/)[A-Za-z0-9_-]+/",
+    task=alternatives(REGISTRY),
+    seed=r"\d+",
+    table="table3|table4|table5",
+
+
+report: "workflow/report/workflow.rst"
+
+
+rule all:
+    input:
+        tables_of(SCALE),
+        figures_of(SCALE),
+    default_target: True
+
+
+rule ablation_no_cost:
+    input:
+        tables_of(SCALE, ["table5"]),
+
+
+include: "workflow/rules/train.smk"
+include: "workflow/rules/distill.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/tables.smk"
+include: "workflow/rules/figures.smk"
+
+
+# `asymbench estimate` (benchmarks) adds its own rule here once its file exists.
+if Path(workflow.basedir, "workflow/rules/estimate.smk").exists():
+
+    include: "workflow/rules/estimate.smk"

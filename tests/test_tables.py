@@ -1,0 +1,145 @@
+"""Tables 3-5 from synthetic evaluation JSONs: CI math, best-of-seeds, published columns, scale
+labelling and the CSV/Markdown/LaTeX renderings."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from asymbench import tables
+from asymbench.cli import main
+
+RETURNS = {"s_only": [10.0, 12.0, 14.0], "l_only": [80.0, 90.0, 85.0], "ours": [88.0, 70.0, 95.0],
+           "ours_no_cost": [90.0, 91.0, 92.0], "fit": [60.0, 65.0, 70.0], "bc": [50.0, 40.0, 45.0],
+           "gail": [30.0, 35.0, 20.0]}
+LARGE_SHARE = {"s_only": 0.0, "l_only": 1.0, "ours": None, "ours_no_cost": 0.9}
+
+
+def write_eval(path, task, method, ret, share, flops, steps=300, episodes=2):
+    """An EVAL.json as docs/contract.md describes it (only the fields the tables read matter)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "task": task, "method": method, "run": str(path.parent), "seed": 1000, "episodes": episodes,
+        "total_steps": steps, "returns": [ret] * episodes, "mean_return": ret, "std_return": 0.0,
+        "success_rate": None, "large_share": share, "flops_per_inf": flops, "flops_l_only": 1000.0,
+        "flops_reduction_pct": 100 * (1 - flops / 1000.0), "flops_small": None, "flops_large": None,
+        "flops_master": None, "width": None, "latency_us": {"policy": 1.0, "l_only": 1.0}}))
+    return path
+
+
+@pytest.fixture
+def evals(tmp_path):
+    """Three seeds of every method on two tasks; Swimmer's returns are RETURNS, MountainCar's x2."""
+    paths = {m: [] for m in tables.METHODS}
+    for task, scale_factor in (("Swimmer", 1.0), ("MountainCarContinuous", 2.0)):
+        for method, returns in RETURNS.items():
+            for seed, ret in enumerate(returns):
+                share = {"ours": [0.4, 0.5, 0.6][seed]}.get(method, LARGE_SHARE.get(method))
+                flops = 1000.0 if method == "l_only" else 100.0 + 10 * seed
+                paths[method].append(write_eval(tmp_path / task / method / f"seed{seed}" / "eval.json",
+                                                task, method, ret * scale_factor, share, flops))
+    return paths
+
+
+def test_cli_lists_the_tables_methods():
+    parser_methods = [a.dest for a in _subparser("tables")._actions if a.dest in tables.METHODS]
+    assert tuple(parser_methods) == tables.METHODS
+
+
+def _subparser(name):
+    from asymbench.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sub.choices[name]
+
+
+def test_mean_ci95_uses_student_t():
+    mean, ci = tables.mean_ci95([88.0, 70.0, 95.0])
+    sd = pd.Series([88.0, 70.0, 95.0]).std()
+    assert mean == pytest.approx(84.333333)
+    assert ci == pytest.approx(stats.t.ppf(0.975, 2) * sd / math.sqrt(3))
+    assert ci == pytest.approx(4.302653 * sd / math.sqrt(3), rel=1e-6)
+    assert math.isnan(tables.mean_ci95([5.0])[1])
+
+
+def test_table3_values_best_and_published(evals):
+    df = tables.build_table("table3", tables.load_evaluations(evals), "smoke")
+    assert list(df["task"]) == ["MountainCarContinuous", "Swimmer"]  # registry order
+    row = df.set_index("task").loc["Swimmer"]
+    assert row["scale"] == "smoke" and row["n_seeds"] == 3
+    assert row["train_steps"] == 300 and row["eval_episodes"] == 2
+    assert row["ours_return_mean"] == pytest.approx(84.333333)
+    assert row["ours_return_ci95"] == pytest.approx(tables.mean_ci95([88.0, 70.0, 95.0])[1])
+    # best view: the seed with the best return (95.0, seed 2) supplies every Ours column
+    assert row["ours_return_best"] == 95.0
+    assert row["ours_large_usage_pct_best"] == pytest.approx(60.0)
+    assert row["ours_flops_reduction_pct_best"] == pytest.approx(100 * (1 - 120 / 1000))
+    assert row["ours_large_usage_pct_mean"] == pytest.approx(50.0)
+    published = pd.read_csv(tables.resources.files("asymbench") / "data" / "published_table3.csv")
+    published = published.set_index("task")
+    for column in tables.TABLES["table3"].columns:
+        assert row[f"{column}_paper"] == published.loc["Swimmer-v3", column]
+    assert df.set_index("task").loc["MountainCarContinuous", "s_only_return_paper"] == -11.6
+
+
+def test_table4_and_5_columns(evals):
+    df4 = tables.build_table("table4", tables.load_evaluations(evals), "smoke").set_index("task")
+    assert df4.loc["Swimmer", "gail_return_best"] == 35.0
+    assert df4.loc["Swimmer", "l_only_flops_per_inf_paper"] == 137219
+    assert df4.loc["Swimmer", "student_flops_per_inf_mean"] == pytest.approx(110.0)
+    df5 = tables.build_table("table5", tables.load_evaluations(evals), "smoke").set_index("task")
+    assert df5.loc["Swimmer", "ours_no_cost_large_usage_pct_mean"] == pytest.approx(90.0)
+    assert df5.filter(like="_paper").isna().all().all()  # the paper publishes no Table 5
+
+
+def test_unequal_seed_counts_are_refused(evals):
+    evals["ours"] = evals["ours"][:2]
+    with pytest.raises(ValueError, match="same number of runs per method"):
+        tables.build_table("table3", tables.load_evaluations(evals), "smoke")
+
+
+def test_cli_writes_csv_md_tex_labelled_with_the_scale(evals, tmp_path):
+    out = tmp_path / "tables" / "table3.csv"
+    args = ["tables", "table3", "--scale", "smoke", "--out", str(out)]
+    for method in ("s_only", "l_only", "ours"):
+        args += [f"--{method.replace('_', '-')}", *map(str, evals[method])]
+    assert main(args) == 0
+    df = pd.read_csv(out)
+    assert {"scale", "n_seeds", "train_steps", "eval_episodes"} <= set(df.columns)
+    assert set(df["scale"]) == {"smoke"}
+    md, tex = out.with_suffix(".md").read_text(), out.with_suffix(".tex").read_text()
+    for text in (md, tex):
+        assert "NOT the paper's scale" in text and "'smoke'" in text
+        assert "Best run over seeds" in text
+    assert "84.3 ± " in md and "[108.8]" in md  # Swimmer Ours: reproduced ± CI [published]
+    assert r"\pm" in tex and r"\begin{tabular}" in tex
+
+
+def test_single_seed_leaves_ci_blank(tmp_path):
+    paths = {m: [write_eval(tmp_path / m / "eval.json", "Swimmer", m, 1.0, LARGE_SHARE.get(m, 0.5), 10.0)]
+             for m in ("s_only", "l_only", "ours")}
+    out = tmp_path / "t3.csv"
+    tables.write_table("table3", paths, "smoke", out)
+    df = pd.read_csv(out)
+    assert df["n_seeds"].tolist() == [1] and df["ours_return_ci95"].isna().all()
+    assert "One seed (n=1): no confidence interval" in out.with_suffix(".md").read_text()
+
+
+def test_missing_method_and_bad_file_are_named(evals, tmp_path):
+    with pytest.raises(ValueError, match="needs evaluations of s_only"):
+        tables.write_table("table3", {"ours": evals["ours"]}, "smoke", tmp_path / "t.csv")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"task": "Swimmer"}))
+    with pytest.raises(ValueError, match="bad.json lacks mean_return"):
+        tables.load_evaluations({"ours": [bad]})
+
+
+def test_paper_budget_is_not_flagged(tmp_path):
+    paths = {m: [write_eval(tmp_path / m / "eval.json", "Swimmer", m, 1.0, LARGE_SHARE.get(m, 0.5), 10.0,
+                            steps=2_000_000, episodes=200)] for m in ("ours", "ours_no_cost")}
+    df = tables.write_table("table5", paths, "paper", tmp_path / "t5.csv")
+    assert tables.is_paper_budget(df, "paper")
+    assert "NOT the paper" not in (tmp_path / "t5.md").read_text()
+    assert not tables.is_paper_budget(df, "short")

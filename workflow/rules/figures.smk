@@ -1,0 +1,56 @@
+# Figures in results/<scale>/figures/: the sub-policy timeline of Ours' first evaluation
+# episode (Figs. 2 and 3) and learning curves of every trained method, per task.
+
+
+rule timeline:
+    input:
+        trace=timeline_input("trace.csv"),
+        eval=timeline_input("eval.json"),
+        frames=timeline_input("frames"),
+    output:
+        png=report(
+            "results/{scale}/figures/timeline_{task}.png",
+            caption="../report/timeline.rst",
+            category="Figures",
+            subcategory="Sub-policy timelines",
+            labels={"task": "{task}"},
+        ),
+        pdf="results/{scale}/figures/timeline_{task}.pdf",
+    log:
+        "results/{scale}/logs/figures/timeline_{task}.log",
+    params:
+        seed=figure_seed,
+    resources:
+        mem_mb=resource("report", "mem_mb"),
+        runtime=resource("report", "runtime"),
+    conda:
+        "../envs/asymbench.yaml"
+    shell:
+        "asymbench figures timeline --trace {input.trace} --eval {input.eval} --frames {input.frames}"
+        " --run-seed {params.seed} --scale {wildcards.scale} --out {output.png} {output.pdf} > {log} 2>&1"
+
+
+rule learning_curves:
+    input:
+        unpack(curve_inputs),
+    output:
+        png=report(
+            "results/{scale}/figures/curves_{task}.png",
+            caption="../report/curves.rst",
+            category="Figures",
+            subcategory="Learning curves",
+            labels={"task": "{task}"},
+        ),
+        pdf="results/{scale}/figures/curves_{task}.pdf",
+    log:
+        "results/{scale}/logs/figures/curves_{task}.log",
+    params:
+        runs=method_options,
+    resources:
+        mem_mb=resource("report", "mem_mb"),
+        runtime=resource("report", "runtime"),
+    conda:
+        "../envs/asymbench.yaml"
+    shell:
+        "asymbench figures curves --task {wildcards.task} --scale {wildcards.scale} {params.runs}"
+        " --out {output.png} {output.pdf} > {log} 2>&1"

@@ -112,7 +112,9 @@ def load_teacher(teacher_dir: str | Path, registry: str | Path | None = None):
 
 
 def _teacher_max_episode_steps(config: dict) -> int | None:
-    return (config.get("overrides") or {}).get("max_episode_steps")
+    """The episode limit the teacher trained with: the resolved top-level value that
+    ``asymbench train`` writes, else its override (None: the environment's own limit)."""
+    return config.get("max_episode_steps") or (config.get("overrides") or {}).get("max_episode_steps")
 
 
 def _env_dims(env) -> tuple[int, int]:
@@ -555,8 +557,9 @@ def distill(method: str, teacher_dir: str | Path, expert_path: str | Path, out_d
     else:
         settings["gail"] = {**GAIL_SETTINGS, "generator": distill_settings["gail_generator"],
                             "steps": steps, "ppo": dict(PPO_SETTINGS)}
-    config = {"task": task.name, "method": method, "seed": seed,
+    config = {"task": task.name, "env_id": task.env_id, "method": method, "seed": seed,
               "total_steps": steps if method == "gail" else 0, "cost_weight": None,
+              "max_episode_steps": limit,  # the teacher's; `asymbench evaluate` reads it here
               "widths": {"policy": student_width}, "teacher": str(teacher_dir),
               "expert": str(expert_path), "settings": settings,
               "task_settings": task.settings,

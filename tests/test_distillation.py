@@ -257,3 +257,22 @@ def test_cli_reports_bad_input_as_an_error(teacher, tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse: --width and --width-from are exclusive
         main(["distill", "--method", "bc", "--teacher", str(teacher), "--expert", "e.npz",
               "--out", "o", "--width", "8", "--width-from", "x.json"])
+
+
+# ----------------------------------------------------------------------------- with the trainer
+def test_students_of_a_trained_teacher_go_through_evaluate(l_only_run, asym_run, tmp_path):
+    """The whole chain on the trainer's own runs (tests/conftest.py): expert data from an L-only
+    run, a student sized from an asym evaluation, and `asymbench evaluate` on the student."""
+    from asymbench.evaluation import evaluate_run
+
+    asym_eval = evaluate_run(asym_run, episodes=1, out=tmp_path / "asym.json")
+    expert = dist.make_expert_data(l_only_run, tmp_path / "e.npz", trajectories=3, length=10)
+    out = tmp_path / "bc"
+    dist.distill("bc", l_only_run, expert.path, out, width_from=tmp_path / "asym.json",
+                 epochs=2, progress=False)
+    width = fit_width(asym_eval["flops_per_inf"], 2, 1)
+    result = evaluate_run(out, episodes=2, out=tmp_path / "bc.json")
+    assert result["method"] == "bc" and result["width"] == width
+    assert result["flops_per_inf"] == 2 * (2 * width + width * width + width)
+    teacher_limit = read_json(l_only_run / "config.json")["max_episode_steps"]
+    assert teacher_limit and result["max_episode_steps"] == teacher_limit

@@ -75,7 +75,7 @@ def timeline(trace_csv: str | Path, eval_json: str | Path, frames_dir: str | Pat
         mask = policies == policy
         if mask.any():
             ax.scatter(steps[mask], rewards[mask], s=9, color=colour, zorder=3,
-                       label=f"{policy} ({100 * mask.mean():.0f}% of steps)")
+                       label=f"{policy} ({100 * mask.mean():.1f}% of steps)")
     ax.set_xlabel("environment step of the episode")
     ax.set_ylabel("reward per step")
     ax.set_xlim(steps.min() - 1, steps.max() + 1)
@@ -83,10 +83,9 @@ def timeline(trace_csv: str | Path, eval_json: str | Path, frames_dir: str | Pat
     if "large" in policies:
         handles.append(Patch(color="tab:orange", alpha=0.25))
         labels.append("large sub-policy in use")
-    if len(segments) > 1:
+    if 1 < len(segments) <= MAX_SWITCH_LINES + 1:
         handles.append(Line2D([], [], color="0.4", ls="--", lw=0.6))
-        labels.append(f"switch ({len(segments) - 1} in all)"
-                      + ("" if len(segments) - 1 <= MAX_SWITCH_LINES else ", not drawn"))
+        labels.append("master switch")
     ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
 
     top = ax.get_ylim()[1]
@@ -101,10 +100,10 @@ def timeline(trace_csv: str | Path, eval_json: str | Path, frames_dir: str | Pat
         fig.add_artist(ConnectionPatch(xyA=(0.5, 0), coordsA=image_ax.transAxes, xyB=(frame.step, top),
                                        coordsB=ax.transData, color=colour, lw=0.8, alpha=0.8))
 
-    episode_return = rewards.sum()
-    fig.suptitle(f"{evaluation['task']}: Ours (training seed {run_seed}), first evaluation episode, "
-                 f"return {episode_return:.1f}\nscale '{scale}': {evaluation['total_steps']} training "
-                 f"steps; dots coloured by the sub-policy the master chose", fontsize=10)
+    fig.suptitle(f"{evaluation['task']}: Ours (training seed {run_seed}), first evaluation episode: "
+                 f"return {rewards.sum():.1f}, {len(segments) - 1} master switches\nscale '{scale}': "
+                 f"{evaluation['total_steps']:,} training steps; dots coloured by the sub-policy the "
+                 "master chose", fontsize=10)
     save(fig, outs)
 
 
@@ -162,7 +161,7 @@ def learning_curves(task: str, runs: dict[str, list[str | Path]], scale: str,
         axes[1, 0].set_ylim(-0.05, 1.05)
     axes[-1, 0].set_xlabel("environment steps")
     spread = "; shaded: min-max over seeds" if any(len(p) > 1 for p in runs.values()) else ""
-    fig.suptitle(f"{task}: learning curves, scale '{scale}': {budget} env steps per run, "
+    fig.suptitle(f"{task}: learning curves, scale '{scale}': {budget:,} env steps per run, "
                  f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}\nline: mean over seeds of each run's "
                  f"episode returns (moving average over 2% of its episodes){spread}", fontsize=10)
     save(fig, outs)

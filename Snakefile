@@ -30,7 +30,7 @@ wildcard_constraints:
     scaledir=r"|(?!paper/)[A-Za-z0-9_-]+/",
     task=alternatives(REGISTRY),
     seed=r"\d+",
-    table="table3|table4|table5",
+    table=alternatives(TABLES),
 
 
 report: "workflow/report/workflow.rst"

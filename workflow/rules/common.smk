@@ -6,20 +6,13 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from asymbench.tables import RL_METHODS, TABLES, methods_of
 from asymbench.tasks import load_registry
 
 REGISTRY = load_registry()
 # Result folder name -> `asymbench train --method`; "ours_no_cost" is Ours with --lam 0 (Table 5).
 TRAIN_METHOD = {"s_only": "s_only", "l_only": "l_only", "ours": "asym", "ours_no_cost": "asym",
                 "fit": "fit"}
-DISTILL_METHODS = ("bc", "gail")
-CURVE_METHODS = tuple(TRAIN_METHOD)
-# The methods each table reads (asymbench.tables.TABLES spells out their columns).
-TABLE_METHODS = {
-    "table3": ("s_only", "l_only", "ours"),
-    "table4": ("l_only", "ours", "fit", "gail", "bc"),
-    "table5": ("ours", "ours_no_cost"),
-}
 
 
 def _number(value):
@@ -137,21 +130,16 @@ def result(scale, task, method, seed, name):
     return f"results/{scale}/{task}/{method}/seed{seed}/{name}"
 
 
-def results_of(scale, methods, name):
-    """``name`` of every task x seed x method of ``scale``."""
-    return [result(scale, t, m, s, name) for t in tasks_of(scale) for m in methods
-            for s in seeds_of(scale)]
-
-
 def table_inputs(wildcards):
-    """Evaluation JSONs of a table, named by method, for the table's scale."""
+    """Evaluation JSONs of every task and seed, named by method, for the methods a table reads."""
     scale = scale_of(wildcards)
-    return {m: results_of(scale, [m], "eval.json") for m in TABLE_METHODS[wildcards.table]}
+    return {m: [result(scale, t, m, s, "eval.json") for t in tasks_of(scale) for s in seeds_of(scale)]
+            for m in methods_of(wildcards.table)}
 
 
 def curve_inputs(wildcards):
     return {m: [result(wildcards.scale, wildcards.task, m, s, "run.json")
-                for s in seeds_of(wildcards.scale)] for m in CURVE_METHODS}
+                for s in seeds_of(wildcards.scale)] for m in RL_METHODS}
 
 
 def method_options(wildcards, input):

@@ -12,7 +12,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3 import DQN, SAC
+from stable_baselines3 import DQN, SAC, HerReplayBuffer
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.utils import LinearSchedule
@@ -35,17 +35,21 @@ def make_action_noise(settings: dict | None, act_dim: int):
 
 
 def make_sac(sac_settings: dict, env: gym.Env, width: int, seed: int,
-             buffer_size: int | None = None) -> SAC:
+             buffer_size: int | None = None, her: dict | None = None) -> SAC:
     """A stable-baselines3 SAC whose actor and critics have two hidden layers of ``width``.
 
     ``buffer_size`` overrides the registry's, so a sub-policy that will share another's buffer
-    does not allocate its own million-transition one.
+    does not allocate its own million-transition one. ``her`` (goal tasks, dict observations)
+    makes the buffer SB3's HerReplayBuffer; the policy then concatenates the dict's parts in
+    the order ``make_env`` flattens them, so the deployed actor takes the flat observation.
     """
     lr = sac_settings["learning_rate"]
     if sac_settings["lr_schedule"] == "linear":
         lr = LinearSchedule(lr, 0.0, 1.0)
     model = SAC(
-        "MlpPolicy", env,
+        "MultiInputPolicy" if her else "MlpPolicy", env,
+        replay_buffer_class=HerReplayBuffer if her else None,
+        replay_buffer_kwargs=dict(her) if her else None,
         learning_rate=lr,
         buffer_size=buffer_size or sac_settings["buffer_size"],
         learning_starts=sac_settings["learning_starts"],

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pandas as pd
 import torch
@@ -56,15 +57,19 @@ class _DeployedStudent(torch.nn.Module):
 
 
 def load_deployed(run_dir: str | Path, config: dict, obs_dim: int) -> DeployedPolicy:
+    """The deployed networks of a finished run; every one takes the flat observation."""
     model = Path(run_dir) / "model"
     method = config["method"]
+    # SB3 reloads a hindsight-relabelling buffer only with its goal env at hand.
+    goal_env = make_env(get_task(config["task"]), flatten=False) if config.get("her") else None
     if method in ("s_only", "l_only", "fit"):
-        actor = DeployedActor.from_sac(load_sac(model / "policy.zip"))
+        actor = DeployedActor.from_sac(load_sac(model / "policy.zip", goal_env))
         return DeployedPolicy({"policy": actor}, {"policy": deployed_flops(actor, obs_dim)})
     if method == "asym":
-        subs = {name: load_sac(model / f"{name}.zip") for name in SUB_POLICIES}
+        subs = {name: load_sac(model / f"{name}.zip", goal_env) for name in SUB_POLICIES}
         networks = {name: DeployedActor.from_sac(sac) for name, sac in subs.items()}
-        master = DeployedMaster(load_master(model / "master.zip", subs["small"].observation_space))
+        flat_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+        master = DeployedMaster(load_master(model / "master.zip", flat_space))
         flops = {name: deployed_flops(net, obs_dim) for name, net in networks.items()}
         flops["master"] = deployed_flops(master, obs_dim, two_head_actor=False)
         return DeployedPolicy(networks, flops, master, config["macro_len"])

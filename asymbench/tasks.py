@@ -106,7 +106,11 @@ TASK_SCHEMA = {
         "total_steps": _POSITIVE_INT,
         "eval_episodes": _POSITIVE_INT,
         "max_episode_steps": {"anyOf": [{"type": "null"}, _POSITIVE_INT]},
-        "her": {"type": "boolean"},
+        "her": {"anyOf": [{"type": "null"}, {
+            "type": "object", "additionalProperties": False,
+            "required": ["goal_selection_strategy", "n_sampled_goal"],
+            "properties": {"goal_selection_strategy": {"enum": ["future", "final", "episode"]},
+                           "n_sampled_goal": _POSITIVE_INT}}]},
         "sac": SAC_SCHEMA,
         "master": MASTER_SCHEMA,
         "distill": DISTILL_SCHEMA,
@@ -204,14 +208,17 @@ def _register_optional_suites(env_id: str) -> None:
 
 
 def make_env(task: Task, seed: int | None = None, render: bool = False,
-             max_episode_steps: int | None = None) -> gym.Env:
+             max_episode_steps: int | None = None, flatten: bool = True) -> gym.Env:
     """Builds ``task`` as a gymnasium env with a flat float32 Box observation.
 
-    ``max_episode_steps`` overrides the registry's limit (used by reduced-budget scales).
-    Dict observations (Fetch, dm_control) are flattened in gymnasium's sorted-key order.
+    ``max_episode_steps`` caps the episode length (used by reduced-budget scales).
+    Dict observations (Fetch, dm_control) are flattened key by key in the Dict space's order,
+    the order stable-baselines3's CombinedExtractor concatenates them in. ``flatten=False``
+    keeps a goal task's dict (hindsight relabelling needs its achieved and desired goals).
     """
     _register_optional_suites(task.env_id)
-    limit = max_episode_steps or task.max_episode_steps
+    # An override only shortens episodes (reduced-budget scales); it never lengthens a task's.
+    limit = min(filter(None, (max_episode_steps, task.max_episode_steps)), default=None)
     kwargs = {"render_mode": "rgb_array"} if render else {}
     if limit:
         kwargs["max_episode_steps"] = limit
@@ -220,15 +227,21 @@ def make_env(task: Task, seed: int | None = None, render: bool = False,
     except gym.error.Error as exc:
         raise RegistryError(f"task '{task.name}', field 'env_id': cannot build "
                             f"'{task.env_id}': {exc}") from exc
+    if not isinstance(env.action_space, gym.spaces.Box):
+        raise RegistryError(f"task '{task.name}': SAC needs a continuous (Box) action space, "
+                            f"'{task.env_id}' has {env.action_space}")
     if isinstance(env.observation_space, gym.spaces.Dict):
+        if not flatten:
+            return _seeded(env, seed)
         env = gym.wrappers.FlattenObservation(env)
     if env.observation_space.dtype != np.float32:
         env = gym.wrappers.TransformObservation(
             env, lambda obs: obs.astype(np.float32),
             gym.spaces.Box(-np.inf, np.inf, env.observation_space.shape, np.float32))
-    if not isinstance(env.action_space, gym.spaces.Box):
-        raise RegistryError(f"task '{task.name}': SAC needs a continuous (Box) action space, "
-                            f"'{task.env_id}' has {env.action_space}")
+    return _seeded(env, seed)
+
+
+def _seeded(env: gym.Env, seed: int | None) -> gym.Env:
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)

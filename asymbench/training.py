@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pandas as pd
 import torch
@@ -111,8 +112,8 @@ def resolve_config(request: TrainRequest) -> dict:
         "widths": _widths(request, task),
         "sac": sac, "master": master if is_asym else None,
         "max_episode_steps": request.max_episode_steps or task.max_episode_steps,
-        # HER for goal tasks is not implemented: such tasks train on the flattened observation.
-        "her": False, "registry_her": task.her,
+        # Goal tasks relabel the sub-policies' shared buffer (HER); the master's is not relabelled.
+        "her": task.her,
         "overrides": overrides, "task_settings": task.settings,
     }
 
@@ -191,13 +192,27 @@ def _build(config: dict, env):
     policies = {}
     for name, width in config["widths"].items():
         # Only the first policy allocates a full buffer; the others are given that one.
-        size = None if not policies else 1
-        policies[name] = make_sac(sac_settings, env, width, seed, buffer_size=size)
+        # (A buffer never holds more than the run's steps, so a shorter run allocates less.)
+        size = min(sac_settings["buffer_size"], config["total_steps"]) if not policies else 1
+        policies[name] = make_sac(sac_settings, env, width, seed, buffer_size=size, her=config["her"])
     shared = next(iter(policies.values())).replay_buffer
     for sac in policies.values():
         sac.replay_buffer = shared
-    master = make_master(config["master"], env.observation_space, seed) if config["method"] == "asym" else None
+    master = make_master(config["master"], _flat_space(env), seed) if config["method"] == "asym" else None
     return policies, master
+
+
+def _flat_space(env) -> gym.spaces.Box:
+    """The master sees the flat observation, also where the sub-policies get a goal dict."""
+    space = env.observation_space
+    if isinstance(space, gym.spaces.Dict):
+        space = gym.spaces.flatten_space(space)
+    return gym.spaces.Box(-np.inf, np.inf, space.shape, np.float32)
+
+
+def _batched(obs):
+    """A single observation (array or goal dict) as the batch of one env that SB3 buffers take."""
+    return {key: value[None] for key, value in obs.items()} if isinstance(obs, dict) else obs[None]
 
 
 def _check_finite(policies: dict, master, step: int) -> None:
@@ -229,13 +244,16 @@ def train(request: TrainRequest) -> dict:
     seed, total_steps = config["seed"], config["total_steps"]
     set_random_seed(seed)
     task = get_task(config["task"], request.registry)
-    env = make_env(task, seed=seed, max_episode_steps=config["max_episode_steps"])
+    env = make_env(task, seed=seed, max_episode_steps=config["max_episode_steps"],
+                   flatten=not config["her"])
     act_dim = env.action_space.shape[0]
-    obs_dim = env.observation_space.shape[0]
+    obs_dim = _flat_space(env).shape[0]
+    flat = ((lambda o: gym.spaces.flatten(env.observation_space, o).astype(np.float32))
+            if config["her"] else (lambda o: o))
     choice_rng = np.random.default_rng(seed)
 
     if resuming:
-        policies, master, state = _load_checkpoint(out, env, env.observation_space, config)
+        policies, master, state = _load_checkpoint(out, env, _flat_space(env), config)
         _restore_rngs(state.rng_states, choice_rng)
         action_noise = state.action_noise
         print(f"{out}: resuming at step {state.step} of {total_steps}")
@@ -272,8 +290,8 @@ def train(request: TrainRequest) -> dict:
             if choice_rng.random() < epsilon(progress_remaining):
                 choice = int(choice_rng.integers(len(SUB_POLICIES)))
             else:
-                choice = int(master.predict(obs, deterministic=True)[0])
-            macro = [obs, choice, 0.0, 0]
+                choice = int(master.predict(flat(obs), deterministic=True)[0])
+            macro = [flat(obs), choice, 0.0, 0]
         name = SUB_POLICIES[macro[1]] if master is not None else "policy"
         sac = policies[name]
 
@@ -290,7 +308,7 @@ def train(request: TrainRequest) -> dict:
         timeout = [{"TimeLimit.truncated": truncated and not terminated}]
 
         # 3. One shared buffer: every transition serves both sub-policies (off-policy SAC).
-        buffer.add(obs[None], next_obs[None], buffer_action[None], np.array([reward]),
+        buffer.add(_batched(obs), _batched(next_obs), buffer_action[None], np.array([reward]),
                    np.array([done]), timeout)
         state.step += 1
         episode_return += reward
@@ -310,7 +328,7 @@ def train(request: TrainRequest) -> dict:
             macro[2] += reward - step_cost[name]
             macro[3] += 1
             if macro[3] == config["macro_len"] or done:
-                master.replay_buffer.add(macro[0][None], next_obs[None], np.array([[macro[1]]]),
+                master.replay_buffer.add(macro[0][None], flat(next_obs)[None], np.array([[macro[1]]]),
                                          np.array([macro[2]]), np.array([done]), timeout)
                 state.master_steps += 1
                 if (state.master_steps > master_settings["learning_starts"]

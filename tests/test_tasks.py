@@ -110,3 +110,10 @@ def test_episode_limit_override():
     env.reset(seed=0)
     truncated = [env.step(env.action_space.sample())[3] for _ in range(3)]
     assert truncated == [False, False, True]
+
+
+def test_episode_limit_override_never_lengthens_a_task():
+    env = make_env(get_task("FetchPickAndPlace"), seed=0, max_episode_steps=100)
+    env.reset(seed=0)
+    truncated = [env.step(env.action_space.sample())[3] for _ in range(50)]
+    assert truncated[-1] and not any(truncated[:-1])

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from asymbench.agents import SUB_POLICIES, load_sac
 from asymbench.networks import costs, sac_actor_flops
@@ -122,3 +123,26 @@ def test_fit_width_comes_from_ours_measured_average(tmp_path):
     with pytest.raises(RunError, match="not an evaluation of an asym run"):
         resolve_config(TrainRequest(task="MountainCarContinuous", method="fit", seed=0, out="x",
                                     width_from=str(evaluation)))
+
+
+def test_goal_task_relabels_a_shared_buffer_and_deploys_on_the_flat_observation(tmp_path):
+    from stable_baselines3 import HerReplayBuffer
+
+    from asymbench.agents import DeployedActor
+
+    config = resolve_config(TrainRequest(task="FetchPickAndPlace", method="asym", seed=0, out="x",
+                                         steps=200))
+    assert config["her"] == {"goal_selection_strategy": "future", "n_sampled_goal": 4}
+    task = get_task("FetchPickAndPlace")
+    policies, master = _build(config, make_env(task, seed=0, flatten=False))
+    assert isinstance(policies["small"].replay_buffer, HerReplayBuffer)
+    assert policies["small"].replay_buffer is policies["large"].replay_buffer
+    assert master.observation_space.shape == (31,)  # the master sees the flat observation
+    # the deployed actor takes make_env's flat observation and acts as the dict policy does
+    dict_obs, _ = make_env(task, flatten=False).reset(seed=4)
+    flat_obs, _ = make_env(task).reset(seed=4)
+    large = policies["large"]
+    expected = large.predict(dict_obs, deterministic=True)[0]
+    actor = DeployedActor.from_sac(large)
+    np.testing.assert_allclose(actor(torch.as_tensor(flat_obs)[None])[0].detach().numpy(), expected,
+                               rtol=1e-5, atol=1e-6)

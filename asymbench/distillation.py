@@ -58,6 +58,7 @@ BC_SETTINGS = {"batch_size": 32, "learning_rate": 1.0e-3, "ent_weight": 1.0e-3, 
 PPO_SETTINGS = {"n_envs": 8, "n_steps": 256, "batch_size": 64, "n_epochs": 5,
                 "learning_rate": 4.0e-4, "gamma": 0.99, "gae_lambda": 0.95, "ent_coef": 0.0,
                 "clip_range": 0.2}
+GAIL_ROUND_STEPS = PPO_SETTINGS["n_envs"] * PPO_SETTINGS["n_steps"]
 # [ours] imitation's documented GAIL example: 8 discriminator updates per round on batches of
 # (up to) 1,024 expert and 1,024 generator pairs, a 512-pair generator replay buffer, and a
 # BasicRewardNet with a running normalisation of its inputs.
@@ -452,11 +453,8 @@ def _train_gail(expert: ExpertData, task: Task, width: int, steps: int, seed: in
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     n_envs, n_steps = PPO_SETTINGS["n_envs"], PPO_SETTINGS["n_steps"]
-    round_steps = n_envs * n_steps
+    round_steps = GAIL_ROUND_STEPS
     n_rounds = steps // round_steps
-    if n_rounds < 1:
-        raise ValueError(f"GAIL needs at least one generator round of {round_steps} env steps "
-                         f"({n_envs} envs x {n_steps}); got --steps {steps}")
     venv = DummyVecEnv([lambda i=i: make_env(task, seed=seed + i,
                                               max_episode_steps=max_episode_steps)
                         for i in range(n_envs)])
@@ -536,6 +534,13 @@ def distill(method: str, teacher_dir: str | Path, expert_path: str | Path, out_d
     steps = int(steps if steps is not None else distill_settings["gail_steps"])
     if (method == "bc" and epochs < 1) or (method == "gail" and steps < 1):
         raise ValueError(f"--epochs / --steps must be positive, got epochs={epochs}, steps={steps}")
+    # GAIL alternates whole generator rounds; like imitation's train(), the budget is rounded
+    # down to a whole number of rounds, and the env steps actually run are recorded.
+    gail_steps = (steps // GAIL_ROUND_STEPS) * GAIL_ROUND_STEPS
+    if method == "gail" and gail_steps < 1:
+        raise ValueError(f"GAIL needs at least one generator round of {GAIL_ROUND_STEPS} env "
+                         f"steps ({PPO_SETTINGS['n_envs']} envs x {PPO_SETTINGS['n_steps']}); "
+                         f"got --steps {steps}")
     if expert.meta.get("teacher") and Path(expert.meta["teacher"]).resolve() != \
             Path(teacher_dir).resolve():
         print(f"note: {expert_path} was made from teacher {expert.meta['teacher']}, "
@@ -556,9 +561,10 @@ def distill(method: str, teacher_dir: str | Path, expert_path: str | Path, out_d
         settings["bc"] = {**BC_SETTINGS, "epochs": epochs}
     else:
         settings["gail"] = {**GAIL_SETTINGS, "generator": distill_settings["gail_generator"],
-                            "steps": steps, "ppo": dict(PPO_SETTINGS)}
+                            "steps_requested": steps, "steps": gail_steps,
+                            "round_steps": GAIL_ROUND_STEPS, "ppo": dict(PPO_SETTINGS)}
     config = {"task": task.name, "env_id": task.env_id, "method": method, "seed": seed,
-              "total_steps": steps if method == "gail" else 0, "cost_weight": None,
+              "total_steps": gail_steps if method == "gail" else 0, "cost_weight": None,
               "max_episode_steps": limit,  # the teacher's; `asymbench evaluate` reads it here
               "widths": {"policy": student_width}, "teacher": str(teacher_dir),
               "expert": str(expert_path), "settings": settings,

@@ -190,6 +190,10 @@ def test_gail_runs_end_to_end_and_writes_a_loadable_student(teacher, expert, tmp
     assert run["steps"] == 2048 and run["steps_per_s"] > 0
     assert config["method"] == "gail" and config["total_steps"] == 2048
     assert config["settings"]["gail"]["generator"] == "ppo"
+    partial = tmp_path / "partial"  # a budget that is not a whole number of rounds
+    dist.distill("gail", teacher, expert.path, partial, width=4, steps=3000, progress=False)
+    assert read_json(partial / "config.json")["total_steps"] == 2048
+    assert read_json(partial / "run.json")["steps"] == 2048
     policy = dist.load_student(out)
     assert [m.out_features for m in policy.mlp_extractor.policy_net
             if isinstance(m, torch.nn.Linear)] == [8, 8]
@@ -239,6 +243,7 @@ def test_bad_teachers_and_outputs_are_refused_with_the_reason(teacher, expert, w
         dist.distill("gail", teacher, swimmer_expert, tmp_path / "out", width=8)
     with pytest.raises(ValueError, match="at least one generator round of 2048"):
         dist.distill("gail", teacher, expert.path, tmp_path / "out", width=8, steps=100)
+    assert not (tmp_path / "out").exists()  # refused before anything was written
     with pytest.raises(ValueError, match="unknown distillation method"):
         dist.distill("dagger", teacher, expert.path, tmp_path / "out", width=8)
     with pytest.raises(RunError, match="already holds a finished run"):

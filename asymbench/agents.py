@@ -107,8 +107,8 @@ def load_sac(path: Path, env: gym.Env | None = None) -> SAC:
     return model
 
 
-def load_master(path: Path, observation_space: gym.Space) -> DQN:
-    model = DQN.load(path, env=_ChoiceEnv(observation_space), device="cpu")
+def load_master(path: Path) -> DQN:
+    model = DQN.load(path, device="cpu")
     model.set_logger(_silent_logger())
     return model
 

@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pandas as pd
 import torch
@@ -68,8 +67,7 @@ def load_deployed(run_dir: str | Path, config: dict, obs_dim: int) -> DeployedPo
     if method == "asym":
         subs = {name: load_sac(model / f"{name}.zip", goal_env) for name in SUB_POLICIES}
         networks = {name: DeployedActor.from_sac(sac) for name, sac in subs.items()}
-        flat_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
-        master = DeployedMaster(load_master(model / "master.zip", flat_space))
+        master = DeployedMaster(load_master(model / "master.zip"))
         flops = {name: deployed_flops(net, obs_dim) for name, net in networks.items()}
         flops["master"] = deployed_flops(master, obs_dim, two_head_actor=False)
         return DeployedPolicy(networks, flops, master, config["macro_len"])

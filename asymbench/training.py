@@ -168,7 +168,7 @@ def _save_checkpoint(out: Path, policies: dict, master, state: LoopState) -> Non
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(out: Path, env, master_obs_space, config: dict):
+def _load_checkpoint(out: Path, env, config: dict):
     latest = read_json(out / "checkpoint" / "latest.json")
     folder = out / "checkpoint" / latest["dir"]
     names = list(config["widths"])
@@ -179,7 +179,7 @@ def _load_checkpoint(out: Path, env, master_obs_space, config: dict):
         sac.replay_buffer = first.replay_buffer
     master = None
     if config["method"] == "asym":
-        master = load_master(folder / "master.zip", master_obs_space)
+        master = load_master(folder / "master.zip")
         master.load_replay_buffer(folder / "master_replay.pkl")
     with open(folder / "state.pkl", "rb") as f:
         state = pickle.load(f)
@@ -205,9 +205,10 @@ def _build(config: dict, env):
 def _flat_space(env) -> gym.spaces.Box:
     """The master sees the flat observation, also where the sub-policies get a goal dict."""
     space = env.observation_space
-    if isinstance(space, gym.spaces.Dict):
-        space = gym.spaces.flatten_space(space)
-    return gym.spaces.Box(-np.inf, np.inf, space.shape, np.float32)
+    if not isinstance(space, gym.spaces.Dict):
+        return space
+    flat = gym.spaces.flatten_space(space)
+    return gym.spaces.Box(flat.low.astype(np.float32), flat.high.astype(np.float32), dtype=np.float32)
 
 
 def _batched(obs):
@@ -253,7 +254,7 @@ def train(request: TrainRequest) -> dict:
     choice_rng = np.random.default_rng(seed)
 
     if resuming:
-        policies, master, state = _load_checkpoint(out, env, _flat_space(env), config)
+        policies, master, state = _load_checkpoint(out, env, config)
         _restore_rngs(state.rng_states, choice_rng)
         action_noise = state.action_noise
         print(f"{out}: resuming at step {state.step} of {total_steps}")

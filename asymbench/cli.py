@@ -226,8 +226,39 @@ def _run_figures(args) -> None:
     print(f"figure -> {', '.join(args.out)}")
 
 
+# ----------------------------------------------------------------------------- estimate
+def _add_estimate(sub) -> None:
+    p = sub.add_parser("estimate", help="expected CPU-hours and wall time of a pipeline scale, "
+                       "from measured throughputs (benchmarks/)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--scale", required=True, help="a scale of the pipeline config (paper, short, ...)")
+    p.add_argument("--cores", type=int, default=16, help="cores running one job each")
+    p.add_argument("--throughput", nargs="*", default=None,
+                   help="benchmarks/train_throughput.py JSONs (default: every benchmarks/results/"
+                   "train_throughput*.json; none given: use the labelled fallbacks only)")
+    p.add_argument("--env-rates", default=None,
+                   help="benchmarks/env_step_rate.py JSON, for evaluation jobs (default: "
+                   "benchmarks/results/env_step_rate.json if present)")
+    p.add_argument("--config", default="config/config.yaml", help="the pipeline config")
+    p.add_argument("--tasks", nargs="+", default=None, help="replace the scale's tasks")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="replace the scale's seeds")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="result folders to count (default: all the pipeline builds)")
+    p.add_argument("--out", default=None, help="also write the estimate as JSON")
+    _registry_arg(p)
+    p.set_defaults(handler=_run_estimate)
+
+
+def _run_estimate(args) -> None:
+    from asymbench.estimate import run_estimate
+
+    run_estimate(args.scale, args.cores, throughput=args.throughput, env_rates=args.env_rates,
+                 config=args.config, tasks=args.tasks, seeds=args.seeds, methods=args.methods,
+                 out=args.out, registry=args.registry)
+
+
 COMMANDS = [_add_tasks, _add_flops, _add_train, _add_evaluate, _add_expert, _add_distill,
-            _add_tables, _add_figures]
+            _add_tables, _add_figures, _add_estimate]
 
 
 def build_parser() -> argparse.ArgumentParser:

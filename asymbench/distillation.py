@@ -94,8 +94,12 @@ class ExpertDataError(ValueError):
 
 # ----------------------------------------------------------------------------- teacher
 def load_teacher(teacher_dir: str | Path, registry: str | Path | None = None):
-    """(config, task, SAC model) of a finished L-only run; RunError names what is wrong."""
-    from stable_baselines3 import SAC
+    """(config, task, deployed actor) of a finished L-only run; RunError names what is wrong.
+
+    The deployed actor is the teacher's deterministic action on the flat observation, also
+    for a goal task whose SAC was trained on the goal dict with hindsight relabelling.
+    """
+    from asymbench.agents import DeployedActor, load_sac
 
     teacher_dir = Path(teacher_dir)
     config, _ = load_finished_run(teacher_dir, methods=TEACHER_METHODS)
@@ -106,10 +110,11 @@ def load_teacher(teacher_dir: str | Path, registry: str | Path | None = None):
     if not path.exists():
         raise RunError(f"teacher run in {teacher_dir} has no deployed policy ({path} is missing)")
     try:
-        model = SAC.load(path, device="cpu")
+        # SB3 reloads a hindsight-relabelling SAC only with its goal env at hand.
+        model = load_sac(path, make_env(task, flatten=False) if config.get("her") else None)
     except Exception as exc:  # a corrupt zip raises zipfile / pickle / torch errors
         raise RunError(f"cannot load the teacher policy {path}: {exc}") from exc
-    return config, task, model
+    return config, task, DeployedActor.from_sac(model)
 
 
 def _teacher_max_episode_steps(config: dict) -> int | None:
@@ -184,7 +189,8 @@ def make_expert_data(teacher_dir: str | Path, out_path: str | Path,
         obs, _ = env.reset(seed=seed + i)
         observations, actions, rewards, terminal = [obs], [], [], False
         for _ in range(length):
-            action, _ = teacher.predict(obs, deterministic=True)
+            with torch.no_grad():
+                action = teacher(torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
             obs, reward, terminated, truncated, _ = env.step(action)
             observations.append(obs)
             actions.append(np.asarray(action, dtype=np.float32).reshape(act_dim))

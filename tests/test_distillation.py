@@ -281,3 +281,15 @@ def test_students_of_a_trained_teacher_go_through_evaluate(l_only_run, asym_run,
     assert result["flops_per_inf"] == 2 * (2 * width + width * width + width)
     teacher_limit = read_json(l_only_run / "config.json")["max_episode_steps"]
     assert teacher_limit and result["max_episode_steps"] == teacher_limit
+
+
+def test_a_goal_task_teacher_trained_with_relabelling_gives_flat_expert_data(tmp_path):
+    from asymbench.training import TrainRequest, train
+
+    teacher_dir = tmp_path / "fetch_teacher"
+    train(TrainRequest(task="FetchPickAndPlace", method="l_only", seed=0, out=teacher_dir,
+                       steps=120, learning_starts=100, progress=False))
+    data = dist.make_expert_data(teacher_dir, tmp_path / "fetch.npz", trajectories=2, length=10)
+    assert (data.obs_dim, data.act_dim) == (31, 4)
+    obs, acts = data.arrays()
+    assert obs.shape == (20, 31) and np.all(np.abs(acts) <= 1.0)

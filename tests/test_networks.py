@@ -61,9 +61,9 @@ def test_average_flops_reproduces_published_avg_within_rounding_of_large_share()
 
 
 def test_fit_width_is_the_closest_width():
-    for target, obs_dim, act_dim in ((4440, 2, 1), (76019, 8, 2), (2266, 24, 6), (10, 3, 1)):
+    for target, obs_dim, act_dim in ((4440, 2, 1), (30000, 8, 2), (2266, 24, 6), (10, 3, 1)):
         width = fit_width(target, obs_dim, act_dim)
-        brute = min(range(1, 400), key=lambda w: abs(sac_actor_flops(obs_dim, act_dim, w) - target))
+        brute = min(range(1, 150), key=lambda w: abs(sac_actor_flops(obs_dim, act_dim, w) - target))
         assert width == brute
     with pytest.raises(ValueError, match="positive"):
         fit_width(float("nan"), 2, 1)

@@ -165,3 +165,30 @@ def figures_of(scale):
 
 def tables_of(scale, tables=("table3", "table4", "table5")):
     return [f"{tables_dir(scale)}/{table}.{ext}" for table in tables for ext in ("csv", "md", "tex")]
+
+
+# ----------------------------------------------------------------------------- estimate
+MEASUREMENTS = {"throughput": sorted(str(p) for p in Path("benchmarks/results").glob("train_throughput*.json")),
+                "env_rates": [p for p in ["benchmarks/results/env_step_rate.json"] if Path(p).exists()]}
+
+
+def estimate_cores(wildcards):
+    """--cores N of this invocation, else --jobs N (cluster executors), else 16."""
+    for name in ("cores", "nodes"):
+        try:
+            value = getattr(workflow, name)
+        except WorkflowError:
+            value = None
+        if isinstance(value, int) and value > 0:
+            return value
+    return 16
+
+
+def estimate_options(wildcards, input):
+    options = [f"--tasks {' '.join(tasks_of(SCALE))}",
+               f"--seeds {' '.join(str(s) for s in seeds_of(SCALE))}"]
+    options += [f"--{key.replace('_', '-')} {' '.join(paths)}" for key, paths in MEASUREMENTS.items()
+                if paths]
+    if workflow.configfiles:
+        options.append(f"--config {workflow.configfiles[-1]}")
+    return " ".join(options)

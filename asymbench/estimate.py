@@ -330,7 +330,7 @@ def _print(result: dict, plan: Scale, methods) -> None:
     for r in result["rows"]:
         column = "evaluate" if r["stage"] in ("evaluate", "expert") else r["method"]
         hours[(r["task"], column)] = hours.get((r["task"], column), 0.0) + r["cpu_h"]
-    print(f"CPU-hours, all seeds  " + "".join(f"{c:>13}" for c in columns) + f"{'total':>9}")
+    print("CPU-hours, all seeds  " + "".join(f"{c:>13}" for c in columns) + f"{'total':>9}")
     for task in plan.tasks:
         cells = [hours.get((task, c), 0.0) for c in columns]
         print(f"{task:21} " + "".join(f"{h:13,.2f}" for h in cells) + f"{sum(cells):9,.2f}")
@@ -338,7 +338,7 @@ def _print(result: dict, plan: Scale, methods) -> None:
     print(f"{'total':21} " + "".join(f"{h:13,.2f}" for h in totals) + f"{sum(totals):9,.2f}")
 
     rates = {(r["task"], r["method"]): r for r in result["rows"] if r["stage"] in ("train", "distill")}
-    print(f"\nrate per CPU-second  " + "".join(f"{c:>13}" for c in columns[:-1])
+    print("\nrate per CPU-second  " + "".join(f"{c:>13}" for c in columns[:-1])
           + "   (env steps; bc: expert samples; * = fallback, not measured)")
     for task in plan.tasks:
         print(f"{task:21} " + "".join(

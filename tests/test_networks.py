@@ -1,7 +1,6 @@
 from importlib import resources
 
 import gymnasium as gym
-import numpy as np
 import pandas as pd
 import pytest
 from stable_baselines3 import SAC

@@ -40,21 +40,27 @@ def count_flops_torch(module: nn.Module, input_dim: int) -> int:
     return int(counter.get_total_flops())
 
 
+def trunk(input_dim: int, hidden: list[int]) -> nn.Sequential:
+    """Linear + ReLU layers of the given widths, as stable-baselines3's ``create_mlp`` builds them."""
+    layers, last = [], input_dim
+    for width in hidden:
+        layers += [nn.Linear(last, width), nn.ReLU()]
+        last = width
+    return nn.Sequential(*layers)
+
+
 class TwoHeadActor(nn.Module):
     """The deployed part of a SAC actor: an MLP trunk with a mean and a log-std head.
 
     Mirrors stable-baselines3's ``sac.policies.Actor`` (latent_pi, mu, log_std) so FLOPs can be
-    counted for any width without building an agent; ``actor_flops`` of a trained SAC agent
-    gives the same number (checked in the tests).
+    counted for any width without building an agent; ``deployed_flops`` of a trained SAC agent's
+    actor gives the same number (checked in the tests).
     """
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: list[int]):
         super().__init__()
-        layers, last = [], obs_dim
-        for width in hidden:
-            layers += [nn.Linear(last, width), nn.ReLU()]
-            last = width
-        self.latent_pi = nn.Sequential(*layers)
+        self.latent_pi = trunk(obs_dim, hidden)
+        last = hidden[-1] if hidden else obs_dim
         self.mu = nn.Linear(last, act_dim)
         self.log_std = nn.Linear(last, act_dim)
 
@@ -64,11 +70,7 @@ class TwoHeadActor(nn.Module):
 
 
 def mlp(input_dim: int, hidden: list[int], output_dim: int) -> nn.Sequential:
-    layers, last = [], input_dim
-    for width in hidden:
-        layers += [nn.Linear(last, width), nn.ReLU()]
-        last = width
-    return nn.Sequential(*layers, nn.Linear(last, output_dim))
+    return nn.Sequential(*trunk(input_dim, hidden), nn.Linear(hidden[-1] if hidden else input_dim, output_dim))
 
 
 def sac_actor_flops(obs_dim: int, act_dim: int, width: int, n_hidden: int = 2) -> int:

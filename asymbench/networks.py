@@ -136,3 +136,54 @@ def flops_table(task_names: list[str] | None = None, registry: str | None = None
                          "flops_large": large, "flops_master": master_flops(dim, task.master["hidden"]),
                          "c_large": round(costs(small, large)["large"], 1)})
     return pd.DataFrame(rows)
+
+
+class StackedLinear(nn.Module):
+    """K independent ``nn.Linear`` layers evaluated as one batched matmul.
+
+    ``x`` is ``[K, B, in]``, weights are ``[K, in, out]``: member k only ever sees its own
+    weights, and because the training losses are summed over members, member k's gradient is
+    exactly its own loss's gradient. One ``baddbmm`` replaces K small matmuls, which is where the
+    batched engine gets its speed (per-operator overhead, not arithmetic, dominates at these sizes).
+    """
+
+    def __init__(self, members: int, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(members, 1, out_features))
+        for k in range(members):  # nn.Linear's own initialisation, member by member
+            self.load_member(k, nn.Linear(in_features, out_features))
+
+    def forward(self, x: torch.Tensor, detach: bool = False) -> torch.Tensor:
+        weight, bias = (self.weight.detach(), self.bias.detach()) if detach else (self.weight, self.bias)
+        return torch.baddbmm(bias, x, weight)
+
+    @torch.no_grad()
+    def load_member(self, k: int, linear: nn.Linear) -> None:
+        self.weight[k].copy_(linear.weight.T)
+        self.bias[k, 0].copy_(linear.bias)
+
+    @torch.no_grad()
+    def store_member(self, k: int, linear: nn.Linear) -> None:
+        linear.weight.copy_(self.weight[k].T)
+        linear.bias.copy_(self.bias[k, 0])
+
+
+class StackedMLP(nn.Module):
+    """K independent MLPs (Linear + ReLU per hidden layer, a linear output) as stacked layers."""
+
+    def __init__(self, members: int, input_dim: int, hidden: list[int], output_dim: int | None):
+        super().__init__()
+        dims = [input_dim, *hidden] + ([output_dim] if output_dim is not None else [])
+        self.layers = nn.ModuleList(StackedLinear(members, a, b) for a, b in zip(dims, dims[1:]))
+        self.relu_last = output_dim is None  # a trunk ends in ReLU, a head does not
+
+    def forward(self, x: torch.Tensor, detach: bool = False) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x, detach)
+            if i < len(self.layers) - 1 or self.relu_last:
+                x = torch.relu(x)
+        return x
+
+    def linears(self) -> list[StackedLinear]:
+        return list(self.layers)

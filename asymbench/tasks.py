@@ -74,6 +74,14 @@ MASTER_SCHEMA = {
         "exploration_fraction": {"type": "number", "minimum": 0, "maximum": 1},
         "exploration_final_eps": {"type": "number", "minimum": 0, "maximum": 1},
         "train_freq": _POSITIVE_INT,
+        "dueling": {"type": "boolean"},
+        "double_q": {"type": "boolean"},
+        "grad_clip": {"anyOf": [{"type": "null"}, {"type": "number", "exclusiveMinimum": 0}]},
+        "prioritized_replay": {"anyOf": [{"type": "null"}, {
+            "type": "object", "additionalProperties": False, "required": ["alpha", "beta0", "eps"],
+            "properties": {"alpha": {"type": "number", "minimum": 0},
+                           "beta0": {"type": "number", "minimum": 0, "maximum": 1},
+                           "eps": {"type": "number", "exclusiveMinimum": 0}}}]},
     },
 }
 
@@ -106,6 +114,8 @@ TASK_SCHEMA = {
         "total_steps": _POSITIVE_INT,
         "eval_episodes": _POSITIVE_INT,
         "max_episode_steps": {"anyOf": [{"type": "null"}, _POSITIVE_INT]},
+        "timeouts": {"enum": ["terminal", "bootstrap"]},
+        "asym_action_noise": {"enum": ["dropped", "as_sac"]},
         "her": {"anyOf": [{"type": "null"}, {
             "type": "object", "additionalProperties": False,
             "required": ["goal_selection_strategy", "n_sampled_goal"],

@@ -1,0 +1,265 @@
+"""The master: a DQN over {small, large}, as the authors ran it, for K seeds at once.
+
+The authors' master is stable-baselines 2's deepq (``stable_baselines/deepq/{dqn,policies}.py``):
+a dueling 32x32 Q-network (separate value and advantage streams, each its own 32x32 MLP),
+double-Q targets, Huber loss, each gradient tensor clipped to norm 10, and proportional
+prioritized replay (alpha 0.6, beta 0.4 -> 1 over training, new transitions at the max
+priority). stable-baselines3's DQN has none of dueling, double-Q or prioritized replay, so the
+master is written here, once, for a *group* of K independent members (one per seed) whose
+weights are stacked: both training engines use it (the SB3 engine with K = 1).
+
+Members never mix: each has its own weights, buffer, priorities and random generator, and
+the loss is a sum of per-member losses, so member k's update is the one it would get alone.
+With every switch off (``dueling``, ``double_q``, ``prioritized_replay``) one update equals
+stable-baselines3's ``DQN.train(1)`` (tested), which is the reference implementation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from asymbench.networks import StackedMLP, mlp
+
+N_CHOICES = 2  # small, large
+
+
+def epsilon(settings: dict, t: int, total_steps: int) -> float:
+    """Exploration rate at env step ``t``: 1 -> final over the first fraction of training."""
+    horizon = max(1, int(settings["exploration_fraction"] * total_steps))
+    final = settings["exploration_final_eps"]
+    return 1.0 + min(t / horizon, 1.0) * (final - 1.0)
+
+
+def per_beta(settings: dict, t: int, total_steps: int) -> float:
+    """Importance-sampling exponent at env step ``t``: beta0 -> 1 over the whole run."""
+    beta0 = settings["prioritized_replay"]["beta0"]
+    return beta0 + min(t / max(1, total_steps), 1.0) * (1.0 - beta0)
+
+
+class QNetwork(nn.Module):
+    """One member's Q-network as deployed: Q = V + A - mean(A) (dueling), or A alone."""
+
+    def __init__(self, obs_dim: int, hidden: list[int], dueling: bool):
+        super().__init__()
+        self.advantage = mlp(obs_dim, hidden, N_CHOICES)
+        self.value = mlp(obs_dim, hidden, 1) if dueling else None
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        advantage = self.advantage(obs)
+        if self.value is None:
+            return advantage
+        return self.value(obs) + advantage - advantage.mean(dim=-1, keepdim=True)
+
+
+class DeployedMaster(nn.Module):
+    """Greedy choice of the master: argmax over its Q-values."""
+
+    def __init__(self, q_net: QNetwork):
+        super().__init__()
+        self.q_net = q_net
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.q_net(obs).argmax(dim=-1)
+
+
+class StackedQNetwork(nn.Module):
+    """K members' Q-networks with stacked weights: ``[K, B, obs] -> [K, B, 2]``."""
+
+    def __init__(self, members: int, obs_dim: int, hidden: list[int], dueling: bool):
+        super().__init__()
+        self.advantage = StackedMLP(members, obs_dim, hidden, N_CHOICES)
+        self.value = StackedMLP(members, obs_dim, hidden, 1) if dueling else None
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        advantage = self.advantage(obs)
+        if self.value is None:
+            return advantage
+        return self.value(obs) + advantage - advantage.mean(dim=-1, keepdim=True)
+
+    def streams(self) -> list[tuple[str, StackedMLP]]:
+        return [("advantage", self.advantage)] + ([("value", self.value)] if self.value else [])
+
+
+class MasterReplay:
+    """Per-member ring buffers of macro transitions; members fill at their own pace (their
+    macros end at different steps), so each has its own position and size."""
+
+    def __init__(self, members: int, capacity: int, obs_dim: int):
+        self.capacity = capacity
+        self.obs = np.zeros((members, capacity, obs_dim), np.float32)
+        self.next_obs = np.zeros((members, capacity, obs_dim), np.float32)
+        self.choice = np.zeros((members, capacity), np.int64)
+        self.reward = np.zeros((members, capacity), np.float32)
+        self.done = np.zeros((members, capacity), np.float32)
+        self.priority = np.zeros((members, capacity), np.float64)  # p_i ** alpha
+        self.max_priority = np.ones(members)
+        self.pos = np.zeros(members, np.int64)
+        self.size = np.zeros(members, np.int64)
+
+    def add(self, k: int, obs, choice: int, reward: float, next_obs, done: bool, alpha: float) -> None:
+        i = self.pos[k]
+        self.obs[k, i], self.next_obs[k, i] = obs, next_obs
+        self.choice[k, i], self.reward[k, i], self.done[k, i] = choice, reward, float(done)
+        self.priority[k, i] = self.max_priority[k] ** alpha
+        self.pos[k] = (i + 1) % self.capacity
+        self.size[k] = min(self.size[k] + 1, self.capacity)
+
+
+class MasterGroup:
+    """K masters trained together, on the authors' schedule counted in environment steps:
+    learning starts after ``learning_starts`` env steps, then one gradient step every
+    ``train_freq`` env steps and a target sync every ``target_update_interval`` env steps."""
+
+    def __init__(self, settings: dict, obs_dim: int, seeds: list[int], total_steps: int):
+        self.settings, self.obs_dim, self.total_steps = settings, obs_dim, total_steps
+        self.members = len(seeds)
+        hidden, dueling = list(settings["hidden"]), settings["dueling"]
+        with torch.random.fork_rng():  # the caller's torch random stream is left untouched
+            self.q_net = StackedQNetwork(self.members, obs_dim, hidden, dueling)
+            self.q_target = StackedQNetwork(self.members, obs_dim, hidden, dueling)
+            for k, seed in enumerate(seeds):  # member k starts from the weights it would get alone
+                torch.manual_seed(seed)
+                self.load_member(k, QNetwork(obs_dim, hidden, dueling))
+        self.q_target.load_state_dict(self.q_net.state_dict())
+        self.q_target.requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=settings["learning_rate"])
+        self.replay = MasterReplay(self.members, settings["buffer_size"], obs_dim)
+        self.rngs = [np.random.default_rng([seed, 1]) for seed in seeds]
+        self.updates = 0
+        self.target_syncs = 0
+
+    # --- acting -------------------------------------------------------------------------
+    @torch.no_grad()
+    def choose(self, obs: np.ndarray, deciding: np.ndarray, t: int) -> np.ndarray:
+        """Epsilon-greedy choices for the members in ``deciding`` (bool [K]); -1 elsewhere."""
+        greedy = self.q_net(torch.as_tensor(obs, dtype=torch.float32)[:, None]).argmax(-1)[:, 0].numpy()
+        eps = epsilon(self.settings, t, self.total_steps)
+        choices = np.full(self.members, -1)
+        for k in np.flatnonzero(deciding):
+            rng = self.rngs[k]
+            choices[k] = rng.integers(N_CHOICES) if rng.random() < eps else greedy[k]
+        return choices
+
+    def store(self, k: int, obs, choice: int, reward: float, next_obs, done: bool) -> None:
+        per = self.settings["prioritized_replay"]
+        self.replay.add(k, obs, choice, reward, next_obs, done, per["alpha"] if per else 1.0)
+
+    # --- learning -----------------------------------------------------------------------
+    def after_env_step(self, t: int) -> None:
+        """The authors' schedule (``dqn.py``): called once per env step with ``t`` the number
+        of env steps taken before this one (their ``num_timesteps``)."""
+        s = self.settings
+        can_sample = bool((self.replay.size >= s["batch_size"]).all())
+        if not (can_sample and t > s["learning_starts"]):
+            return
+        if t % s["train_freq"] == 0:
+            self.update(self.sample(t))
+        if t % s["target_update_interval"] == 0:
+            self.q_target.load_state_dict(self.q_net.state_dict())
+            self.target_syncs += 1
+
+    def sample(self, t: int) -> dict:
+        """A batch per member from its own buffer: proportional to priority (with importance
+        weights, normalised by the largest possible weight) or uniform."""
+        s, replay, batch = self.settings, self.replay, self.settings["batch_size"]
+        per = s["prioritized_replay"]
+        idx = np.empty((self.members, batch), np.int64)
+        weights = np.ones((self.members, batch), np.float32)
+        for k, rng in enumerate(self.rngs):
+            size = replay.size[k]
+            if per is None:
+                idx[k] = rng.integers(0, size, batch)
+                continue
+            priorities = replay.priority[k, :size]
+            cumulative = np.cumsum(priorities)
+            total = cumulative[-1]
+            idx[k] = np.minimum(np.searchsorted(cumulative, rng.random(batch) * total, side="right"), size - 1)
+            beta = per_beta(s, t, self.total_steps)
+            max_weight = (priorities.min() / total * size) ** -beta
+            weights[k] = (priorities[idx[k]] / total * size) ** -beta / max_weight
+        rows = np.arange(self.members)[:, None]
+        return {"idx": idx, "weights": torch.as_tensor(weights),
+                **{name: torch.as_tensor(getattr(replay, name)[rows, idx])
+                   for name in ("obs", "choice", "reward", "next_obs", "done")}}
+
+    def td_errors(self, batch: dict) -> torch.Tensor:
+        """Q(s, a) - (r + gamma (1 - done) Q_target(s', a*)), a* by the online net if double-Q."""
+        q = self.q_net(batch["obs"]).gather(-1, batch["choice"][..., None])[..., 0]
+        with torch.no_grad():
+            next_target = self.q_target(batch["next_obs"])
+            if self.settings["double_q"]:
+                best = self.q_net(batch["next_obs"]).argmax(-1, keepdim=True)
+            else:
+                best = next_target.argmax(-1, keepdim=True)
+            next_q = next_target.gather(-1, best)[..., 0]
+            target = batch["reward"] + (1.0 - batch["done"]) * self.settings["gamma"] * next_q
+        return q - target
+
+    def update(self, batch: dict) -> torch.Tensor:
+        """One gradient step for every member; returns the TD errors [K, B]."""
+        td = self.td_errors(batch)
+        loss = (batch["weights"] * F.huber_loss(td, torch.zeros_like(td), reduction="none", delta=1.0))
+        self.optimizer.zero_grad()
+        loss.mean(dim=1).sum().backward()
+        clip = self.settings["grad_clip"]
+        if clip is not None:  # stable-baselines 2 clips each gradient tensor to norm 10, per member
+            for param in self.q_net.parameters():
+                norms = param.grad.flatten(1).norm(dim=1)
+                scale = clip / torch.clamp(norms, min=clip)
+                param.grad.mul_(scale.view(-1, *[1] * (param.grad.dim() - 1)))
+        self.optimizer.step()
+        self.updates += 1
+        per = self.settings["prioritized_replay"]
+        if per is not None:
+            new = (np.abs(td.detach().numpy()).astype(np.float64) + per["eps"])
+            rows = np.arange(self.members)[:, None]
+            self.replay.priority[rows, batch["idx"]] = new ** per["alpha"]
+            np.maximum(self.replay.max_priority, new.max(axis=1), out=self.replay.max_priority)
+        return td.detach()
+
+    # --- members in and out -------------------------------------------------------------
+    def load_member(self, k: int, q_net: QNetwork) -> None:
+        for name, stacked in self.q_net.streams():
+            plain = [m for m in getattr(q_net, name) if isinstance(m, nn.Linear)]
+            for layer, linear in zip(stacked.linears(), plain):
+                layer.load_member(k, linear)
+
+    def member_network(self, k: int) -> QNetwork:
+        net = QNetwork(self.obs_dim, list(self.settings["hidden"]), self.settings["dueling"])
+        for name, stacked in self.q_net.streams():
+            plain = [m for m in getattr(net, name) if isinstance(m, nn.Linear)]
+            for layer, linear in zip(stacked.linears(), plain):
+                layer.store_member(k, linear)
+        return net
+
+    def save_member(self, k: int, path) -> None:
+        """The deployed master of member k: settings and weights (loaded by ``load_master``)."""
+        torch.save({"obs_dim": self.obs_dim, "hidden": list(self.settings["hidden"]),
+                    "dueling": self.settings["dueling"],
+                    "state_dict": self.member_network(k).state_dict()}, path)
+
+    def state(self) -> dict:
+        """Everything a resumed group needs (weights, optimizer, buffers, generators)."""
+        return {"q_net": self.q_net.state_dict(), "q_target": self.q_target.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "replay": self.replay.__dict__,
+                "rngs": [rng.bit_generator.state for rng in self.rngs],
+                "updates": self.updates, "target_syncs": self.target_syncs}
+
+    def restore(self, state: dict) -> None:
+        self.q_net.load_state_dict(state["q_net"])
+        self.q_target.load_state_dict(state["q_target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.replay.__dict__.update(state["replay"])
+        for rng, rng_state in zip(self.rngs, state["rngs"]):
+            rng.bit_generator.state = rng_state
+        self.updates, self.target_syncs = state["updates"], state["target_syncs"]
+
+
+def load_master(path) -> DeployedMaster:
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    net = QNetwork(saved["obs_dim"], saved["hidden"], saved["dueling"])
+    net.load_state_dict(saved["state_dict"])
+    return DeployedMaster(net.eval())

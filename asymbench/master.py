@@ -152,6 +152,9 @@ class MasterGroup:
         """The authors' schedule (``dqn.py``): called once per env step with ``t`` the number
         of env steps taken before this one (their ``num_timesteps``)."""
         s = self.settings
+        # The authors check one buffer; a group waits until every member's holds a batch. With
+        # the registry's settings both hold by learning_starts (1000 env steps >= 200 macros),
+        # so the schedule is the authors'; only tiny test budgets can tell the two apart.
         can_sample = bool((self.replay.size >= s["batch_size"]).all())
         if not (can_sample and t > s["learning_starts"]):
             return

@@ -2,9 +2,11 @@
 
 The paper's FLOPs convention (inferred from every FLOPs figure it prints): for a SAC actor,
 ``FLOPs = 2 * MACs + 3`` where MACs are the multiply-accumulates of the weight matrices (thop
-counts exactly these: no bias adds, no activations). The master DQN is counted as ``2 * MACs``;
-its share of the average (F_master / macro_len) is too small for the paper's rounding to tell
-whether it carried the same +3.
+counts exactly these: no bias adds, no activations). The master is counted the way the authors
+counted it (rl-zoo/perf_drop.py:114-131): with the SAC-actor formula at width 32, i.e. as if it
+were a 32x32 actor with 2 * d_a outputs, plus 3 (``master_flops_paper``). The deployed master
+(a dueling 32x32 Q-network: value and advantage streams) is also counted as it is,
+``2 * MACs`` (``master_flops``); evaluations report both, labelled.
 """
 
 from __future__ import annotations
@@ -83,9 +85,19 @@ def deployed_flops(module: nn.Module, obs_dim: int, two_head_actor: bool = True)
     return 2 * count_macs(module, obs_dim) + (ACTOR_FLOPS_CONSTANT if two_head_actor else 0)
 
 
-def master_flops(obs_dim: int, hidden: list[int], n_choices: int = 2) -> int:
-    """FLOPs/Inf of the master Q-network (2 x MACs)."""
-    return 2 * count_macs(mlp(obs_dim, hidden, n_choices), obs_dim)
+def master_flops(obs_dim: int, hidden: list[int], n_choices: int = 2, dueling: bool = False) -> int:
+    """True FLOPs/Inf (2 x MACs) of a master Q-network: one MLP, plus a value MLP if dueling
+    (the dueling combination, a mean and two adds, is not counted, as no bias add is)."""
+    macs = count_macs(mlp(obs_dim, hidden, n_choices), obs_dim)
+    if dueling:
+        macs += count_macs(mlp(obs_dim, hidden, 1), obs_dim)
+    return 2 * macs
+
+
+def master_flops_paper(obs_dim: int, act_dim: int, hidden_width: int = 32) -> int:
+    """The master's FLOPs/Inf as the paper counts it (authors' rl-zoo/perf_drop.py:114-131,
+    ``costs[env][32]``): the SAC-actor formula at the master's width, 2 * d_a outputs, + 3."""
+    return sac_actor_flops(obs_dim, act_dim, hidden_width)
 
 
 def costs(flops_small: int, flops_large: int) -> dict[str, float]:
@@ -117,7 +129,9 @@ def fit_width(target_flops: float, obs_dim: int, act_dim: int, max_width: int = 
 
 def flops_table(task_names: list[str] | None = None, registry: str | None = None):
     """Per task: FLOPs/Inf of small, large and master networks, with today's observation sizes
-    and with the paper's (which reproduce the paper's Table 4 L-only column exactly)."""
+    and with the paper's (which reproduce the paper's Table 4 L-only column exactly). The master
+    column is the paper's convention (``master_flops_paper``); ``flops_master_macs`` counts the
+    deployed (dueling) network."""
     import pandas as pd
 
     from asymbench.tasks import env_dims, get_task, load_registry
@@ -131,9 +145,13 @@ def flops_table(task_names: list[str] | None = None, registry: str | None = None
                 continue
             small = sac_actor_flops(dim, act_dim, task.small)
             large = sac_actor_flops(dim, act_dim, task.large)
+            with torch.random.fork_rng():  # the throw-away networks leave torch's RNG alone
+                paper_master = master_flops_paper(dim, act_dim, task.master["hidden"][0])
+                macs_master = master_flops(dim, task.master["hidden"], dueling=task.master["dueling"])
             rows.append({"task": name, "obs": label, "obs_dim": dim, "act_dim": act_dim,
                          "small": task.small, "large": task.large, "flops_small": small,
-                         "flops_large": large, "flops_master": master_flops(dim, task.master["hidden"]),
+                         "flops_large": large, "flops_master": paper_master,
+                         "flops_master_macs": macs_master,
                          "c_large": round(costs(small, large)["large"], 1)})
     return pd.DataFrame(rows)
 
@@ -156,17 +174,27 @@ class StackedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor, detach: bool = False) -> torch.Tensor:
         weight, bias = (self.weight.detach(), self.bias.detach()) if detach else (self.weight, self.bias)
+        if weight.shape[-1] == 1:
+            # A one-output layer (a Q head) as a product and a sum: the batched-matmul kernels
+            # round such a layer differently for K = 1 and K > 1, and a member's numbers must
+            # not depend on how many members share the stack.
+            return (x * weight.transpose(1, 2)).sum(-1, keepdim=True) + bias
         return torch.baddbmm(bias, x, weight)
 
     @torch.no_grad()
     def load_member(self, k: int, linear: nn.Linear) -> None:
-        self.weight[k].copy_(linear.weight.T)
-        self.bias[k, 0].copy_(linear.bias)
+        """Member k becomes ``linear``; a narrower layer fills the top-left corner, zeros elsewhere."""
+        out_features, in_features = linear.weight.shape
+        self.weight[k].zero_()
+        self.bias[k].zero_()
+        self.weight[k, :in_features, :out_features].copy_(linear.weight.T)
+        self.bias[k, 0, :out_features].copy_(linear.bias)
 
     @torch.no_grad()
     def store_member(self, k: int, linear: nn.Linear) -> None:
-        linear.weight.copy_(self.weight[k].T)
-        linear.bias.copy_(self.bias[k, 0])
+        out_features, in_features = linear.weight.shape
+        linear.weight.copy_(self.weight[k, :in_features, :out_features].T)
+        linear.bias.copy_(self.bias[k, 0, :out_features])
 
 
 class StackedMLP(nn.Module):

@@ -1,0 +1,579 @@
+"""The batched engine: the K seeds of one (task, method) trained together in one process.
+
+Why: one stable-baselines3 SAC gradient step costs 5-8 ms even at width 8, almost all of it
+per-operator overhead (benchmarks/README.md). Stacking the K seeds' weights (``[K, in, out]``)
+turns K small updates into one set of batched operator calls, so the overhead is paid once.
+
+What stays the same as the reference engine (``asymbench.training``, ``--engine sb3``):
+- every member starts from the weights stable-baselines3 gives its seed (they are copied in);
+- one ``StackedSAC.update`` computes, for every member, exactly what ``SAC.train(1)`` computes
+  from the same weights and batch (actor, both critics, entropy coefficient, Polyak targets;
+  tested to 1e-5), because the losses are summed over members and Adam is elementwise;
+- the master is the same ``asymbench.master.MasterGroup``, on the authors' env-step schedule;
+- each member writes the same run folder (config.json, progress.csv, model/, run.json), which
+  ``asymbench evaluate`` loads unchanged.
+
+Members never mix: each has its own environment (own seed and episode boundaries), buffer
+rows, random generators (actions, batch indices, exploration noise) and weights. Nothing a
+member does depends on K (tested: a seed trained alone and in a group gives the same run).
+Goal tasks (hindsight relabelling) are not supported here: they train with ``--engine sb3``.
+
+Read ``train_group`` top to bottom: it is the same loop as ``asymbench.training.train``,
+with every per-seed quantity carrying a leading member axis.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from stable_baselines3.common.utils import LinearSchedule
+from tqdm import tqdm
+
+from asymbench.agents import SUB_POLICIES, make_sac
+from asymbench.master import MasterGroup
+from asymbench.networks import StackedLinear, StackedMLP, costs, sac_actor_flops
+from asymbench.runs import (CONFIG_FILE, FINISHED_FILE, PROGRESS_FILE, RunError, atomic_path,
+                            provenance, read_json, write_json)
+from asymbench.tasks import get_task, make_env
+from asymbench.training import PROGRESS_COLUMNS, TrainRequest, resolve_config
+
+LOG_STD_MIN, LOG_STD_MAX = -20, 2  # stable-baselines3's clamp of the actor's log-std
+SQUASH_EPS = 1e-6                  # stable-baselines3's epsilon in the tanh log-det correction
+GROUP_CHECKPOINT = "group_checkpoint.pt"
+
+
+# --------------------------------------------------------------------------------------------
+# K SAC agents with stacked weights
+# --------------------------------------------------------------------------------------------
+class StackedSAC:
+    """K stable-baselines3 SACs of one width, as stacked tensors. Critic members 0..K-1 are
+    each seed's first Q-network, K..2K-1 its second, so both critics run as one stack."""
+
+    def __init__(self, members: int, obs_dim: int, act_dim: int, width: int, settings: dict,
+                 device: str = "cpu"):
+        self.members, self.act_dim, self.settings = members, act_dim, settings
+        self.trunk = StackedMLP(members, obs_dim, [width, width], None).to(device)
+        self.mu = StackedLinear(members, width, act_dim).to(device)
+        self.log_std = StackedLinear(members, width, act_dim).to(device)
+        self.critic = StackedMLP(2 * members, obs_dim + act_dim, [width, width], 1).to(device)
+        self.critic_target = StackedMLP(2 * members, obs_dim + act_dim, [width, width], 1).to(device)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic_target.requires_grad_(False)
+        self.actor_params = [*self.trunk.parameters(), *self.mu.parameters(), *self.log_std.parameters()]
+        lr = settings["learning_rate"]
+        self.lr_schedule = (LinearSchedule(lr, 0.0, 1.0) if settings["lr_schedule"] == "linear"
+                            else (lambda _: lr))
+        self.actor_optimizer = torch.optim.Adam(self.actor_params, lr=lr, foreach=True)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=lr, foreach=True)
+        self.target_entropy = -float(act_dim)
+        if settings["ent_coef"] == "auto":
+            self.log_ent_coef = torch.zeros(members, device=device, requires_grad=True)
+            self.ent_coef_optimizer = torch.optim.Adam([self.log_ent_coef], lr=lr, foreach=True)
+        else:
+            self.log_ent_coef = None
+            self.fixed_ent_coef = torch.full((members, 1, 1), float(settings["ent_coef"]), device=device)
+
+    # --- policy ------------------------------------------------------------------------
+    def _mean_log_std(self, obs: torch.Tensor):
+        latent = self.trunk(obs)
+        return self.mu(latent), torch.clamp(self.log_std(latent), LOG_STD_MIN, LOG_STD_MAX)
+
+    def sample(self, obs: torch.Tensor, noise: torch.Tensor):
+        """Squashed Gaussian action and its log-probability, as SB3's actor computes them:
+        ``a = tanh(mu + std * noise)``; obs ``[K, B, obs]``, noise ``[K, B, act]``."""
+        mean, log_std = self._mean_log_std(obs)
+        std = torch.ones_like(mean) * log_std.exp()
+        gaussian = mean + noise * std
+        action = torch.tanh(gaussian)
+        log_prob = (-((gaussian - mean) ** 2) / (2 * std ** 2) - std.log()
+                    - math.log(math.sqrt(2 * math.pi))).sum(-1)
+        log_prob = log_prob - torch.log(1 - action ** 2 + SQUASH_EPS).sum(-1)
+        return action, log_prob
+
+    def ent_coef(self) -> torch.Tensor:
+        if self.log_ent_coef is None:
+            return self.fixed_ent_coef
+        return torch.exp(self.log_ent_coef.detach()).view(-1, 1, 1)
+
+    def q_values(self, obs: torch.Tensor, action: torch.Tensor, target: bool = False,
+                 detach: bool = False) -> torch.Tensor:
+        """min over the two critics, ``[K, B, 1]``."""
+        x = torch.cat([obs, action], dim=-1).repeat(2, 1, 1)
+        q = (self.critic_target if target else self.critic)(x, detach)
+        return q
+
+    # --- one gradient step for every member ----------------------------------------------
+    def update(self, batch: dict, noise_pi: torch.Tensor, noise_next: torch.Tensor,
+               progress_remaining: float) -> None:
+        """What ``SAC.train(gradient_steps=1)`` does, for all K members at once; member k's
+        losses only reach member k's weights (the summed loss has a block-diagonal Jacobian)."""
+        lr = self.lr_schedule(progress_remaining)
+        optimizers = [self.actor_optimizer, self.critic_optimizer]
+        if self.log_ent_coef is not None:
+            optimizers.append(self.ent_coef_optimizer)
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        K = self.members
+        obs, actions = batch["obs"], batch["action"]
+        actions_pi, log_prob = self.sample(obs, noise_pi)          # [K,B,A], [K,B]
+        log_prob = log_prob[..., None]
+
+        ent_coef = self.ent_coef()                                  # [K,1,1]
+        if self.log_ent_coef is not None:
+            ent_loss = -(self.log_ent_coef.view(-1, 1, 1) * (log_prob + self.target_entropy).detach())
+            self.ent_coef_optimizer.zero_grad()
+            ent_loss.mean(dim=(1, 2)).sum().backward()
+            self.ent_coef_optimizer.step()
+
+        with torch.no_grad():
+            next_actions, next_log_prob = self.sample(batch["next_obs"], noise_next)
+            next_q = self.q_values(batch["next_obs"], next_actions, target=True)
+            next_q = torch.minimum(next_q[:K], next_q[K:]) - ent_coef * next_log_prob[..., None]
+            target_q = batch["reward"][..., None] + (1 - batch["done"][..., None]) * self.settings["gamma"] * next_q
+
+        current_q = self.q_values(obs, actions)
+        critic_loss = 0.5 * (((current_q[:K] - target_q) ** 2).mean(dim=(1, 2))
+                             + ((current_q[K:] - target_q) ** 2).mean(dim=(1, 2)))
+        self.critic_optimizer.zero_grad()
+        critic_loss.sum().backward()
+        self.critic_optimizer.step()
+
+        # The critic's weights are read detached: SB3 lets these gradients reach the critic and
+        # zeroes them before the next critic step, so skipping them changes no number.
+        q_pi = self.q_values(obs, actions_pi, detach=True)
+        min_q_pi = torch.minimum(q_pi[:K], q_pi[K:])
+        actor_loss = (ent_coef * log_prob - min_q_pi).mean(dim=(1, 2))
+        self.actor_optimizer.zero_grad()
+        actor_loss.sum().backward()
+        self.actor_optimizer.step()
+
+        with torch.no_grad():
+            tau = self.settings["tau"]
+            targets, sources = list(self.critic_target.parameters()), list(self.critic.parameters())
+            torch._foreach_mul_(targets, 1 - tau)
+            torch._foreach_add_(targets, sources, alpha=tau)
+
+    # --- members in and out of stable-baselines3 SAC objects -------------------------------
+    def _pairs(self, k: int, sac):
+        """(stacked layer, member index, SB3 nn.Linear) for every layer of member k."""
+        actor_linears = [m for m in sac.actor.latent_pi if isinstance(m, torch.nn.Linear)]
+        pairs = [(layer, k, lin) for layer, lin in zip(self.trunk.linears(), actor_linears)]
+        pairs += [(self.mu, k, sac.actor.mu), (self.log_std, k, sac.actor.log_std)]
+        for stack, module in ((self.critic, sac.critic), (self.critic_target, sac.critic_target)):
+            for i, q_net in enumerate(module.q_networks):
+                q_linears = [m for m in q_net if isinstance(m, torch.nn.Linear)]
+                pairs += [(layer, k + i * self.members, lin) for layer, lin in zip(stack.linears(), q_linears)]
+        return pairs
+
+    def load_member(self, k: int, sac) -> None:
+        for layer, index, linear in self._pairs(k, sac):
+            layer.load_member(index, linear)
+        if self.log_ent_coef is not None:
+            with torch.no_grad():
+                self.log_ent_coef[k] = sac.log_ent_coef.detach()[0]
+
+    def store_member(self, k: int, sac) -> None:
+        for layer, index, linear in self._pairs(k, sac):
+            layer.store_member(index, linear)
+        if self.log_ent_coef is not None:
+            with torch.no_grad():
+                sac.log_ent_coef.copy_(self.log_ent_coef[k:k + 1].detach())
+
+    def state(self) -> dict:
+        return {"trunk": self.trunk.state_dict(), "mu": self.mu.state_dict(),
+                "log_std": self.log_std.state_dict(), "critic": self.critic.state_dict(),
+                "critic_target": self.critic_target.state_dict(),
+                "actor_optimizer": self.actor_optimizer.state_dict(),
+                "critic_optimizer": self.critic_optimizer.state_dict(),
+                "log_ent_coef": None if self.log_ent_coef is None else self.log_ent_coef.detach().clone(),
+                "ent_coef_optimizer": (None if self.log_ent_coef is None
+                                       else self.ent_coef_optimizer.state_dict())}
+
+    def restore(self, state: dict) -> None:
+        for name in ("trunk", "mu", "log_std", "critic", "critic_target"):
+            getattr(self, name).load_state_dict(state[name])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        if self.log_ent_coef is not None:
+            with torch.no_grad():
+                self.log_ent_coef.copy_(state["log_ent_coef"])
+            self.ent_coef_optimizer.load_state_dict(state["ent_coef_optimizer"])
+
+
+class StackedReplay:
+    """The members' replay buffers as ``[K, capacity, ...]`` tensors. Members step in lockstep,
+    so every member writes one row per step and all share one position and size; each member
+    samples its own rows with its own generator."""
+
+    def __init__(self, members: int, capacity: int, obs_dim: int, act_dim: int, device: str = "cpu"):
+        self.capacity, self.pos, self.size = capacity, 0, 0
+        zeros = lambda *shape: torch.zeros(members, capacity, *shape, device=device)  # noqa: E731
+        self.tensors = {"obs": zeros(obs_dim), "next_obs": zeros(obs_dim), "action": zeros(act_dim),
+                        "reward": zeros(), "done": zeros()}
+
+    def add(self, **rows: torch.Tensor) -> None:
+        for name, value in rows.items():
+            self.tensors[name][:, self.pos] = value
+        self.pos = (self.pos + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, rngs: list[np.random.Generator], batch_size: int) -> dict:
+        idx = torch.as_tensor(np.stack([rng.integers(0, self.size, batch_size) for rng in rngs]))
+        rows = torch.arange(len(rngs))[:, None]
+        return {name: tensor[rows, idx] for name, tensor in self.tensors.items()}
+
+
+class OUNoise:
+    """Ornstein-Uhlenbeck noise with stable-baselines3's defaults (theta 0.15, dt 0.01), one
+    process per member, each drawing from its own generator (SB3's draws from numpy's global
+    one, which would make a member's noise depend on the group)."""
+
+    def __init__(self, sigma: float, act_dim: int):
+        self.sigma, self.theta, self.dt = sigma, 0.15, 1e-2
+        self.state = np.zeros(act_dim)
+
+    def __call__(self, rng: np.random.Generator) -> np.ndarray:
+        self.state = (self.state - self.theta * self.state * self.dt
+                      + self.sigma * np.sqrt(self.dt) * rng.normal(size=self.state.shape))
+        return self.state
+
+    def reset(self) -> None:
+        self.state = np.zeros_like(self.state)
+
+
+def _make_noise(settings: dict | None, act_dim: int):
+    if not settings:
+        return None
+    if settings["type"] == "ornstein_uhlenbeck":
+        return OUNoise(settings["sigma"], act_dim)
+    return lambda rng: settings["sigma"] * rng.normal(size=act_dim)
+
+
+# --------------------------------------------------------------------------------------------
+# The training loop for a group of seeds
+# --------------------------------------------------------------------------------------------
+def group_configs(request: TrainRequest, seeds: list[int]) -> list[dict]:
+    """config.json of every member: what the reference engine records for that seed, with
+    the engine and the group named."""
+    configs = []
+    for seed in seeds:
+        config = resolve_config(replace(request, seed=seed, engine="batched"))
+        config["group_seeds"] = list(seeds)
+        configs.append(config)
+    return configs
+
+
+# Up to this width a SAC update costs per-operator overhead, not arithmetic (benchmarks/README.md),
+# so the small sub-policy rides in the large one's stack, zero-padded: one update for both.
+MERGE_MAX_WIDTH = 128
+
+
+def _stack_layout(widths: dict, members: int, obs_dim: int, act_dim: int, settings: dict, device: str):
+    """The stacks to train and where each policy's K members sit in them: ``slots[name] =
+    (stack name, first member index)``. A narrower policy merged into a wider stack is
+    zero-padded; its padded units have zero weights, zero activations and zero gradients
+    (ReLU'(0) = 0 in torch), so Adam never moves them and the policy computes what it would
+    alone (tested against the separate stacks)."""
+    names = list(widths)
+    widest = max(widths.values())
+    if len(names) > 1 and widest <= MERGE_MAX_WIDTH:
+        stack = StackedSAC(members * len(names), obs_dim, act_dim, widest, settings, device)
+        return {"merged": stack}, {name: ("merged", i * members) for i, name in enumerate(names)}
+    stacks = {name: StackedSAC(members, obs_dim, act_dim, widths[name], settings, device) for name in names}
+    return stacks, {name: (name, 0) for name in names}
+
+
+def member_dirs(out_root: str | Path, seeds: list[int]) -> list[Path]:
+    """Where a group's runs go: one folder ``seed<s>`` per seed under ``out_root``."""
+    return [Path(out_root) / f"seed{s}" for s in seeds]
+
+
+def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
+                dirs: list[Path] | None = None, device: str = "cpu") -> list[dict]:
+    """Trains (or resumes, or skips) every seed's run together: ``dirs`` (default
+    ``out_root/seed<s>``); the group's checkpoint lives in ``out_root``."""
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError(f"--seeds must list distinct seeds, got {seeds}")
+    out_root = Path(out_root)
+    dirs = [Path(d) for d in dirs] if dirs is not None else member_dirs(out_root, seeds)
+    configs = group_configs(request, seeds)
+    config = configs[0]
+    if config["her"]:
+        raise RunError(f"task '{config['task']}' uses hindsight relabelling, which the batched "
+                       "engine does not implement; train it with --engine sb3")
+    finished = [(d / FINISHED_FILE).exists() for d in dirs]
+    if all(finished):
+        for d, c in zip(dirs, configs):
+            if read_json(d / CONFIG_FILE) != c:
+                raise RunError(f"{d} holds a finished run with a different config; "
+                               "choose another output folder or delete it")
+        print(f"{out_root}: all {len(seeds)} seeds already finished, nothing to do")
+        return [read_json(d / FINISHED_FILE) for d in dirs]
+    if any(finished):
+        raise RunError(f"{out_root}: seeds {[s for s, f in zip(seeds, finished) if f]} are finished "
+                       "but others are not; a group trains together: delete the finished ones "
+                       "or train the others as their own group")
+    checkpoint = out_root / GROUP_CHECKPOINT
+    if checkpoint.exists():
+        for d, c in zip(dirs, configs):
+            if not (d / CONFIG_FILE).exists() or read_json(d / CONFIG_FILE) != c:
+                raise RunError(f"{out_root} holds a checkpoint of a different config; resume with "
+                               "the same arguments, or choose another output folder")
+    for d, c in zip(dirs, configs):
+        write_json(d / CONFIG_FILE, c)
+
+    torch.set_num_threads(request.threads)
+    K, total_steps, is_asym = len(seeds), config["total_steps"], config["method"] == "asym"
+    sac_settings, master_settings = config["sac"], config["master"]
+    task = get_task(config["task"], request.registry)
+    envs = [make_env(task, seed=s, max_episode_steps=config["max_episode_steps"]) for s in seeds]
+    space = envs[0].action_space
+    obs_dim, act_dim = envs[0].observation_space.shape[0], space.shape[0]
+    low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+
+    # Each member starts from the weights stable-baselines3 gives its seed (as --engine sb3 does),
+    # and keeps those SAC objects to save its model at the end.
+    names = list(config["widths"])
+    sb3 = {name: [make_sac(sac_settings, envs[k], config["widths"][name], s, buffer_size=1)
+                  for k, s in enumerate(seeds)] for name in names}
+    stacks, slots = _stack_layout(config["widths"], K, obs_dim, act_dim, sac_settings, device)
+    for name in names:
+        stack, offset = slots[name]
+        for k in range(K):
+            stacks[stack].load_member(offset + k, sb3[name][k])
+    buffer = StackedReplay(K, min(sac_settings["buffer_size"], total_steps), obs_dim, act_dim, device)
+    master = MasterGroup(master_settings, obs_dim, seeds, total_steps) if is_asym else None
+    step_cost = np.zeros(2)
+    if is_asym:  # the master's cost per env step, lambda * c(w), with c from the FLOPs
+        with torch.random.fork_rng():
+            flops = {n: sac_actor_flops(obs_dim, act_dim, w) for n, w in config["widths"].items()}
+        step_cost = config["cost_weight"] * np.array([costs(flops["small"], flops["large"])[n]
+                                                      for n in SUB_POLICIES])
+    # The authors' asymmetric agent acts at random until the MASTER's learning starts; a single
+    # SAC until its own. The sub-policies' noise follows the registry's asym_action_noise.
+    random_until = master_settings["learning_starts"] if is_asym else sac_settings["learning_starts"]
+    use_noise = not is_asym or config["asym_action_noise"] == "as_sac"
+    noises = [_make_noise(sac_settings["action_noise"] if use_noise else None, act_dim) for _ in seeds]
+    action_rngs = [np.random.default_rng([s, 2]) for s in seeds]   # random actions, noise
+    batch_rngs = [np.random.default_rng([s, 3]) for s in seeds]    # replay indices
+    torch_rngs = [torch.Generator(device).manual_seed(s) for s in seeds]  # policy sampling
+    for env, rng in zip(envs, action_rngs):
+        env.action_space.seed(int(rng.integers(2**31)))
+
+    # Per-member bookkeeping, saved whole in the checkpoint.
+    state = {"step": 0, "episodes": np.zeros(K, np.int64), "large_steps": np.zeros(K, np.int64),
+             "rows": [[] for _ in seeds], "wall_s": 0.0}
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=False)
+        for name, stack in stacks.items():
+            stack.restore(saved["stacks"][name])
+        buffer.__dict__.update(saved["buffer"])
+        if master is not None:
+            master.restore(saved["master"])
+        for rng, s in zip(action_rngs + batch_rngs, saved["action_rngs"] + saved["batch_rngs"]):
+            rng.bit_generator.state = s
+        for gen, s in zip(torch_rngs, saved["torch_rngs"]):
+            gen.set_state(s)
+        noises, state = saved["noises"], saved["state"]
+        print(f"{out_root}: resuming {K} seeds at step {state['step']} of {total_steps}")
+
+    # A resumed group starts fresh episodes (environment states are not saved).
+    obs = np.stack([env.reset(seed=s + int(e))[0] for env, s, e in zip(envs, seeds, state["episodes"])])
+    episode_return, episode_length, episode_large = np.zeros(K), np.zeros(K, np.int64), np.zeros(K, np.int64)
+    choice = np.zeros(K, np.int64)                     # sub-policy index in use (asym)
+    macro_obs, macro_reward = obs.copy(), np.zeros(K)
+    macro_steps = np.zeros(K, np.int64)                # 0: the master decides before acting
+    segment_start = time.perf_counter()
+    bar = tqdm(total=total_steps, initial=state["step"], disable=not request.progress,
+               desc=f"{config['task']}/{config['method']}/{K} seeds", unit="step",
+               mininterval=2.0, smoothing=0.05)
+
+    def draw_noise(shape) -> torch.Tensor:
+        return torch.stack([torch.randn(shape, generator=g, device=device) for g in torch_rngs])
+
+    while state["step"] < total_steps:
+        t = state["step"]  # env steps taken so far (the authors' num_timesteps)
+        progress_remaining = 1.0 - t / total_steps
+
+        # 1. The masters pick a sub-policy where a macro starts (epsilon-greedy, per member).
+        if master is not None:
+            deciding = macro_steps == 0
+            if deciding.any():
+                picks = master.choose(obs, deciding, t)
+                choice = np.where(deciding, picks, choice)
+                macro_obs = np.where(deciding[:, None], obs, macro_obs)
+
+        # 2. Every member acts: uniform random during warm-up, else its (chosen) SAC samples.
+        if t < random_until:
+            scaled = np.stack([2.0 * (env.action_space.sample() - low) / (high - low) - 1.0
+                               for env in envs])
+        else:
+            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None]
+            with torch.no_grad():
+                noise = draw_noise((1, act_dim))
+                sampled = {}
+                for stack_name, stack in stacks.items():
+                    copies = stack.members // K
+                    out = stack.sample(obs_t.repeat(copies, 1, 1), noise.repeat(copies, 1, 1))[0][:, 0]
+                    sampled.update({name: out[offset:offset + K] for name, (sn, offset) in slots.items()
+                                    if sn == stack_name})
+            if master is not None:
+                pick = torch.as_tensor(choice == 1, device=device)[:, None]
+                scaled = torch.where(pick, sampled["large"], sampled["small"])
+            else:
+                scaled = sampled["policy"]
+            scaled = scaled.cpu().numpy().astype(np.float64)
+            for k, noise_k in enumerate(noises):
+                if noise_k is not None:
+                    scaled[k] = np.clip(scaled[k] + noise_k(action_rngs[k]), -1.0, 1.0)
+        actions = low + 0.5 * (scaled + 1.0) * (high - low)
+        results = [env.step(a.astype(np.float32)) for env, a in zip(envs, actions)]
+        next_obs = np.stack([r[0] for r in results])
+        reward = np.array([float(r[1]) for r in results])
+        terminated = np.array([bool(r[2]) for r in results])
+        done = terminated | np.array([bool(r[3]) for r in results])
+        stored_done = done if config["timeouts"] == "terminal" else terminated
+
+        # 3. One buffer row per member; both sub-policies learn from it (shared buffer).
+        buffer.add(obs=torch.as_tensor(obs), next_obs=torch.as_tensor(next_obs),
+                   action=torch.as_tensor(scaled, dtype=torch.float32),
+                   reward=torch.as_tensor(reward, dtype=torch.float32),
+                   done=torch.as_tensor(stored_done, dtype=torch.float32))
+        state["step"] += 1
+        episode_return += reward
+        episode_length += 1
+        if master is not None:
+            episode_large += choice
+            state["large_steps"] += choice
+
+        # 4. One SAC gradient step per env step for every policy of every member.
+        if state["step"] > sac_settings["learning_starts"] and buffer.size >= sac_settings["batch_size"]:
+            shape = (sac_settings["batch_size"], act_dim)
+            for stack_name, stack in stacks.items():
+                # Each policy draws its own batch and noise, in the order the reference engine does.
+                parts = [(buffer.sample(batch_rngs, sac_settings["batch_size"]), draw_noise(shape),
+                          draw_noise(shape)) for name in names if slots[name][0] == stack_name]
+                batch = {key: torch.cat([b[key] for b, _, _ in parts]) for key in parts[0][0]}
+                stack.update(batch, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]),
+                             progress_remaining)
+
+        # 5. The masters store whole macros (reward minus lambda * c(w) per step) and learn
+        #    on the env-step schedule.
+        if master is not None:
+            macro_reward += reward - step_cost[choice]
+            macro_steps += 1
+            for k in np.flatnonzero((macro_steps == config["macro_len"]) | done):
+                master.store(k, macro_obs[k], int(choice[k]), float(macro_reward[k]), next_obs[k],
+                             bool(stored_done[k]))
+                macro_reward[k], macro_steps[k] = 0.0, 0
+            master.after_env_step(t)
+
+        obs = next_obs
+        for k in np.flatnonzero(done):
+            if not np.isfinite(episode_return[k]):
+                raise RunError(f"seed {seeds[k]}: training diverged: non-finite episode return "
+                               f"at step {state['step']}")
+            state["episodes"][k] += 1
+            state["rows"][k].append({
+                "step": state["step"], "episode": int(state["episodes"][k]),
+                "episode_return": float(episode_return[k]), "episode_length": int(episode_length[k]),
+                "large_share": float(episode_large[k] / episode_length[k]) if is_asym else None,
+                "wall_s": state["wall_s"] + time.perf_counter() - segment_start})
+            obs[k] = envs[k].reset(seed=seeds[k] + int(state["episodes"][k]))[0]
+            episode_return[k], episode_length[k], episode_large[k] = 0.0, 0, 0
+            macro_reward[k], macro_steps[k] = 0.0, 0
+            if isinstance(noises[k], OUNoise):
+                noises[k].reset()
+        if done.any():
+            recent = [rows[-1]["episode_return"] for rows in state["rows"] if rows]
+            postfix = {"return": f"{np.mean(recent):.1f}"}
+            if is_asym:
+                postfix["large"] = f"{state['large_steps'].sum() / (K * state['step']):.2f}"
+            bar.set_postfix(postfix, refresh=False)
+        bar.update(1)
+
+        if state["step"] % 1000 == 0:
+            _check_finite(stacks, master, seeds, state["step"])
+        if state["step"] % request.checkpoint_every == 0 and state["step"] < total_steps:
+            state["wall_s"] += time.perf_counter() - segment_start
+            segment_start = time.perf_counter()
+            _save_group_checkpoint(checkpoint, {
+                "stacks": {n: stack.state() for n, stack in stacks.items()},
+                "buffer": buffer.__dict__, "master": master.state() if master else None,
+                "action_rngs": [r.bit_generator.state for r in action_rngs],
+                "batch_rngs": [r.bit_generator.state for r in batch_rngs],
+                "torch_rngs": [g.get_state() for g in torch_rngs],
+                "noises": noises, "state": state})
+            for d, rows in zip(dirs, state["rows"]):
+                _write_progress(d, rows)
+    bar.close()
+    state["wall_s"] += time.perf_counter() - segment_start
+
+    summaries = []
+    for k, (seed, d) in enumerate(zip(seeds, dirs)):
+        for name in names:
+            stack, offset = slots[name]
+            stacks[stack].store_member(offset + k, sb3[name][k])
+            _save_sb3(sb3[name][k], d / "model" / f"{name}.zip")
+        if master is not None:
+            with atomic_path(d / "model" / "master.pt") as tmp:
+                master.save_member(k, tmp)
+        _write_progress(d, state["rows"][k])
+        summary = {
+            "steps": state["step"], "episodes": int(state["episodes"][k]),
+            "wall_time_s": state["wall_s"], "group_size": K,
+            "steps_per_s": state["step"] / state["wall_s"] if state["wall_s"] else None,
+            "steps_per_s_per_seed_cpu": K * state["step"] / state["wall_s"] if state["wall_s"] else None,
+            "large_share": float(state["large_steps"][k] / state["step"]) if is_asym else None,
+            "threads": request.threads, "engine": "batched", "provenance": provenance()}
+        write_json(d / FINISHED_FILE, summary)
+        summaries.append(summary)
+    checkpoint.unlink(missing_ok=True)
+    for env in envs:
+        env.close()
+    print(f"{out_root}: finished {K} seeds x {state['step']} steps in {state['wall_s']:.0f} s "
+          f"({K * state['step'] / state['wall_s']:.1f} env steps/s over the group)")
+    return summaries
+
+
+def _check_finite(stacks: dict, master, seeds: list[int], step: int) -> None:
+    """Stops the group, naming the seed, when any member's weights stopped being finite."""
+    modules = [(f"{n}.{part}", getattr(stack, part)) for n, stack in stacks.items()
+               for part in ("trunk", "mu", "log_std", "critic")]
+    if master is not None:
+        modules.append(("master", master.q_net))
+    for label, module in modules:
+        for pname, param in module.named_parameters():
+            bad = ~torch.isfinite(param.detach().flatten(1)).all(dim=1)
+            if bad.any():
+                k = int(bad.nonzero()[0, 0]) % len(seeds)
+                raise RunError(f"seed {seeds[k]}: training diverged: non-finite values in "
+                               f"{label}.{pname} at step {step}")
+
+
+def _save_group_checkpoint(path: Path, payload: dict) -> None:
+    """Written whole to a temporary file, then renamed: a kill leaves the previous checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _save_sb3(model, path: Path) -> None:
+    """SB3's save appends '.zip' to names without it, so stage as '<name>.partial.zip'."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(path.stem + ".partial.zip")
+    model.save(staging)
+    os.replace(staging, path)
+
+
+def _write_progress(out: Path, rows: list[dict]) -> None:
+    with atomic_path(out / PROGRESS_FILE) as tmp:
+        pd.DataFrame(rows, columns=PROGRESS_COLUMNS).to_csv(tmp, index=False)
+

@@ -1,0 +1,171 @@
+"""The batched engine against stable-baselines3, the reference it replaces for speed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+from asymbench.agents import make_sac
+from asymbench.engine import StackedSAC, train_group
+from asymbench.runs import read_json
+from asymbench.tasks import get_task, make_env
+from asymbench.training import TrainRequest
+
+
+def _recording_standard_normal(monkeypatch):
+    """Records every standard-normal draw SB3's Gaussian makes (rsample's noise)."""
+    import torch.distributions.normal as normal
+
+    draws, original = [], normal._standard_normal
+
+    def record(*args, **kwargs):
+        value = original(*args, **kwargs)
+        draws.append(value.clone())
+        return value
+
+    monkeypatch.setattr(normal, "_standard_normal", record)
+    return draws
+
+
+@pytest.mark.parametrize("task, ent_coef", [("MountainCarContinuous", "auto"), ("walker-stand", 0.01)])
+def test_stacked_update_equals_sb3_train(monkeypatch, task, ent_coef):
+    """From identical weights, batch and noise, one StackedSAC.update equals SAC.train(1) for
+    every member: actor, both critics, their targets and the entropy coefficient."""
+    settings = dict(get_task(task).sac, ent_coef=ent_coef, batch_size=16)
+    env = make_env(get_task(task), seed=0)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    members, batch_size, width = 3, settings["batch_size"], 8
+    sacs = [make_sac(settings, env, width, seed, buffer_size=1) for seed in range(members)]
+    stacked = StackedSAC(members, obs_dim, act_dim, width, settings)
+    for k, sac in enumerate(sacs):
+        stacked.load_member(k, sac)
+
+    gen = torch.Generator().manual_seed(0)
+    batch = {"obs": torch.randn(members, batch_size, obs_dim, generator=gen),
+             "next_obs": torch.randn(members, batch_size, obs_dim, generator=gen),
+             "action": torch.rand(members, batch_size, act_dim, generator=gen) * 2 - 1,
+             "reward": torch.randn(members, batch_size, generator=gen),
+             "done": (torch.rand(members, batch_size, generator=gen) < 0.2).float()}
+    draws = _recording_standard_normal(monkeypatch)
+    progress_remaining = 0.7
+    for k, sac in enumerate(sacs):
+        sample = ReplayBufferSamples(batch["obs"][k], batch["action"][k], batch["next_obs"][k],
+                                     batch["done"][k][:, None], batch["reward"][k][:, None])
+        monkeypatch.setattr(sac.replay_buffer, "sample", lambda *a, s=sample, **kw: s)
+        sac._current_progress_remaining = progress_remaining
+        sac.train(gradient_steps=1, batch_size=batch_size)
+    assert len(draws) == 2 * members  # the actor's noise on s, then on s'
+    noise_pi = torch.stack(draws[0::2])
+    noise_next = torch.stack(draws[1::2])
+    stacked.update(batch, noise_pi, noise_next, progress_remaining)
+
+    for k, sac in enumerate(sacs):
+        reference = make_sac(settings, env, width, 99, buffer_size=1)
+        stacked.store_member(k, reference)
+        for part in ("actor", "critic", "critic_target"):
+            ours = dict(getattr(reference, part).named_parameters())
+            for name, param in getattr(sac, part).named_parameters():
+                assert torch.allclose(ours[name], param, atol=1e-5, rtol=0), (k, part, name)
+        if ent_coef == "auto":
+            assert torch.allclose(reference.log_ent_coef, sac.log_ent_coef, atol=1e-6)
+        # The update moved the weights: the comparison is not between two untouched copies.
+        assert not torch.equal(sac.actor.mu.weight, make_sac(settings, env, width, k, buffer_size=1).actor.mu.weight)
+
+
+def _request(tmp_path, method="asym", steps=1200, **kw):
+    # Master learning starts after 200 env steps: >= 40 macros, more than a master batch (32).
+    return TrainRequest(task="MountainCarContinuous", method=method, seed=0, out=tmp_path, steps=steps,
+                        learning_starts=50, master_learning_starts=200, max_episode_steps=120,
+                        checkpoint_every=kw.pop("checkpoint_every", 10_000), progress=False, **kw)
+
+
+def test_member_does_not_depend_on_the_group(tmp_path):
+    """Seed 3 trained alone and in a group of three writes the same learning curve and weights,
+    bit for bit (one-output layers avoid batched matmul, and Adam is not the fused kernel, whose
+    rounding depends on where an element falls in the stacked tensor)."""
+    train_group(_request(tmp_path), [3], tmp_path / "alone")
+    train_group(_request(tmp_path), [1, 3, 4], tmp_path / "group")
+    alone = pd.read_csv(tmp_path / "alone" / "seed3" / "progress.csv")
+    grouped = pd.read_csv(tmp_path / "group" / "seed3" / "progress.csv")
+    assert len(alone) >= 3
+    pd.testing.assert_frame_equal(alone.drop(columns="wall_s"), grouped.drop(columns="wall_s"),
+                                  check_exact=True)
+    a = torch.load(tmp_path / "alone" / "seed3" / "model" / "master.pt")["state_dict"]
+    g = torch.load(tmp_path / "group" / "seed3" / "model" / "master.pt")["state_dict"]
+    for name in a:
+        assert torch.equal(a[name], g[name]), name
+    for name in ("small", "large"):
+        from asymbench.agents import load_sac
+        x = load_sac(tmp_path / "alone" / "seed3" / "model" / f"{name}.zip").policy.state_dict()
+        y = load_sac(tmp_path / "group" / "seed3" / "model" / f"{name}.zip").policy.state_dict()
+        assert all(torch.equal(x[k], y[k]) for k in x), name
+    other = pd.read_csv(tmp_path / "group" / "seed1" / "progress.csv")
+    assert not other["episode_return"].equals(grouped["episode_return"])
+
+
+def test_group_writes_one_run_folder_per_seed(tmp_path):
+    summaries = train_group(_request(tmp_path, method="l_only", steps=300), [0, 1], tmp_path / "g")
+    assert len(summaries) == 2
+    for seed in (0, 1):
+        run = tmp_path / "g" / f"seed{seed}"
+        config = read_json(run / "config.json")
+        assert config["seed"] == seed and config["engine"] == "batched" and config["group_seeds"] == [0, 1]
+        assert (run / "model" / "policy.zip").exists() and (run / "run.json").exists()
+        assert read_json(run / "run.json")["steps"] == 300
+    # A rerun finds the group finished and does nothing.
+    assert train_group(_request(tmp_path, method="l_only", steps=300), [0, 1], tmp_path / "g") == summaries
+
+
+def test_killed_group_resumes_to_the_same_step_count(tmp_path):
+    """A checkpoint left by a killed job is picked up and the group finishes at the total."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, asymbench.engine as e\n"
+        "from asymbench.training import TrainRequest\n"
+        "orig = e._save_group_checkpoint\n"
+        "def save_then_die(*a):\n    orig(*a); os._exit(9)\n"
+        "e._save_group_checkpoint = save_then_die\n"
+        f"r = TrainRequest(task='MountainCarContinuous', method='asym', seed=0, out='x', steps=400,"
+        " learning_starts=50, master_learning_starts=200, max_episode_steps=120, checkpoint_every=200,"
+        " progress=False)\n"
+        f"e.train_group(r, [0, 1], {str(tmp_path / 'g')!r})\n")
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert killed.returncode == 9
+    assert (tmp_path / "g" / "group_checkpoint.pt").exists()
+    assert not (tmp_path / "g" / "seed0" / "run.json").exists()
+    train_group(_request(tmp_path, steps=400, checkpoint_every=200), [0, 1], tmp_path / "g")
+    for seed in (0, 1):
+        assert read_json(tmp_path / "g" / f"seed{seed}" / "run.json")["steps"] == 400
+    assert not (tmp_path / "g" / "group_checkpoint.pt").exists()
+
+
+def test_goal_tasks_are_refused(tmp_path):
+    request = TrainRequest(task="FetchPickAndPlace", method="l_only", seed=0, out=tmp_path, steps=10)
+    with pytest.raises(Exception, match="--engine sb3"):
+        train_group(request, [0], tmp_path / "fetch")
+
+
+def test_zero_padded_small_policy_trains_as_it_would_alone(tmp_path, monkeypatch):
+    """The small sub-policy rides zero-padded in the large one's stack (one update for both);
+    its run equals the one with two separate stacks."""
+    import asymbench.engine as engine
+
+    train_group(_request(tmp_path, steps=300), [0, 1], tmp_path / "merged")
+    monkeypatch.setattr(engine, "MERGE_MAX_WIDTH", 0)
+    train_group(_request(tmp_path, steps=300), [0, 1], tmp_path / "separate")
+    for seed in (0, 1):
+        merged = pd.read_csv(tmp_path / "merged" / f"seed{seed}" / "progress.csv")
+        separate = pd.read_csv(tmp_path / "separate" / f"seed{seed}" / "progress.csv")
+        pd.testing.assert_frame_equal(merged.drop(columns="wall_s"), separate.drop(columns="wall_s"),
+                                      atol=1e-4, rtol=0)
+        for name in ("small", "large"):
+            from asymbench.agents import load_sac
+            a = load_sac(tmp_path / "merged" / f"seed{seed}" / "model" / f"{name}.zip").actor
+            b = load_sac(tmp_path / "separate" / f"seed{seed}" / "model" / f"{name}.zip").actor
+            for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+                assert torch.allclose(p, q, atol=1e-4), (name, n)

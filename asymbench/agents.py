@@ -2,7 +2,8 @@
 
 Every SAC here (S-only, L-only, fit, and both sub-policies of the asymmetric agent) is built by
 ``make_sac`` from the same registry settings, so the baselines and the sub-policies differ only
-in width. The master is stable-baselines3's DQN over the two choices {small, large}.
+in width. The master (a DQN over the two choices {small, large}, as the authors ran it) is
+``asymbench.master``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3 import DQN, SAC, HerReplayBuffer
+from stable_baselines3 import SAC, HerReplayBuffer
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.utils import LinearSchedule
@@ -65,50 +66,8 @@ def make_sac(sac_settings: dict, env: gym.Env, width: int, seed: int,
     return model
 
 
-class _ChoiceEnv(gym.Env):
-    """Only the spaces of the master's decision problem: state -> {small, large}.
-
-    SB3's DQN needs an env to size its networks and buffer; the training loop, not DQN.learn,
-    feeds it transitions, so this env is never stepped.
-    """
-
-    def __init__(self, observation_space: gym.Space):
-        self.observation_space = observation_space
-        self.action_space = gym.spaces.Discrete(len(SUB_POLICIES))
-
-    def reset(self, *, seed=None, options=None):  # pragma: no cover - never called
-        raise RuntimeError("the master's choice env is never stepped")
-
-    def step(self, action):  # pragma: no cover - never called
-        raise RuntimeError("the master's choice env is never stepped")
-
-
-def make_master(master_settings: dict, observation_space: gym.Space, seed: int) -> DQN:
-    model = DQN(
-        "MlpPolicy", _ChoiceEnv(observation_space),
-        learning_rate=master_settings["learning_rate"],
-        buffer_size=master_settings["buffer_size"],
-        learning_starts=master_settings["learning_starts"],
-        batch_size=master_settings["batch_size"],
-        gamma=master_settings["gamma"],
-        target_update_interval=master_settings["target_update_interval"],
-        exploration_fraction=master_settings["exploration_fraction"],
-        exploration_final_eps=master_settings["exploration_final_eps"],
-        policy_kwargs={"net_arch": list(master_settings["hidden"])},
-        seed=seed, device="cpu", verbose=0,
-    )
-    model.set_logger(_silent_logger())
-    return model
-
-
 def load_sac(path: Path, env: gym.Env | None = None) -> SAC:
     model = SAC.load(path, env=env, device="cpu")
-    model.set_logger(_silent_logger())
-    return model
-
-
-def load_master(path: Path) -> DQN:
-    model = DQN.load(path, device="cpu")
     model.set_logger(_silent_logger())
     return model
 
@@ -135,14 +94,3 @@ class DeployedActor(torch.nn.Module):
         self.log_std(latent)
         squashed = torch.tanh(self.mu(latent))
         return self.low + 0.5 * (squashed + 1.0) * (self.high - self.low)
-
-
-class DeployedMaster(torch.nn.Module):
-    """Greedy choice of the master: argmax over its Q-values."""
-
-    def __init__(self, master: DQN):
-        super().__init__()
-        self.q_net = master.q_net.q_net
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.q_net(obs).argmax(dim=-1)

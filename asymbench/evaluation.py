@@ -2,6 +2,10 @@
 
 Every table row (S-only, L-only, fit, Ours, BC, GAIL) comes from this module: the same
 episodes, seeds, FLOPs counting and latency timing, whatever produced the run.
+
+Beside the published numbers, FLOPs follow the paper's convention (the master counted with the
+SAC-actor formula at width 32, as the authors' perf_drop.py does); the true count of the
+deployed master (2 x MACs of its dueling network) is reported under ``*_macs`` keys.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from asymbench.agents import SUB_POLICIES, DeployedActor, DeployedMaster, load_master, load_sac
-from asymbench.networks import TwoHeadActor, average_flops, deployed_flops, sac_actor_flops
+from asymbench.agents import SUB_POLICIES, DeployedActor, load_sac
+from asymbench.master import load_master
+from asymbench.networks import (TwoHeadActor, average_flops, deployed_flops, master_flops_paper,
+                                sac_actor_flops)
 from asymbench.runs import RunError, atomic_path, load_finished_run, write_json
 from asymbench.tasks import get_task, make_env
 
@@ -28,7 +34,8 @@ class DeployedPolicy:
     """What runs at deployment: one network, or a master choosing between two every macro."""
 
     networks: dict[str, torch.nn.Module]  # "policy", or "small" and "large"
-    flops: dict[str, int]                 # paper-convention FLOPs/Inf of each network (and "master")
+    flops: dict[str, int]                 # paper-convention FLOPs/Inf of each network (and "master",
+                                          # "master_macs": the deployed master's 2 x MACs)
     master: torch.nn.Module | None = None
     macro_len: int = 1
 
@@ -55,8 +62,10 @@ class _DeployedStudent(torch.nn.Module):
         return torch.clamp(self.module(obs), self.low, self.high)
 
 
-def load_deployed(run_dir: str | Path, config: dict, obs_dim: int) -> DeployedPolicy:
-    """The deployed networks of a finished run; every one takes the flat observation."""
+def load_deployed(run_dir: str | Path, config: dict, obs_dim: int,
+                  act_dim: int | None = None) -> DeployedPolicy:
+    """The deployed networks of a finished run; every one takes the flat observation.
+    ``act_dim`` (default: the sub-policies' own) sizes the paper-convention master count."""
     model = Path(run_dir) / "model"
     method = config["method"]
     # SB3 reloads a hindsight-relabelling buffer only with its goal env at hand.
@@ -67,9 +76,12 @@ def load_deployed(run_dir: str | Path, config: dict, obs_dim: int) -> DeployedPo
     if method == "asym":
         subs = {name: load_sac(model / f"{name}.zip", goal_env) for name in SUB_POLICIES}
         networks = {name: DeployedActor.from_sac(sac) for name, sac in subs.items()}
-        master = DeployedMaster(load_master(model / "master.zip"))
+        master = load_master(model / "master.pt")
         flops = {name: deployed_flops(net, obs_dim) for name, net in networks.items()}
-        flops["master"] = deployed_flops(master, obs_dim, two_head_actor=False)
+        act_dim = act_dim or networks["small"].mu.out_features
+        with torch.random.fork_rng():  # counting builds a throw-away network
+            flops["master"] = master_flops_paper(obs_dim, act_dim, config["master"]["hidden"][0])
+        flops["master_macs"] = deployed_flops(master, obs_dim, two_head_actor=False)
         return DeployedPolicy(networks, flops, master, config["macro_len"])
     if method in ("bc", "gail"):
         from asymbench.distillation import load_student, student_deployed_module
@@ -158,9 +170,9 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int = 1
     limit = max_episode_steps or config.get("max_episode_steps")
     env = make_env(task, max_episode_steps=limit)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    policy = load_deployed(run_dir, config, obs_dim)
+    policy = load_deployed(run_dir, config, obs_dim, act_dim)
 
-    returns, successes, steps, large_steps, first_trace = [], [], 0, 0, None
+    returns, successes, steps, large_steps, episode_shares, first_trace = [], [], 0, 0, [], None
     for episode in range(episodes):
         total, n, large, success, episode_trace = _run_episode(env, policy, seed + episode,
                                                                record=episode == 0)
@@ -168,20 +180,27 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int = 1
         successes.append(success)
         steps += n
         large_steps += large
+        episode_shares.append(large / n)
         if episode == 0:
             first_trace = pd.DataFrame(episode_trace)
     env.close()
 
     # FLOPs: the paper's convention, counted by thop on the networks that actually run.
-    flops_l_only = sac_actor_flops(obs_dim, act_dim, task.large)
+    with torch.random.fork_rng():
+        flops_l_only = sac_actor_flops(obs_dim, act_dim, task.large)
     method = config["method"]
     if method == "asym":
+        # Pooled over all steps, and the mean of per-episode shares (the authors' convention,
+        # rl-zoo/train_decision_net.py:151,161); they differ when episode lengths differ.
         large_share = large_steps / steps
+        large_share_per_episode = float(np.mean(episode_shares))
         flops_per_inf = average_flops(large_share, policy.flops["small"], policy.flops["large"],
                                       policy.flops["master"], policy.macro_len)
+        flops_per_inf_macs = average_flops(large_share, policy.flops["small"], policy.flops["large"],
+                                           policy.flops["master_macs"], policy.macro_len)
     else:
-        large_share = {"l_only": 1.0, "s_only": 0.0}.get(method)
-        flops_per_inf = policy.flops["policy"]
+        large_share = large_share_per_episode = {"l_only": 1.0, "s_only": 0.0}.get(method)
+        flops_per_inf = flops_per_inf_macs = policy.flops["policy"]
 
     # Latency: the same recorded observations through the deployed policy and a large actor.
     observations = list(first_trace["obs"])
@@ -203,10 +222,15 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int = 1
         "returns": returns, "mean_return": float(np.mean(returns)),
         "std_return": float(np.std(returns)),
         "success_rate": None if successes[0] is None else float(np.mean(successes)),
-        "large_share": large_share, "flops_per_inf": float(flops_per_inf),
+        "large_share": large_share, "large_share_per_episode": large_share_per_episode,
+        "flops_per_inf": float(flops_per_inf),
         "flops_small": policy.flops.get("small"), "flops_large": policy.flops.get("large"),
         "flops_master": policy.flops.get("master"), "flops_l_only": flops_l_only,
         "flops_reduction_pct": 100.0 * (1.0 - flops_per_inf / flops_l_only),
+        # The same with the deployed master's true count (2 x MACs of its dueling network).
+        "flops_master_macs": policy.flops.get("master_macs"),
+        "flops_per_inf_macs": float(flops_per_inf_macs),
+        "flops_reduction_pct_macs": 100.0 * (1.0 - flops_per_inf_macs / flops_l_only),
         "width": config["widths"].get("policy"), "widths": config["widths"],
         "cost_weight": config.get("cost_weight"), "latency_us": latency,
         "train_wall_time_s": summary.get("wall_time_s"),

@@ -5,8 +5,12 @@ the same loop with two SAC sub-policies sharing ONE replay buffer and a DQN mast
 one of them every ``macro_len`` steps. Because the baselines and the sub-policies go through
 the same code (acting, storing, one SAC gradient step per env step), the comparison is fair.
 
-The loop calls stable-baselines3's ``SAC.train`` / ``DQN.train`` for the gradient steps and
-does the acting itself, because SB3's ``learn`` cannot interleave two policies over one env.
+This is the reference engine (``engine: sb3``, one seed per process). It calls
+stable-baselines3's ``SAC.train`` for the gradient steps and does the acting itself, because
+SB3's ``learn`` cannot interleave two policies over one env. The master is
+``asymbench.master.MasterGroup`` with one member, on the authors' schedule
+(stable_baselines/deepq/dqn.py), which counts ENVIRONMENT steps: epsilon, the random warm-up,
+the master's learning start, its gradient steps and its target syncs.
 """
 
 from __future__ import annotations
@@ -23,18 +27,20 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import torch
-from stable_baselines3.common.utils import LinearSchedule, polyak_update, set_random_seed
+from stable_baselines3.common.utils import set_random_seed
 from tqdm import tqdm
 
-from asymbench.agents import (SUB_POLICIES, load_master, load_sac, make_action_noise,
-                              make_master, make_sac)
+from asymbench.agents import SUB_POLICIES, load_sac, make_action_noise, make_sac
+from asymbench.master import MasterGroup
 from asymbench.networks import costs, fit_width, sac_actor_flops
 from asymbench.runs import (CONFIG_FILE, FINISHED_FILE, PROGRESS_FILE, RunError, atomic_path,
                             load_finished_run, provenance, read_json, write_json)
 from asymbench.tasks import env_dims, get_task, make_env
 
 METHODS = ("s_only", "l_only", "fit", "asym")
+ENGINES = ("sb3", "batched")  # sb3: this module, one seed per process; batched: asymbench.engine
 PROGRESS_COLUMNS = ["step", "episode", "episode_return", "episode_length", "large_share", "wall_s"]
+MASTER_CHECKPOINT = "master.pt"
 
 
 @dataclass
@@ -48,7 +54,7 @@ class TrainRequest:
     steps: int | None = None
     cost_weight: float | None = None
     width: int | None = None
-    width_from: str | None = None
+    width_from: str | list[str] | None = None
     learning_starts: int | None = None
     master_learning_starts: int | None = None
     max_episode_steps: int | None = None
@@ -56,6 +62,7 @@ class TrainRequest:
     threads: int = 1
     progress: bool = True
     registry: str | None = None
+    engine: str = "sb3"  # "sb3" (this module, the reference) or "batched" (asymbench.engine)
 
 
 def _widths(request: TrainRequest, task) -> dict[str, int]:
@@ -72,18 +79,25 @@ def _widths(request: TrainRequest, task) -> dict[str, int]:
         if request.width < 1:
             raise ValueError(f"--width must be a positive integer, got {request.width}")
         return {"policy": request.width}
-    evaluation = read_json(request.width_from)
-    if evaluation.get("task") != task.name or evaluation.get("method") != "asym":
-        raise RunError(f"--width-from {request.width_from} is not an evaluation of an asym run "
-                       f"on task '{task.name}'")
+    # One fit width for a group of seeds: the one matching Ours' mean Avg-FLOPs/Inf over seeds.
+    paths = [request.width_from] if isinstance(request.width_from, str) else list(request.width_from)
+    flops = []
+    for path in paths:
+        evaluation = read_json(path)
+        if evaluation.get("task") != task.name or evaluation.get("method") != "asym":
+            raise RunError(f"--width-from {path} is not an evaluation of an asym run "
+                           f"on task '{task.name}'")
+        flops.append(evaluation["flops_per_inf"])
     obs_dim, act_dim = env_dims(task)
-    return {"policy": fit_width(evaluation["flops_per_inf"], obs_dim, act_dim)}
+    return {"policy": fit_width(float(np.mean(flops)), obs_dim, act_dim)}
 
 
 def resolve_config(request: TrainRequest) -> dict:
     """The complete, JSON-serialisable description of a run: saved as config.json."""
     if request.method not in METHODS:
         raise ValueError(f"unknown method '{request.method}'; choose one of {', '.join(METHODS)}")
+    if request.engine not in ENGINES:
+        raise ValueError(f"unknown engine '{request.engine}'; choose one of {', '.join(ENGINES)}")
     task = get_task(request.task, request.registry)
     for name in ("steps", "learning_starts", "master_learning_starts", "max_episode_steps",
                  "checkpoint_every"):
@@ -114,6 +128,10 @@ def resolve_config(request: TrainRequest) -> dict:
         "max_episode_steps": request.max_episode_steps or task.max_episode_steps,
         # Goal tasks relabel the sub-policies' shared buffer (HER); the master's is not relabelled.
         "her": task.her,
+        "engine": request.engine,
+        # A registry without these keys gets the authors' conventions (tasks.yaml's defaults).
+        "timeouts": task.settings.get("timeouts", "terminal"),
+        "asym_action_noise": task.settings.get("asym_action_noise", "dropped") if is_asym else None,
         "overrides": overrides, "task_settings": task.settings,
     }
 
@@ -123,7 +141,7 @@ class LoopState:
     """Everything besides networks and buffers that a resumed run needs."""
 
     step: int = 0
-    master_steps: int = 0
+    master_steps: int = 0  # macros stored in the master's buffer
     episodes: int = 0
     large_steps: int = 0  # env steps driven by the large sub-policy, whole run
     wall_s: float = 0.0   # training time summed over all process lifetimes
@@ -132,19 +150,21 @@ class LoopState:
     action_noise: object = None
 
 
-def _capture_rngs(choice_rng: np.random.Generator) -> dict:
+def _capture_rngs(env) -> dict:
+    """Every random stream the loop draws from (the master keeps its own, in its state)."""
     return {"python": random.getstate(), "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(), "choice": choice_rng.bit_generator.state}
+            "torch": torch.get_rng_state(),
+            "action_space": env.action_space.np_random.bit_generator.state}
 
 
-def _restore_rngs(states: dict, choice_rng: np.random.Generator) -> None:
+def _restore_rngs(states: dict, env) -> None:
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
-    choice_rng.bit_generator.state = states["choice"]
+    env.action_space.np_random.bit_generator.state = states["action_space"]
 
 
-def _save_checkpoint(out: Path, policies: dict, master, state: LoopState) -> None:
+def _save_checkpoint(out: Path, policies: dict, master: MasterGroup | None, state: LoopState) -> None:
     """Writes checkpoint/stepN/ completely, then points checkpoint/latest.json at it."""
     root = out / "checkpoint"
     final = root / f"step{state.step:010d}"
@@ -155,9 +175,8 @@ def _save_checkpoint(out: Path, policies: dict, master, state: LoopState) -> Non
         sac.save(staging / f"{name}.zip")
     # One buffer object is shared by all sub-policies: saving it once keeps it shared on reload.
     next(iter(policies.values())).save_replay_buffer(staging / "replay.pkl")
-    if master is not None:
-        master.save(staging / "master.zip")
-        master.save_replay_buffer(staging / "master_replay.pkl")
+    if master is not None:  # weights, optimizer, replay with priorities, its generator
+        torch.save(master.state(), staging / MASTER_CHECKPOINT)
     with open(staging / "state.pkl", "wb") as f:
         pickle.dump(state, f)
     shutil.rmtree(final, ignore_errors=True)
@@ -168,7 +187,7 @@ def _save_checkpoint(out: Path, policies: dict, master, state: LoopState) -> Non
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(out: Path, env, config: dict):
+def _load_checkpoint(out: Path, env, config: dict, obs_dim: int):
     latest = read_json(out / "checkpoint" / "latest.json")
     folder = out / "checkpoint" / latest["dir"]
     names = list(config["widths"])
@@ -179,15 +198,20 @@ def _load_checkpoint(out: Path, env, config: dict):
         sac.replay_buffer = first.replay_buffer
     master = None
     if config["method"] == "asym":
-        master = load_master(folder / "master.zip")
-        master.load_replay_buffer(folder / "master_replay.pkl")
+        master = _make_master(config, obs_dim)
+        master.restore(torch.load(folder / MASTER_CHECKPOINT, weights_only=False))
     with open(folder / "state.pkl", "rb") as f:
         state = pickle.load(f)
     return policies, master, state
 
 
+def _make_master(config: dict, obs_dim: int) -> MasterGroup:
+    """A group of one: this run's master (its initial weights do not touch torch's RNG)."""
+    return MasterGroup(config["master"], obs_dim, [config["seed"]], config["total_steps"])
+
+
 def _build(config: dict, env):
-    """Fresh SAC policies sharing one replay buffer, and (asym) the master DQN."""
+    """Fresh SAC policies sharing one replay buffer, and (asym) the master."""
     seed, sac_settings = config["seed"], config["sac"]
     policies = {}
     for name, width in config["widths"].items():
@@ -198,7 +222,8 @@ def _build(config: dict, env):
     shared = next(iter(policies.values())).replay_buffer
     for sac in policies.values():
         sac.replay_buffer = shared
-    master = make_master(config["master"], _flat_space(env), seed) if config["method"] == "asym" else None
+    master = (_make_master(config, _flat_space(env).shape[0])
+              if config["method"] == "asym" else None)
     return policies, master
 
 
@@ -216,17 +241,30 @@ def _batched(obs):
     return {key: value[None] for key, value in obs.items()} if isinstance(obs, dict) else obs[None]
 
 
-def _check_finite(policies: dict, master, step: int) -> None:
-    modules = [sac.policy for sac in policies.values()] + ([master.policy] if master else [])
+def _check_finite(policies: dict, master: MasterGroup | None, step: int) -> None:
+    modules = [sac.policy for sac in policies.values()] + ([master.q_net] if master else [])
     for module in modules:
         for name, param in module.named_parameters():
             if not torch.isfinite(param).all():
                 raise RunError(f"training diverged: non-finite values in {name} at step {step}")
 
 
+def _step_costs(config: dict, obs_dim: int, act_dim: int) -> dict[str, float]:
+    """lambda * c(w) per env step, with c from the sub-policies' FLOPs. Counting FLOPs builds
+    throw-away networks, so it runs on a forked torch RNG: a resumed run's stream is untouched."""
+    with torch.random.fork_rng():
+        flops = {name: sac_actor_flops(obs_dim, act_dim, width)
+                 for name, width in config["widths"].items()}
+    cost = costs(flops["small"], flops["large"])
+    return {name: config["cost_weight"] * cost[name] for name in SUB_POLICIES}
+
+
 def train(request: TrainRequest) -> dict:
     """Trains (or resumes, or skips if finished) one run; returns its run.json summary."""
     config = resolve_config(request)
+    if config["engine"] != "sb3":
+        raise ValueError("asymbench.training.train is the sb3 engine; the batched engine is "
+                         "asymbench.engine.train_group")
     out = Path(request.out)
     if (out / FINISHED_FILE).exists():
         finished_config, summary = load_finished_run(out)
@@ -251,28 +289,28 @@ def train(request: TrainRequest) -> dict:
     obs_dim = _flat_space(env).shape[0]
     flat = ((lambda o: gym.spaces.flatten(env.observation_space, o).astype(np.float32))
             if config["her"] else (lambda o: o))
-    choice_rng = np.random.default_rng(seed)
+    is_asym = config["method"] == "asym"
+    sac_settings, master_settings = config["sac"], config["master"]
+    step_cost = _step_costs(config, obs_dim, act_dim) if is_asym else None
+    # Exploration noise: always the SAC's for a single SAC; for the sub-policies as the registry's
+    # asym_action_noise says (the authors' script dropped it).
+    noise_settings = (sac_settings["action_noise"]
+                      if not is_asym or config["asym_action_noise"] == "as_sac" else None)
+    # Uniform random actions before learning starts: the authors' asymmetric agent gates them on
+    # the MASTER's learning_starts (dqn.py), a single SAC on its own (as stable-baselines3 does).
+    random_until = master_settings["learning_starts"] if is_asym else sac_settings["learning_starts"]
+    terminal_timeouts = config["timeouts"] == "terminal"
 
     if resuming:
-        policies, master, state = _load_checkpoint(out, env, config)
-        _restore_rngs(state.rng_states, choice_rng)
+        policies, master, state = _load_checkpoint(out, env, config, obs_dim)
+        _restore_rngs(state.rng_states, env)
         action_noise = state.action_noise
         print(f"{out}: resuming at step {state.step} of {total_steps}")
     else:
         policies, master = _build(config, env)
         state = LoopState()
-        action_noise = make_action_noise(config["sac"]["action_noise"], act_dim)
+        action_noise = make_action_noise(noise_settings, act_dim)
     buffer = next(iter(policies.values())).replay_buffer
-    sac_settings, master_settings = config["sac"], config["master"]
-
-    # The master's cost per env step: lambda * c(w), with c from the networks' FLOPs.
-    if master is not None:
-        flops = {name: sac_actor_flops(obs_dim, act_dim, width)
-                 for name, width in config["widths"].items()}
-        cost = costs(flops["small"], flops["large"])
-        step_cost = {name: config["cost_weight"] * cost[name] for name in SUB_POLICIES}
-        epsilon = LinearSchedule(1.0, master_settings["exploration_final_eps"],
-                                 master_settings["exploration_fraction"])
 
     obs, _ = env.reset(seed=seed + state.episodes)
     episode_return, episode_length, episode_large = 0.0, 0, 0
@@ -286,27 +324,28 @@ def train(request: TrainRequest) -> dict:
     while state.step < total_steps:
         progress_remaining = 1.0 - state.step / total_steps
 
-        # 1. The master picks a sub-policy at the start of each macro (epsilon-greedy).
+        # 1. The master picks a sub-policy at the start of each macro (epsilon-greedy, epsilon
+        #    at the env steps taken so far).
         if master is not None and macro is None:
-            if choice_rng.random() < epsilon(progress_remaining):
-                choice = int(choice_rng.integers(len(SUB_POLICIES)))
-            else:
-                choice = int(master.predict(flat(obs), deterministic=True)[0])
+            choice = int(master.choose(flat(obs)[None], np.array([True]), t=state.step)[0])
             macro = [flat(obs), choice, 0.0, 0]
         name = SUB_POLICIES[macro[1]] if master is not None else "policy"
         sac = policies[name]
 
-        # 2. The chosen policy acts: uniform random before learning starts, as SB3's SAC does.
-        if state.step < sac_settings["learning_starts"]:
+        # 2. The chosen policy acts: uniform random during warm-up, else it samples (plus the
+        #    exploration noise, where there is one: dqn.py adds it to the policy's action only).
+        if state.step < random_until:
             buffer_action = sac.policy.scale_action(env.action_space.sample())
         else:
             buffer_action = sac.policy.scale_action(sac.predict(obs, deterministic=False)[0])
-        if action_noise is not None:
-            buffer_action = np.clip(buffer_action + action_noise(), -1.0, 1.0)
+            if action_noise is not None:
+                buffer_action = np.clip(buffer_action + action_noise(), -1.0, 1.0)
         action = sac.policy.unscale_action(buffer_action)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         done = terminated or truncated
-        timeout = [{"TimeLimit.truncated": truncated and not terminated}]
+        # Stored as terminal: every done (the authors' convention), or only true terminations.
+        stored_done = done if terminal_timeouts else terminated
+        timeout = [{"TimeLimit.truncated": (not terminal_timeouts) and truncated and not terminated}]
 
         # 3. One shared buffer: every transition serves both sub-policies (off-policy SAC).
         buffer.add(_batched(obs), _batched(next_obs), buffer_action[None], np.array([reward]),
@@ -319,26 +358,22 @@ def train(request: TrainRequest) -> dict:
             state.large_steps += 1
 
         # 4. One SAC gradient step per env step for each policy, from the shared buffer.
-        if state.step > sac_settings["learning_starts"]:
+        if state.step > sac_settings["learning_starts"] and buffer.size() >= sac_settings["batch_size"]:
             for policy in policies.values():
                 policy._current_progress_remaining = progress_remaining
                 policy.train(gradient_steps=1, batch_size=sac_settings["batch_size"])
 
-        # 5. The master learns from whole macros: reward sum minus lambda * n * c(w).
+        # 5. The master stores whole macros (reward sum minus lambda * n * c(w)) at a macro's
+        #    or an episode's end, and learns on the env-step schedule: the step just taken was
+        #    number state.step - 1 (the authors' num_timesteps).
         if master is not None:
             macro[2] += reward - step_cost[name]
             macro[3] += 1
             if macro[3] == config["macro_len"] or done:
-                master.replay_buffer.add(macro[0][None], flat(next_obs)[None], np.array([[macro[1]]]),
-                                         np.array([macro[2]]), np.array([done]), timeout)
+                master.store(0, macro[0], macro[1], macro[2], flat(next_obs), stored_done)
                 state.master_steps += 1
-                if (state.master_steps > master_settings["learning_starts"]
-                        and state.master_steps % master_settings["train_freq"] == 0):
-                    master._current_progress_remaining = progress_remaining
-                    master.train(gradient_steps=1, batch_size=master_settings["batch_size"])
-                if state.master_steps % master_settings["target_update_interval"] == 0:
-                    polyak_update(master.q_net.parameters(), master.q_net_target.parameters(), 1.0)
                 macro = None
+            master.after_env_step(state.step - 1)
 
         obs = next_obs
         if done:
@@ -368,20 +403,25 @@ def train(request: TrainRequest) -> dict:
             # A resumed run restarts at this step with a fresh episode (env state is not saved).
             state.wall_s += time.perf_counter() - segment_start
             segment_start = time.perf_counter()
-            state.rng_states, state.action_noise = _capture_rngs(choice_rng), action_noise
+            state.rng_states, state.action_noise = _capture_rngs(env), action_noise
             _save_checkpoint(out, policies, master, state)
             _write_progress(out, state.rows)
     bar.close()
 
     state.wall_s += time.perf_counter() - segment_start
-    for name, model in {**policies, **({"master": master} if master is not None else {})}.items():
+    for name, model in policies.items():
         _save_model(model, out / "model" / f"{name}.zip")
+    if master is not None:
+        with atomic_path(out / "model" / "master.pt") as tmp:
+            master.save_member(0, tmp)
     _write_progress(out, state.rows)
     summary = {
         "steps": state.step, "episodes": state.episodes, "wall_time_s": state.wall_s,
         "steps_per_s": state.step / state.wall_s if state.wall_s else None,
         "large_share": state.large_steps / state.step if master is not None else None,
-        "threads": request.threads, "provenance": provenance(),
+        "master_updates": master.updates if master is not None else None,
+        "master_target_syncs": master.target_syncs if master is not None else None,
+        "threads": request.threads, "engine": "sb3", "provenance": provenance(),
     }
     write_json(out / FINISHED_FILE, summary)
     shutil.rmtree(out / "checkpoint", ignore_errors=True)

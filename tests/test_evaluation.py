@@ -25,9 +25,18 @@ def test_asym_evaluation_reports_returns_usage_flops_latency_and_trace(asym_run,
     changes = steps.index[steps["sub_policy"] != steps["sub_policy"].shift()][1:]
     assert all(step % 5 == 0 for step in changes)
     share = result["large_share"]
-    expected = share * 8707 + (1 - share) * 195 + 2304 / 5
+    # 50-step episodes: the pooled share equals the mean of per-episode shares
+    assert result["large_share_per_episode"] == pytest.approx(share)
+    # the paper's convention: the master counted as a width-32 SAC actor (2*(2*32+32*32+32*2)+3)
+    assert result["flops_master"] == 2307
+    expected = share * 8707 + (1 - share) * 195 + 2307 / 5
     assert result["flops_per_inf"] == pytest.approx(expected)
     assert result["flops_reduction_pct"] == pytest.approx(100 * (1 - expected / 8707))
+    # the deployed dueling master's true count: advantage (2 outputs) + value (1 output) streams
+    assert result["flops_master_macs"] == 2 * ((2 * 32 + 32 * 32 + 32 * 2) + (2 * 32 + 32 * 32 + 32))
+    expected_macs = share * 8707 + (1 - share) * 195 + result["flops_master_macs"] / 5
+    assert result["flops_per_inf_macs"] == pytest.approx(expected_macs)
+    assert result["flops_reduction_pct_macs"] == pytest.approx(100 * (1 - expected_macs / 8707))
     assert result["latency_us"]["policy"] > 0 and result["latency_us"]["l_only"] > 0
     index = pd.read_csv(frames / "index.csv")
     assert 1 <= len(index) <= 6 and all((frames / f).stat().st_size > 1000 for f in index["file"])
@@ -45,7 +54,8 @@ def test_same_seed_gives_the_same_evaluation(tmp_path):
 
 def test_l_only_evaluation(l_only_run):
     result = evaluate_run(l_only_run, episodes=1)
-    assert result["large_share"] == 1.0 and result["flops_per_inf"] == 8707
+    assert result["large_share"] == result["large_share_per_episode"] == 1.0
+    assert result["flops_per_inf"] == result["flops_per_inf_macs"] == 8707
     assert result["flops_reduction_pct"] == 0.0 and result["width"] == 64
 
 
@@ -58,3 +68,53 @@ def test_missing_or_unfinished_runs_are_refused(tmp_path):
         evaluate_run(tmp_path / "half")
     assert main(["evaluate", str(tmp_path / "half"), "--out", str(tmp_path / "e.json")]) == 2
     assert not (tmp_path / "e.json").exists()
+
+
+def test_per_episode_share_is_the_mean_of_episode_fractions(asym_run, monkeypatch):
+    import asymbench.evaluation as evaluation
+
+    episodes = iter([(0.0, 10, 10, None, []), (0.0, 40, 0, None, [])])  # all large, then all small
+    first = evaluation._run_episode
+    monkeypatch.setattr(evaluation, "_run_episode",
+                        lambda env, policy, seed, record: first(env, policy, seed, record) if record
+                        else next(episodes))
+    result = evaluate_run(asym_run, episodes=3)
+    # episode 0 is a real 50-step one with large_0 large steps; then 10 of 10, 0 of 40
+    large_0 = result["large_share"] * (50 + 10 + 40) - 10  # pooled: (large_0 + 10) / 100
+    assert result["large_share_per_episode"] == pytest.approx((large_0 / 50 + 1.0 + 0.0) / 3)
+
+
+def test_goal_task_ends_at_success_and_reports_a_success_rate(tmp_path):
+    """FetchPickAndPlace runs as the authors ran it (DoneOnSuccessWrapper: the episode ends at
+    the first success, reward + 1, relabelled rewards too) and its evaluation has a success rate."""
+    from asymbench.tasks import DoneOnSuccess, get_task, make_env
+
+    task = get_task("FetchPickAndPlace")
+    assert task.done_on_success and not get_task("Swimmer").done_on_success
+    env = make_env(task, seed=0, flatten=False)
+    obs, _ = env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(np.zeros(4, np.float32))
+    assert reward == -1.0 + 1.0 and not terminated and not info["is_success"]
+    compute = env.get_wrapper_attr("compute_reward")  # what SB3's HER relabelling calls
+    assert compute(obs["achieved_goal"], obs["achieved_goal"], {}) == 0.0 + 1.0
+    assert compute(obs["achieved_goal"], obs["desired_goal"], {}) == -1.0 + 1.0
+    env.unwrapped.goal = obs["achieved_goal"].copy()  # the object already is at the goal
+    _, reward, terminated, _, info = env.step(np.zeros(4, np.float32))
+    assert info["is_success"] and terminated and reward == 1.0
+    assert any(isinstance(w, DoneOnSuccess) for w in _wrappers(make_env(task)))
+
+    out = tmp_path / "fetch"
+    train(TrainRequest(task="FetchPickAndPlace", method="asym", seed=0, out=out, steps=150,
+                       learning_starts=100, master_learning_starts=10, max_episode_steps=50,
+                       checkpoint_every=10_000, progress=False))
+    result = evaluate_run(out, episodes=2)
+    assert result["success_rate"] is not None
+    # a return is 1 exactly when the episode succeeded (0 per failing step, 1 at the success)
+    assert all(r in (0.0, 1.0) for r in result["returns"])
+    assert result["success_rate"] == pytest.approx(np.mean(result["returns"]))
+
+
+def _wrappers(env):
+    while hasattr(env, "env"):
+        yield env
+        env = env.env

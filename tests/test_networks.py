@@ -7,8 +7,10 @@ from stable_baselines3 import SAC
 
 from asymbench.agents import DeployedActor
 from asymbench.cli import main
+from asymbench.master import DeployedMaster, QNetwork
 from asymbench.networks import (TwoHeadActor, average_flops, costs, count_flops_torch, count_macs,
-                                deployed_flops, fit_width, master_flops, sac_actor_flops)
+                                deployed_flops, fit_width, master_flops, master_flops_paper,
+                                sac_actor_flops)
 from asymbench.tasks import load_registry
 
 PUBLISHED_TABLE4 = pd.read_csv(resources.files("asymbench") / "data" / "published_table4.csv")
@@ -55,8 +57,28 @@ def test_average_flops_reproduces_published_avg_within_rounding_of_large_share()
         t = load_registry()[task]
         dims = {"Swimmer": (8, 2), "MountainCarContinuous": (2, 1)}[task]
         avg = average_flops(share, sac_actor_flops(*dims, t.small), sac_actor_flops(*dims, t.large),
-                            master_flops(dims[0], [32, 32]), t.macro_len)
+                            master_flops_paper(*dims), t.macro_len)
         assert abs(avg - published) / published < 0.002
+
+
+def test_walker_stand_avg_flops_with_the_papers_master_convention():
+    # paper input 24, action 6, small 8, large 64, 5.7% large (Table 3) -> Table 4's 2,266
+    master = master_flops_paper(24, 6)
+    assert master == sac_actor_flops(24, 6, 32) == 2 * (24 * 32 + 32 * 32 + 32 * 12) + 3 == 4355
+    avg = average_flops(0.057, sac_actor_flops(24, 6, 8), sac_actor_flops(24, 6, 64), master, 5)
+    assert round(avg) == 2267
+    # a 2-output MLP master (4,355 vs 3,712 FLOPs) would be further off
+    plain = average_flops(0.057, sac_actor_flops(24, 6, 8), sac_actor_flops(24, 6, 64),
+                          master_flops(24, [32, 32]), 5)
+    assert abs(avg - 2266) < abs(plain - 2266)
+
+
+def test_deployed_master_true_count_is_both_dueling_streams():
+    q_net = QNetwork(24, [32, 32], dueling=True)
+    advantage, value = 2 * (24 * 32 + 32 * 32 + 32 * 2), 2 * (24 * 32 + 32 * 32 + 32 * 1)
+    assert master_flops(24, [32, 32], dueling=True) == advantage + value
+    assert deployed_flops(DeployedMaster(q_net), 24, two_head_actor=False) == advantage + value
+    assert master_flops(24, [32, 32]) == advantage
 
 
 def test_fit_width_is_the_closest_width():

@@ -1,16 +1,17 @@
 import json
 import pickle
-import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+import asymbench.training as training
 from asymbench.agents import SUB_POLICIES, load_sac
+from asymbench.master import MasterGroup, load_master
 from asymbench.networks import costs, sac_actor_flops
 from asymbench.runs import RunError
 from asymbench.training import TrainRequest, _build, resolve_config, train
@@ -24,9 +25,15 @@ def test_finished_asym_run_has_models_curve_and_provenance(asym_run):
     summary = json.loads((asym_run / "run.json").read_text())
     assert config["method"] == "asym" and config["widths"] == {"small": 8, "large": 64}
     assert config["cost_weight"] == get_task("MountainCarContinuous").cost_weight
+    assert (config["engine"], config["timeouts"], config["asym_action_noise"]) == ("sb3", "terminal", "dropped")
     assert summary["steps"] == TINY["steps"] and summary["steps_per_s"] > 0
     assert summary["provenance"]["versions"]["stable-baselines3"] == "2.9.2"
-    assert {p.name for p in (asym_run / "model").iterdir()} == {"small.zip", "large.zip", "master.zip"}
+    assert {p.name for p in (asym_run / "model").iterdir()} == {"small.zip", "large.zip", "master.pt"}
+    # The master learns on the env-step schedule: from the first env step t > learning_starts at
+    # which its buffer holds a batch (32 macros of 5 steps: t = 159) to the last, t = 399.
+    assert summary["master_updates"] == TINY["steps"] - (32 * 5 - 1)
+    assert summary["master_target_syncs"] == 0  # syncs at t = 500, 1000, ...
+    assert load_master(asym_run / "model" / "master.pt").q_net.value is not None  # dueling
     assert not (asym_run / "checkpoint").exists()
     curve = pd.read_csv(asym_run / "progress.csv")
     assert list(curve["step"]) == [50 * (i + 1) for i in range(len(curve))]  # 50-step episodes
@@ -41,7 +48,7 @@ def test_sub_policies_share_one_replay_buffer():
                                          steps=100))
     policies, master = _build(config, make_env(get_task("MountainCarContinuous"), seed=0))
     assert policies["small"].replay_buffer is policies["large"].replay_buffer
-    assert master.action_space.n == 2
+    assert isinstance(master, MasterGroup) and master.members == 1 and master.obs_dim == 2
 
 
 def test_rerun_of_a_finished_run_does_nothing(asym_run, capsys):
@@ -51,40 +58,130 @@ def test_rerun_of_a_finished_run_does_nothing(asym_run, capsys):
     assert (asym_run / "run.json").read_text() == before
 
 
-def test_killed_run_resumes_to_the_same_step_count_and_master_reward_has_the_cost(tmp_path):
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "asymbench.cli", "train", "--task", "MountainCarContinuous",
-           "--method", "asym", "--seed", "1", "--out", str(out), "--steps", "600",
-           "--learning-starts", "100", "--master-learning-starts", "10", "--max-episode-steps", "50",
-           "--checkpoint-every", "200", "--lam", "0.01", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    latest = out / "checkpoint" / "latest.json"
-    deadline = time.time() + 300
-    while not latest.exists() and time.time() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert latest.exists() and not (out / "run.json").exists()
+RESUME_RUN = dict(task="MountainCarContinuous", method="asym", seed=1, steps=600, learning_starts=100,
+                  master_learning_starts=50, max_episode_steps=50, checkpoint_every=300,
+                  cost_weight=0.01, progress=False)
+# A child process that trains, and dies hard (no cleanup, like SIGKILL) right after writing its
+# first checkpoint; then a fresh process resumes the run.
+KILLED_AFTER_CHECKPOINT = """
+import os, sys
+import asymbench.training as training
+save = training._save_checkpoint
+def save_and_die(*args):
+    save(*args)
+    os._exit(9)
+training._save_checkpoint = save_and_die
+training.train(training.TrainRequest(out=sys.argv[1], **{kwargs}))
+"""
+RESUME = "import sys, asymbench.training as t; t.train(t.TrainRequest(out=sys.argv[1], **{kwargs}))"
+
+
+def _weights(run):
+    weights = {f"{name}.{key}": value for name in SUB_POLICIES
+               for key, value in load_sac(run / "model" / f"{name}.zip").policy.state_dict().items()}
+    saved = torch.load(run / "model" / "master.pt", weights_only=True)["state_dict"]
+    return {**weights, **{f"master.{key}": value for key, value in saved.items()}}
+
+
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    first = subprocess.run([sys.executable, "-c", KILLED_AFTER_CHECKPOINT.format(kwargs=RESUME_RUN),
+                            str(killed)], capture_output=True, text=True, timeout=600)
+    assert first.returncode == 9, first.stderr
+    latest = killed / "checkpoint" / "latest.json"
+    assert json.loads(latest.read_text())["step"] == 300 and not (killed / "run.json").exists()
 
     # The checkpoint's buffers: each master transition is one macro (5 steps; episodes are 50),
-    # rewarded with the sum of its env rewards minus lambda * n * c(w).
-    folder = out / "checkpoint" / json.loads(latest.read_text())["dir"]
+    # rewarded with the sum of its env rewards minus lambda * n * c(w); time-outs are terminal.
+    folder = killed / "checkpoint" / json.loads(latest.read_text())["dir"]
     shared = pickle.load(open(folder / "replay.pkl", "rb"))
-    master = pickle.load(open(folder / "master_replay.pkl", "rb"))
+    master = torch.load(folder / "master.pt", weights_only=False)["replay"]
+    state = pickle.load(open(folder / "state.pkl", "rb"))
     c = costs(sac_actor_flops(2, 1, 8), sac_actor_flops(2, 1, 64))
-    n_macros = master.pos
-    assert n_macros == shared.pos // 5
+    n_macros = int(master["size"][0])
+    assert n_macros == shared.pos // 5 == 60
     env_rewards = shared.rewards[: n_macros * 5, 0].reshape(n_macros, 5).sum(axis=1)
-    chosen = [SUB_POLICIES[int(a)] for a in master.actions[:n_macros, 0, 0]]
+    chosen = [SUB_POLICIES[int(a)] for a in master["choice"][0, :n_macros]]
     expected = env_rewards - 0.01 * 5 * np.array([c[w] for w in chosen])
-    np.testing.assert_allclose(master.rewards[:n_macros, 0], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(master["reward"][0, :n_macros], expected, rtol=1e-5, atol=1e-6)
     assert {"small", "large"} == set(chosen)  # epsilon-greedy tries both early on
+    episode_ends = np.arange(n_macros) % 10 == 9  # 50-step time-outs, stored as terminal
+    np.testing.assert_array_equal(master["done"][0, :n_macros], episode_ends.astype(np.float32))
+    np.testing.assert_array_equal(shared.dones[:300, 0], (np.arange(300) % 50 == 49).astype(np.float32))
+    assert not shared.timeouts[:300].any()
+    assert state.action_noise is None  # asym_action_noise: dropped (MountainCar's OU is not used)
 
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    assert "resuming at step" in result.stdout
-    assert json.loads((out / "run.json").read_text())["steps"] == 600
-    assert pd.read_csv(out / "progress.csv")["step"].is_monotonic_increasing
+    second = subprocess.run([sys.executable, "-c", RESUME.format(kwargs=RESUME_RUN), str(killed)],
+                            capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr
+    assert "resuming at step 300" in second.stdout
+    train(TrainRequest(out=whole, **RESUME_RUN))
+
+    columns = [c for c in training.PROGRESS_COLUMNS if c != "wall_s"]
+    pd.testing.assert_frame_equal(pd.read_csv(killed / "progress.csv")[columns],
+                                  pd.read_csv(whole / "progress.csv")[columns])
+    a, b = _weights(killed), _weights(whole)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    assert json.loads((killed / "run.json").read_text())["master_updates"] == \
+        json.loads((whole / "run.json").read_text())["master_updates"]
+
+
+def _train_to_first_checkpoint(monkeypatch, request: TrainRequest) -> Path:
+    """Trains until the first checkpoint is written, then stops; returns its folder."""
+    class Stop(Exception):
+        pass
+
+    save = training._save_checkpoint
+
+    def save_and_stop(*args):
+        save(*args)
+        raise Stop
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_and_stop)
+    with pytest.raises(Stop):
+        train(request)
+    out = Path(request.out)
+    return out / "checkpoint" / json.loads((out / "checkpoint" / "latest.json").read_text())["dir"]
+
+
+def test_bootstrap_timeouts_are_not_terminal(tmp_path, monkeypatch):
+    registry = tmp_path / "tasks.yaml"
+    text = (Path(training.__file__).parent / "data" / "tasks.yaml").read_text()
+    registry.write_text(text.replace("  timeouts: terminal ", "  timeouts: bootstrap "))
+    folder = _train_to_first_checkpoint(monkeypatch, TrainRequest(
+        task="MountainCarContinuous", method="asym", seed=0, out=tmp_path / "run", steps=200,
+        learning_starts=100, master_learning_starts=10, max_episode_steps=50, checkpoint_every=100,
+        progress=False, registry=str(registry)))
+    shared = pickle.load(open(folder / "replay.pkl", "rb"))
+    master = torch.load(folder / "master.pt", weights_only=False)["replay"]
+    ends = (np.arange(100) % 50 == 49)
+    np.testing.assert_array_equal(shared.timeouts[:100, 0], ends.astype(np.float32))
+    assert not master["done"][0, :20].any()  # the master bootstraps through time-outs too
+
+
+def test_random_warm_up_follows_the_masters_learning_starts_for_asym(tmp_path, monkeypatch):
+    from stable_baselines3 import SAC
+
+    calls = []
+    predict = SAC.predict
+    monkeypatch.setattr(SAC, "predict", lambda self, *a, **kw: calls.append(1) or predict(self, *a, **kw))
+    common = dict(task="MountainCarContinuous", seed=0, steps=150, learning_starts=10,
+                  max_episode_steps=50, checkpoint_every=10_000, progress=False)
+    train(TrainRequest(method="asym", out=tmp_path / "asym", master_learning_starts=120, **common))
+    assert len(calls) == 150 - 120  # the sub-policies act only after the MASTER's learning start
+    calls.clear()
+    train(TrainRequest(method="l_only", out=tmp_path / "l_only", **common))
+    assert len(calls) == 150 - 10   # a single SAC after its own
+
+
+def test_flops_counting_leaves_the_torch_random_stream_alone():
+    config = resolve_config(TrainRequest(task="Swimmer", method="asym", seed=0, out="x", steps=10))
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    training._step_costs(config, 8, 2)
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_resume_with_a_different_config_is_refused(tmp_path):
@@ -102,6 +199,7 @@ def test_resume_with_a_different_config_is_refused(tmp_path):
     (dict(method="asym", cost_weight=-1.0), "lambda"),
     (dict(method="fit"), "--width or --width-from"),
     (dict(steps=0), "--steps"),
+    (dict(engine="jax"), "unknown engine"),
 ])
 def test_bad_requests_fail_before_training(tmp_path, kwargs, message):
     request = dict(task="MountainCarContinuous", method="l_only", seed=0, out=tmp_path / "r")
@@ -136,7 +234,7 @@ def test_goal_task_relabels_a_shared_buffer_and_deploys_on_the_flat_observation(
     policies, master = _build(config, make_env(task, seed=0, flatten=False))
     assert isinstance(policies["small"].replay_buffer, HerReplayBuffer)
     assert policies["small"].replay_buffer is policies["large"].replay_buffer
-    assert master.observation_space.shape == (31,)  # the master sees the flat observation
+    assert master.obs_dim == 31  # the master sees the flat observation
     # the deployed actor takes make_env's flat observation and acts as the dict policy does
     dict_obs, _ = make_env(task, flatten=False).reset(seed=4)
     flat_obs, _ = make_env(task).reset(seed=4)

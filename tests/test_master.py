@@ -1,0 +1,250 @@
+"""The master (asymbench.master.MasterGroup) against stable-baselines3's DQN and hand-computed
+values: dueling head, double-Q target, prioritized replay, per-tensor clipping, schedule."""
+
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from stable_baselines3 import DQN
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from torch import nn
+
+from asymbench.master import MasterGroup, QNetwork, epsilon, load_master, per_beta
+from asymbench.tasks import get_task
+
+REGISTRY_MASTER = get_task("MountainCarContinuous").master
+
+
+def settings(**overrides) -> dict:
+    return {**copy.deepcopy(REGISTRY_MASTER), "learning_rate": 1e-3, **overrides}
+
+
+def random_batch(members: int, size: int, obs_dim: int, seed: int = 0, reward_scale: float = 1.0):
+    gen = torch.Generator().manual_seed(seed)
+    return {"obs": torch.randn(members, size, obs_dim, generator=gen),
+            "next_obs": torch.randn(members, size, obs_dim, generator=gen),
+            "choice": torch.randint(0, 2, (members, size), generator=gen),
+            "reward": reward_scale * torch.randn(members, size, generator=gen),
+            "done": (torch.rand(members, size, generator=gen) < 0.2).float(),
+            "weights": torch.ones(members, size), "idx": np.zeros((members, size), np.int64)}
+
+
+class _ChoiceSpaces(gym.Env):
+    def __init__(self, obs_dim):
+        self.observation_space = gym.spaces.Box(-1, 1, (obs_dim,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+
+
+def test_one_update_equals_stable_baselines3_dqn_train_for_every_member():
+    obs_dim, batch_size, K = 3, 32, 3
+    s = settings(dueling=False, double_q=False, prioritized_replay=None, grad_clip=None)
+    group = MasterGroup(s, obs_dim, [0, 1, 2], 1000)
+    batch = random_batch(K, batch_size, obs_dim)
+    references = []
+    for k in range(K):
+        dqn = DQN("MlpPolicy", _ChoiceSpaces(obs_dim), learning_rate=s["learning_rate"],
+                  gamma=s["gamma"], max_grad_norm=1e9, policy_kwargs={"net_arch": list(s["hidden"])},
+                  device="cpu", seed=k)
+        dqn.set_logger(Logger(folder=None, output_formats=[]))
+        weights = group.member_network(k).advantage.state_dict()
+        dqn.q_net.q_net.load_state_dict(weights)
+        dqn.q_net_target.q_net.load_state_dict(weights)
+        samples = ReplayBufferSamples(batch["obs"][k], batch["choice"][k][:, None], batch["next_obs"][k],
+                                      batch["done"][k][:, None], batch["reward"][k][:, None])
+        dqn.replay_buffer.sample = lambda *args, samples=samples, **kwargs: samples
+        dqn.train(gradient_steps=1, batch_size=batch_size)
+        references.append(dqn.q_net.q_net.state_dict())
+    before = [group.member_network(k).advantage.state_dict() for k in range(K)]
+    group.update(batch)
+    for k in range(K):
+        after = group.member_network(k).advantage.state_dict()
+        for name, value in after.items():
+            torch.testing.assert_close(value, references[k][name], rtol=0, atol=1e-5)
+            assert not torch.equal(value, before[k][name])  # it did learn
+
+
+def _tiny_q(value_out_bias: float, adv_out_bias: tuple[float, float]) -> QNetwork:
+    """obs_dim 1, one hidden unit h = relu(x); A = [h, -h] + bias, V = 2h + value bias."""
+    net = QNetwork(1, [1], dueling=True)
+    with torch.no_grad():
+        for stream in (net.advantage, net.value):
+            stream[0].weight.fill_(1.0)
+            stream[0].bias.fill_(0.0)
+        net.advantage[2].weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        net.advantage[2].bias.copy_(torch.tensor(adv_out_bias))
+        net.value[2].weight.fill_(2.0)
+        net.value[2].bias.fill_(value_out_bias)
+    return net
+
+
+def _tiny_group(double_q: bool) -> MasterGroup:
+    group = MasterGroup(settings(hidden=[1], double_q=double_q, gamma=0.99), 1, [0], 100)
+    # target: Q_t = 2h + 0.5 + [h, 5 - h] - 2.5 = [3h - 2, h + 3]
+    group.load_member(0, _tiny_q(0.5, (0.0, 5.0)))
+    group.q_target.load_state_dict(group.q_net.state_dict())
+    # online: Q = 2h + 0.5 + [h, 1 - h] - 0.5 = [3h, h + 1]
+    group.load_member(0, _tiny_q(0.5, (0.0, 1.0)))
+    return group
+
+
+def test_dueling_head_by_hand():
+    group = _tiny_group(double_q=True)
+    x = torch.tensor([[[2.0], [0.25]]])
+    torch.testing.assert_close(group.q_net(x), torch.tensor([[[6.0, 3.0], [0.75, 1.25]]]))
+    torch.testing.assert_close(group.q_target(x), torch.tensor([[[4.0, 5.0], [-1.25, 3.25]]]))
+    deployed = group.member_network(0)
+    torch.testing.assert_close(deployed(x[0]), torch.tensor([[6.0, 3.0], [0.75, 1.25]]))
+
+
+@pytest.mark.parametrize("double_q, done, expected_td", [
+    (True, 0.0, 1.25 - (1.0 + 0.99 * 4.0)),   # online argmax at s' = 0 (6 > 3), target's Q_t(s', 0) = 4
+    (False, 0.0, 1.25 - (1.0 + 0.99 * 5.0)),  # plain DQN: max of the target, 5
+    (True, 1.0, 1.25 - 1.0),                  # terminal: no bootstrap
+])
+def test_double_q_target_by_hand(double_q, done, expected_td):
+    group = _tiny_group(double_q)
+    batch = {"obs": torch.tensor([[[0.25]]]), "choice": torch.tensor([[1]]),
+             "reward": torch.tensor([[1.0]]), "next_obs": torch.tensor([[[2.0]]]),
+             "done": torch.tensor([[done]])}
+    assert group.td_errors(batch).item() == pytest.approx(expected_td, abs=1e-6)
+
+
+def test_prioritized_sampling_and_importance_weights():
+    s = settings(batch_size=5000)
+    group = MasterGroup(s, 2, [0], total_steps=1000)
+    alpha = s["prioritized_replay"]["alpha"]
+    raw = np.array([1.0, 2.0, 3.0, 4.0, 10.0])
+    for i, p in enumerate(raw):
+        group.store(0, np.zeros(2), i % 2, 0.0, np.zeros(2), False)
+        group.replay.priority[0, i] = p ** alpha
+    probability = raw ** alpha / (raw ** alpha).sum()
+    counts = np.zeros(len(raw))
+    for t in (0, 1000):
+        batch = group.sample(t)
+        counts += np.bincount(batch["idx"][0], minlength=len(raw))
+        beta = per_beta(s, t, 1000)
+        assert beta == pytest.approx(0.4 if t == 0 else 1.0)
+        n = len(raw)
+        expected = (probability * n) ** -beta / ((probability * n) ** -beta).max()
+        np.testing.assert_allclose(batch["weights"][0].numpy(), expected[batch["idx"][0]], rtol=1e-5)
+    np.testing.assert_allclose(counts / counts.sum(), probability, atol=0.015)
+
+
+def test_priorities_follow_td_errors_and_new_transitions_get_the_max():
+    s = settings()
+    group = MasterGroup(s, 2, [0], total_steps=1000)
+    per = s["prioritized_replay"]
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        group.store(0, rng.normal(size=2), i % 2, float(rng.normal()), rng.normal(size=2), False)
+    np.testing.assert_allclose(group.replay.priority[0, :40], 1.0)  # initial max priority 1
+    batch = group.sample(0)
+    td = group.update(batch).numpy()[0]
+    idx = batch["idx"][0]
+    last = {i: k for k, i in enumerate(idx)}  # a repeated index keeps its last TD error
+    for i, k in last.items():
+        assert group.replay.priority[0, i] == pytest.approx((abs(td[k]) + per["eps"]) ** per["alpha"])
+    top = max(1.0, (np.abs(td) + per["eps"]).max())
+    group.store(0, np.zeros(2), 0, 0.0, np.zeros(2), False)
+    assert group.replay.priority[0, 40] == pytest.approx(top ** per["alpha"])
+
+
+def test_gradients_are_clipped_per_tensor_and_per_member():
+    s = settings(prioritized_replay=None)
+    group = MasterGroup(s, 3, [0, 1], 1000)
+    batch = random_batch(2, 32, 3, seed=1)
+    batch["obs"][0] *= 1e3  # member 0's gradients are huge (Huber bounds dL/dQ, not dQ/dw)
+    unclipped = copy.deepcopy(group)
+    td = unclipped.td_errors(batch)
+    loss = F.huber_loss(td, torch.zeros_like(td), reduction="none").mean(dim=1).sum()
+    loss.backward()
+    group.update(batch)
+    clipped_any = False
+    for (name, raw), param in zip(unclipped.q_net.named_parameters(), group.q_net.parameters()):
+        for k in range(2):
+            norm = raw.grad[k].norm().item()
+            expected = raw.grad[k] * s["grad_clip"] / max(norm, s["grad_clip"])
+            torch.testing.assert_close(param.grad[k], expected, rtol=1e-5, atol=1e-6)
+            clipped_any |= k == 0 and norm > s["grad_clip"]
+            if k == 1:
+                assert norm < s["grad_clip"], name
+    assert clipped_any
+
+
+@pytest.mark.parametrize("train_freq", [1, 4])
+def test_gradient_steps_and_target_syncs_count_env_steps(train_freq):
+    L, N = 100, 1101
+    s = settings(learning_starts=L, train_freq=train_freq, target_update_interval=500)
+    group = MasterGroup(s, 2, [0], total_steps=N)
+    rng = np.random.default_rng(0)
+    for _ in range(s["batch_size"]):  # the buffer already holds a batch
+        group.store(0, rng.normal(size=2), 0, 0.0, rng.normal(size=2), False)
+    syncs_at = []
+    for t in range(N):  # t: env steps taken before this one (the authors' num_timesteps)
+        if t % 5 == 4:  # a macro ends every 5 env steps
+            group.store(0, rng.normal(size=2), int(rng.integers(2)), float(rng.normal()),
+                        rng.normal(size=2), False)
+        before = group.target_syncs
+        group.after_env_step(t)
+        if group.target_syncs > before:
+            syncs_at.append(t)
+            torch.testing.assert_close(group.q_target.state_dict(), group.q_net.state_dict())
+    assert group.updates == sum(1 for t in range(L + 1, N) if t % train_freq == 0)
+    assert syncs_at == [500, 1000]
+    if train_freq == 1:
+        assert group.updates == N - 1 - L
+
+
+def test_no_update_before_every_buffer_holds_a_batch():
+    group = MasterGroup(settings(learning_starts=0), 2, [0], total_steps=100)
+    for t in range(10):
+        group.store(0, np.zeros(2), 0, 0.0, np.zeros(2), False)
+        group.after_env_step(t)
+    assert group.updates == 0 and group.target_syncs == 0
+
+
+def test_epsilon_goes_from_one_to_final_over_the_exploration_fraction():
+    s = settings()
+    assert epsilon(s, 0, 1000) == 1.0
+    assert epsilon(s, 50, 1000) == pytest.approx(1.0 + 0.5 * (s["exploration_final_eps"] - 1.0))
+    assert epsilon(s, 100, 1000) == epsilon(s, 900, 1000) == pytest.approx(s["exploration_final_eps"])
+
+
+def test_choices_are_greedy_after_exploration_and_members_decide_independently():
+    s = settings(exploration_final_eps=0.0)
+    group = MasterGroup(s, 2, [0, 1], total_steps=100)
+    obs = np.random.default_rng(0).normal(size=(2, 2)).astype(np.float32)
+    greedy = group.q_net(torch.as_tensor(obs)[:, None]).argmax(-1)[:, 0].numpy()
+    np.testing.assert_array_equal(group.choose(obs, np.array([True, True]), t=100), greedy)
+    assert group.choose(obs, np.array([False, True]), t=100)[0] == -1
+    early = [group.choose(obs, np.array([True, True]), t=0) for _ in range(200)]
+    assert {0, 1} <= set(np.concatenate(early))  # epsilon 1: uniform at random
+
+
+def test_saved_member_deploys_the_same_greedy_choice_and_state_round_trips(tmp_path):
+    s = settings()
+    group = MasterGroup(s, 4, [0, 1], total_steps=1000)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        for k in range(2):
+            group.store(k, rng.normal(size=4), int(rng.integers(2)), float(rng.normal()),
+                        rng.normal(size=4), False)
+    for t in range(1001, 1005):
+        group.after_env_step(t)
+    group.save_member(1, tmp_path / "master.pt")
+    deployed = load_master(tmp_path / "master.pt")
+    obs = torch.as_tensor(rng.normal(size=(50, 4)), dtype=torch.float32)
+    expected = group.q_net(obs[None].expand(2, -1, -1))[1].argmax(-1)
+    torch.testing.assert_close(deployed(obs), expected)
+    assert isinstance(deployed.q_net.value, nn.Sequential)  # dueling, as trained
+
+    saved = copy.deepcopy(group.state())
+    resumed = MasterGroup(s, 4, [0, 1], total_steps=1000)
+    resumed.restore(saved)
+    batch_a, batch_b = group.sample(1005), resumed.sample(1005)
+    np.testing.assert_array_equal(batch_a["idx"], batch_b["idx"])
+    torch.testing.assert_close(group.update(batch_a), resumed.update(batch_b))

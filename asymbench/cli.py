@@ -7,7 +7,11 @@ inside the handlers so ``asymbench --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 METHODS_SAC = ("s_only", "l_only", "fit")
 METHODS_TRAIN = METHODS_SAC + ("asym",)
@@ -28,8 +32,9 @@ def _add_tasks(sub) -> None:
 def _run_tasks(args) -> None:
     from asymbench.tasks import load_registry
 
+    tasks = load_registry(args.registry)  # validated whole before anything is printed
     print(f"{'task':22} {'env id':30} {'small':>5} {'large':>5} {'lambda':>8} {'steps':>9}")
-    for name, task in load_registry(args.registry).items():
+    for name, task in tasks.items():
         print(f"{name:22} {task.env_id:30} {task.small:5d} {task.large:5d} "
               f"{task.cost_weight:8.1e} {task.total_steps:9d}")
 
@@ -54,18 +59,26 @@ def _add_train(sub) -> None:
     p.add_argument("--task", required=True)
     p.add_argument("--method", required=True, choices=METHODS_TRAIN,
                    help="asym: master DQN + small and large SAC sub-policies")
-    p.add_argument("--seed", type=int, default=0)
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=None, help="one run (default: seed 0); --out is its folder")
+    seeds.add_argument("--seeds", type=int, nargs="+", default=None,
+                       help="train these seeds together; --out is the parent of their seed<S>/ folders")
     p.add_argument("--out", required=True, help="run folder (created; resumed if it holds a checkpoint)")
+    p.add_argument("--engine", choices=("batched", "sb3"), default=None,
+                   help="batched: all seeds in one process with stacked networks (asymbench.engine); "
+                        "sb3: stable-baselines3's SAC.train per seed, the reference. "
+                        "Default: batched, or sb3 for goal tasks (hindsight relabelling)")
     p.add_argument("--steps", type=int, default=None, help="env steps (default: the task's paper budget)")
     p.add_argument("--lam", type=float, default=None,
                    help="asym: cost weight lambda (default: the registry's; 0 = no cost term)")
     p.add_argument("--width", type=int, default=None, help="fit: hidden width of actor and critics")
-    p.add_argument("--width-from", default=None,
-                   help="fit: an asym evaluation JSON; the width whose FLOPs/Inf is closest to its Avg")
+    p.add_argument("--width-from", default=None, nargs="+",
+                   help="fit: asym evaluation JSON(s); the width whose FLOPs/Inf is closest to their "
+                        "mean Avg-FLOPs/Inf")
     p.add_argument("--learning-starts", type=int, default=None,
                    help="override the registry's SAC learning_starts (reduced-budget scales)")
     p.add_argument("--master-learning-starts", type=int, default=None,
-                   help="override the registry's master learning_starts (in master steps)")
+                   help="override the registry's master learning_starts (env steps)")
     p.add_argument("--max-episode-steps", type=int, default=None,
                    help="override the task's episode limit (reduced-budget scales)")
     p.add_argument("--checkpoint-every", type=int, default=50000, help="env steps between checkpoints")
@@ -76,14 +89,27 @@ def _add_train(sub) -> None:
 
 
 def _run_train(args) -> None:
+    from dataclasses import replace
+    from pathlib import Path
+
+    from asymbench.engine import member_dirs, train_group
+    from asymbench.tasks import get_task
     from asymbench.training import TrainRequest, train
 
-    train(TrainRequest(
-        task=args.task, method=args.method, seed=args.seed, out=args.out, steps=args.steps,
+    engine = args.engine or ("sb3" if get_task(args.task, args.registry).her else "batched")
+    request = TrainRequest(
+        task=args.task, method=args.method, seed=0, out=args.out, steps=args.steps,
         cost_weight=args.lam, width=args.width, width_from=args.width_from,
         learning_starts=args.learning_starts, master_learning_starts=args.master_learning_starts,
         max_episode_steps=args.max_episode_steps, checkpoint_every=args.checkpoint_every,
-        threads=args.threads, progress=not args.quiet, registry=args.registry))
+        threads=args.threads, progress=not args.quiet, registry=args.registry, engine=engine)
+    seeds = args.seeds or [0 if args.seed is None else args.seed]
+    dirs = member_dirs(args.out, seeds) if args.seeds else [Path(args.out)]
+    if engine == "batched":
+        train_group(request, seeds, args.out, dirs)
+        return
+    for seed, run in zip(seeds, dirs):  # the reference engine: one seed after another
+        train(replace(request, seed=seed, out=run))
 
 
 def _add_evaluate(sub) -> None:
@@ -257,28 +283,238 @@ def _run_estimate(args) -> None:
                  out=args.out, registry=args.registry)
 
 
+# ----------------------------------------------------------------------------- export
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="a finished run's deployed policy as dependency-free C99 "
+                       "(policy.c/.h, bench.c harness)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run", help="a finished run folder (train or distill)")
+    p.add_argument("--out", required=True, help="folder to write the export into")
+    p.add_argument("--format", default="c", choices=("c",), help="c only (ONNX: see asymbench.export)")
+    p.add_argument("--master-streams", default="all", choices=("all", "advantage"),
+                   help="advantage: drop the dueling master's value stream (same argmax up to ties)")
+    p.set_defaults(handler=_run_export)
+
+
+def _run_export(args) -> None:
+    from asymbench.export import export_run
+
+    m = export_run(args.run, args.out, args.format, args.master_streams)
+    print(f"{m['source']}: {', '.join(m['networks'])}{' + master' if m['has_master'] else ''} "
+          f"-> {args.out} (build: cd {args.out} && {m['build']})")
+
+
 COMMANDS = [_add_tasks, _add_flops, _add_train, _add_evaluate, _add_expert, _add_distill,
-            _add_tables, _add_figures, _add_estimate]
+            _add_tables, _add_figures, _add_estimate, _add_export]
+
+
+# ----------------------------------------------------------------------------- argument checks
+# Every failure becomes one line on stderr naming the bad value and what would be accepted;
+# usage errors (bad arguments, paths, registries, run folders) exit with 2, anything else with 1;
+# `--debug` (or ASYMBENCH_DEBUG=1) adds the traceback. Checks run before a command writes anything.
+
+# option dest -> least accepted integer, for every command that has the option
+AT_LEAST = {"seed": 0, "seeds": 0, "run_seed": 0, "threads": 1, "steps": 1, "episodes": 1,
+            "max_episode_steps": 1, "learning_starts": 0, "master_learning_starts": 0,
+            "checkpoint_every": 1, "width": 1, "trajectories": 1, "length": 1, "epochs": 1,
+            "cores": 1}
+# command -> (option dest, kind) of what it reads ...
+INPUTS = {"train": [("width_from", "file")], "evaluate": [("run", "dir")],
+          "expert": [("teacher", "dir")],
+          "distill": [("teacher", "dir"), ("expert", "file"), ("width_from", "file")],
+          "figures": [("trace", "file"), ("eval", "file"), ("frames", "dir")],
+          "export": [("run", "dir")]}
+# ... and writes (files written by a failed command are removed, so nothing looks finished)
+OUTPUTS = {"train": [("out", "dir")], "distill": [("out", "dir")], "export": [("out", "dir")],
+           "evaluate": [("out", "file"), ("trace", "file"), ("frames", "dir")],
+           "expert": [("out", "file")], "tables": [("out", "file")], "figures": [("out", "file")],
+           "estimate": [("out", "file")]}
+POSITIONAL = {"run": "RUN"}
+# commands that work on a finished run folder (positional RUN): its config.json gives the task
+RUN_COMMANDS = ("evaluate", "export")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _flag(dest: str) -> str:
+    return POSITIONAL.get(dest) or "--" + dest.replace("_", "-")
+
+
+def _values(value) -> list:
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _check_numbers(args) -> None:
+    from asymbench.runs import UsageError
+
+    for dest, least in AT_LEAST.items():
+        for value in _values(getattr(args, dest, None)):
+            if isinstance(value, int) and not isinstance(value, bool) and value < least:
+                raise UsageError(f"argument {_flag(dest)}: got {value}; expected an integer >= {least}")
+    seeds = _values(getattr(args, "seeds", None))
+    if len(set(seeds)) != len(seeds):
+        raise UsageError(f"argument --seeds: got {' '.join(map(str, seeds))}; expected distinct seeds")
+    lam = getattr(args, "lam", None)
+    if lam is not None and not (math.isfinite(lam) and lam >= 0):
+        raise UsageError(f"argument --lam: got {lam}; expected a finite number >= 0 (0: no cost term)")
+
+
+def _check_train(args) -> None:
+    from asymbench.runs import UsageError, check_checkpoint, read_asym_evaluation
+    from asymbench.tasks import get_task
+
+    task = get_task(args.task, args.registry)  # loads (and validates) the whole registry first
+    if args.lam is not None and args.method != "asym":
+        raise UsageError(f"argument --lam: applies to --method asym only (the master's cost "
+                         f"weight); --method {args.method} has no cost term")
+    for dest in ("width", "width_from"):
+        if getattr(args, dest, None) is not None and args.method != "fit":
+            raise UsageError(f"argument {_flag(dest)}: applies to --method fit only; --method "
+                             f"{args.method} takes its widths from the registry (small / large)")
+    if args.method == "fit" and (args.width is None) == (getattr(args, "width_from", None) is None):
+        raise UsageError("--method fit needs exactly one of --width W and --width-from ASYM_EVAL.json")
+    for path in _values(getattr(args, "width_from", None)):
+        read_asym_evaluation(path, task.name)
+    out = Path(args.out)
+    for folder in [out] + [out / f"seed{s}" for s in _values(getattr(args, "seeds", None))]:
+        check_checkpoint(folder)
+
+
+def _check_args(args) -> None:
+    from asymbench import runs
+
+    _check_numbers(args)
+    for dest, kind in INPUTS.get(args.command, ()):
+        for path in _values(getattr(args, dest, None)):
+            (runs.check_input_dir if kind == "dir" else runs.check_input_file)(path, _flag(dest))
+    if args.command == "tables":  # evaluation JSONs, one option per method
+        for dest, value in vars(args).items():
+            if dest not in ("out", "registry") and isinstance(value, list):
+                for path in value:
+                    runs.check_input_file(path, _flag(dest))
+    for dest, kind in OUTPUTS.get(args.command, ()):
+        for path in _values(getattr(args, dest, None)):
+            (runs.check_output_dir if kind == "dir" else runs.check_output_file)(path, _flag(dest))
+    if getattr(args, "registry", None) is not None:  # a registry given is validated whole
+        from asymbench.tasks import load_registry
+
+        load_registry(args.registry)
+    if args.command == "train":
+        _check_train(args)
+
+
+@contextmanager
+def _run_task(args):
+    """For commands on a finished run: the run's own task (config.json's task_settings) answers
+    ``get_task(name)``, so a run of a task from a user's registry file needs no registry."""
+    if args.command not in RUN_COMMANDS:
+        yield
+        return
+    from asymbench.runs import CONFIG_FILE, load_finished_run
+    from asymbench.tasks import run_tasks, task_from_config
+
+    config, _ = load_finished_run(args.run)
+    with run_tasks(task_from_config(config, source=Path(args.run) / CONFIG_FILE)):
+        yield
+
+
+def _stat(path: Path):
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _snapshot_outputs(args) -> list[tuple[Path, str, object]]:
+    """The output files (and an evaluation's frames folder) a command may write, as they are now."""
+    snapshot = []
+    for dest, kind in OUTPUTS.get(args.command, ()):
+        if kind == "file" or (args.command == "evaluate" and dest == "frames"):
+            for path in _values(getattr(args, dest, None)):
+                path = Path(path)
+                extra = ([path.with_suffix(".md"), path.with_suffix(".tex")]
+                         if args.command == "tables" else [])
+                snapshot += [(p, kind, _stat(p)) for p in [path] + extra]
+    return snapshot
+
+
+def _remove_partial_outputs(snapshot) -> None:
+    """After a failure: removes the outputs this command created or rewrote."""
+    import shutil
+
+    for path, kind, before in snapshot:
+        after = _stat(path)
+        if after is None or after == before:
+            continue
+        if kind == "dir":
+            if before is None:
+                shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _add_debug(parser: argparse.ArgumentParser, top: bool) -> None:
+    parser.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="show the Python traceback of an error")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_debug(child, top=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asymbench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="asymbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
+    _add_debug(parser, top=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # argparse's usage errors: one line, SystemExit(2)
+    debug = args.debug or os.environ.get("ASYMBENCH_DEBUG", "") not in ("", "0")
+    prog = f"asymbench {args.command}"
+    snapshot = _snapshot_outputs(args)
     from asymbench.runs import RunError
     from asymbench.tasks import RegistryError
 
     try:
-        args.handler(args)
-    except (RegistryError, RunError, ValueError) as exc:
-        print(f"asymbench {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        _check_args(args)
+        with _run_task(args):
+            args.handler(args)
+    except KeyboardInterrupt:
+        _remove_partial_outputs(snapshot)
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # every failure: one line (the traceback only with --debug)
+        _remove_partial_outputs(snapshot)
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        usage = isinstance(exc, (RegistryError, RunError, ValueError, FileNotFoundError,
+                                 IsADirectoryError, NotADirectoryError, PermissionError))
+        hint = "" if usage or debug else " (an internal error: rerun with --debug for the traceback)"
+        print(f"{prog}: error: {_one_line(exc)}{hint}", file=sys.stderr)
+        return 2 if usage else 1
     return 0
 
 

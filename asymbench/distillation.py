@@ -33,7 +33,7 @@ from torch import nn
 
 from asymbench.runs import (CONFIG_FILE, FINISHED_FILE, PROGRESS_FILE, RunError, atomic_path,
                             load_finished_run, provenance, read_json, write_json)
-from asymbench.tasks import Task, get_task, make_env
+from asymbench.tasks import Task, make_env, task_from_config
 
 METHODS = ("bc", "gail")
 TEACHER_METHODS = ("l_only",)
@@ -105,7 +105,8 @@ def load_teacher(teacher_dir: str | Path, registry: str | Path | None = None):
     config, _ = load_finished_run(teacher_dir, methods=TEACHER_METHODS)
     if "task" not in config:
         raise RunError(f"teacher run in {teacher_dir}: {CONFIG_FILE} names no task")
-    task = get_task(config["task"], registry)
+    # The run's own task settings (config.json), so a teacher of a user-registry task works too.
+    task = task_from_config(config, registry, source=teacher_dir / CONFIG_FILE)
     path = teacher_dir / "model" / TEACHER_FILE
     if not path.exists():
         raise RunError(f"teacher run in {teacher_dir} has no deployed policy ({path} is missing)")
@@ -529,7 +530,7 @@ def distill(method: str, teacher_dir: str | Path, expert_path: str | Path, out_d
         raise RunError(f"{out_dir} already holds a finished run ({FINISHED_FILE}); "
                        "remove the folder to redo it")
     teacher_config, _ = load_finished_run(teacher_dir, methods=TEACHER_METHODS)
-    task = get_task(teacher_config["task"], registry)
+    task = task_from_config(teacher_config, registry, source=Path(teacher_dir) / CONFIG_FILE)
     limit = _teacher_max_episode_steps(teacher_config)
     env = make_env(task, seed=seed, max_episode_steps=limit)
     obs_dim, act_dim = _env_dims(env)

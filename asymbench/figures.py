@@ -1,4 +1,6 @@
-"""The paper's figures: sub-policy timelines (Figs. 2 and 3) and learning curves.
+"""The paper's figures: sub-policy timelines (Figs. 2 and 3) and learning curves; and two of
+ours: the return / FLOPs trade-off of every method against the paper's points, and the Pareto
+sweep of Ours' cost weight.
 
 Every figure's title states the scale, the training budget and the seeds it was made from, so a
 reduced-budget figure cannot be mistaken for a paper-scale one. Figures are written as PNG and
@@ -7,6 +9,9 @@ PDF (the format follows each output's suffix).
 
 from __future__ import annotations
 
+import argparse
+import math
+import sys
 import warnings
 from pathlib import Path
 
@@ -20,11 +25,12 @@ from matplotlib.patches import ConnectionPatch, Patch
 from matplotlib.lines import Line2D
 
 from asymbench.runs import CONFIG_FILE, PROGRESS_FILE, atomic_path, read_json
+from asymbench import tables
 from asymbench.tables import METHOD_LABELS
 
 SUB_POLICY_COLOURS = {"small": "tab:blue", "large": "tab:orange", "policy": "tab:gray"}
 METHOD_COLOURS = {"s_only": "tab:blue", "l_only": "tab:orange", "ours": "tab:green",
-                  "ours_no_cost": "tab:red", "fit": "tab:purple"}
+                  "ours_no_cost": "tab:red", "fit": "tab:purple", "bc": "tab:brown", "gail": "tab:pink"}
 MAX_SWITCH_LINES = 60  # beyond this many switches, lines would hide the dots: shading alone shows them
 
 
@@ -165,3 +171,211 @@ def learning_curves(task: str, runs: dict[str, list[str | Path]], scale: str,
                  f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}\nline: mean over seeds of each run's "
                  f"episode returns (moving average over 2% of its episodes){spread}", fontsize=10)
     save(fig, outs)
+
+
+# ----------------------------------------------------------------------------- trade-off, Pareto
+def factor_name(factor: float) -> str:
+    """A lambda factor as written in result folders: 0.333 -> "0.333", 10.0 -> "10", 1e-5 ->
+    "0.00001" (no exponent, so that the folder name is ``ours_lam`` + digits)."""
+    if not math.isfinite(factor) or factor < 0:
+        raise ValueError(f"a lambda factor must be a number >= 0, got {factor}")
+    return np.format_float_positional(float(factor), trim="-")
+
+
+def summarise(evaluations: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """One row per method of ONE task's evaluations: number of seeds, score (the task's metric:
+    success rate for goal tasks, else return) and FLOPs/Inf as mean and 95% CI half-width over
+    seeds (NaN half-width for one seed), mean % steps large and cost weight. Returns the rows in
+    the order the methods were given, and the metric."""
+    tasks_seen = sorted(set(evaluations["task"]))
+    if len(tasks_seen) != 1:
+        raise ValueError(f"evaluations of one task expected, got {tasks_seen}")
+    runs, metric = tables.with_score(evaluations)
+    rows = []
+    for method, group in runs.groupby("method", sort=False):
+        score, score_ci = tables.mean_ci95(group["score"])
+        flops, flops_ci = tables.mean_ci95(group["flops_per_inf"])
+        rows.append({"task": tasks_seen[0], "method": method, "label": tables.method_label(method),
+                     "n_seeds": len(group), "metric": tables.METRIC_LABELS[metric],
+                     "score_mean": score, "score_ci95": score_ci,
+                     "flops_per_inf_mean": flops, "flops_per_inf_ci95": flops_ci,
+                     "large_usage_pct_mean": group["large_usage_pct"].mean(),
+                     "cost_weight": group["cost_weight"].mean(),
+                     "train_steps": tables._joined(group["total_steps"]),
+                     "eval_episodes": tables._joined(group["episodes"])})
+    return pd.DataFrame(rows), metric
+
+
+def non_dominated(flops, scores) -> np.ndarray:
+    """Mask of the points no other point dominates (FLOPs lower is better, score higher is
+    better; dominating = at least as good in both and strictly better in one). Equal points
+    are all kept; NaN points are never on the front."""
+    flops, scores = np.asarray(flops, dtype=float), np.asarray(scores, dtype=float)
+    valid = ~(np.isnan(flops) | np.isnan(scores))
+    mask = valid.copy()
+    for i in np.flatnonzero(valid):
+        better_eq = valid & (flops <= flops[i]) & (scores >= scores[i])
+        strictly = (flops < flops[i]) | (scores > scores[i])
+        mask[i] = not (better_eq & strictly).any()
+    return mask
+
+
+def _points(ax, summary: pd.DataFrame, colours: dict, annotate: bool = True) -> None:
+    """Mean +- 95% CI over seeds on both axes, one marker per row, each labelled."""
+    for row in summary.itertuples():
+        colour = colours.get(row.method, "0.3")
+        ax.errorbar(row.flops_per_inf_mean, row.score_mean,
+                    xerr=0 if math.isnan(row.flops_per_inf_ci95) else row.flops_per_inf_ci95,
+                    yerr=0 if math.isnan(row.score_ci95) else row.score_ci95,
+                    fmt="o", ms=6, color=colour, ecolor=colour, elinewidth=1.2, capsize=3, zorder=4,
+                    label=f"{row.label} (n={row.n_seeds})")
+        if annotate:
+            ax.annotate(row.label, (row.flops_per_inf_mean, row.score_mean), textcoords="offset points",
+                        xytext=(5, 5), fontsize=7, color=colour)
+
+
+def _paper_points(ax, points: dict[str, tuple[float, float]], methods, colours: dict) -> bool:
+    drawn = False
+    for method in methods:
+        if method in points:
+            flops, score = points[method]
+            ax.scatter([flops], [score], s=60, facecolors="none", edgecolors=colours.get(method, "0.3"),
+                       linewidths=1.5, marker="D", zorder=5)
+            drawn = True
+    return drawn
+
+
+def _budget(summary: pd.DataFrame) -> str:
+    """"300 env steps per run, 3 seeds, 2 eval episodes" (differing values spelt "a/b")."""
+    def joined(column):
+        return tables._joined([v for cell in summary[column] for v in str(cell).split("/")])
+
+    return (f"{joined('train_steps')} env steps per run, {joined('n_seeds')} seeds per method, "
+            f"{joined('eval_episodes')} eval episodes")
+
+
+def _axes_labels(ax, metric: str) -> None:
+    ax.set_xscale("log")
+    ax.set_xlabel("Avg-FLOPs/Inf (the paper's FLOPs convention), log scale")
+    ax.margins(x=0.1, y=0.08)
+    ax.set_ylabel(f"evaluation {tables.METRIC_LABELS[metric]}")
+    ax.grid(alpha=0.3, which="both")
+
+
+def tradeoff(task: str, evaluations: dict[str, list[str | Path]], scale: str, outs: list[str | Path],
+             registry=None) -> pd.DataFrame:
+    """Score against Avg-FLOPs/Inf of every method (mean and 95% CI over seeds on both axes),
+    the paper's published points (hollow diamonds) beside them. Returns the plotted numbers."""
+    summary, metric = summarise(tables.load_evaluations(evaluations))
+    published = tables.published_points(task, registry)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    _points(ax, summary, METHOD_COLOURS)
+    has_paper = _paper_points(ax, published, summary["method"], METHOD_COLOURS)
+    _axes_labels(ax, metric)
+    handles, labels = ax.get_legend_handles_labels()
+    if has_paper:
+        handles.append(Line2D([], [], ls="", marker="D", mfc="none", mec="0.3"))
+        labels.append("paper (same colour: same method)")
+    ax.legend(handles, labels, fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.suptitle(f"{task}: {tables.METRIC_LABELS[metric]} against inference cost, scale '{scale}': "
+                 f"{_budget(summary)}\nfilled: mean ± 95% CI over seeds (t) on both axes; hollow "
+                 "diamonds: the paper's published numbers", fontsize=10)
+    save(fig, outs)
+    return summary
+
+
+def pareto(task: str, points: dict[float, list[str | Path]], baselines: dict[str, list[str | Path]],
+           scale: str, outs: list[str | Path], csv_out: str | Path | None = None,
+           registry=None) -> pd.DataFrame:
+    """Ours trained at several cost weights (``points``: lambda factor -> its seeds' evaluations)
+    on the score / Avg-FLOPs/Inf plane with the baselines of the same scale, the paper's Ours
+    point, and the non-dominated front of all reproduced points. Writes the same numbers to
+    ``csv_out`` (one row per point; ``source`` "paper" for the published one)."""
+    if not points:
+        raise ValueError("pareto: no lambda points given")
+    paths = {f"{tables.PARETO_PREFIX}{factor_name(f)}": p for f, p in sorted(points.items())}
+    paths.update(baselines)
+    summary, metric = summarise(tables.load_evaluations(paths))
+    summary.insert(2, "lambda_factor", [tables.pareto_factor(m) if tables.is_pareto_method(m) else math.nan
+                                        for m in summary["method"]])
+    summary["non_dominated"] = non_dominated(summary["flops_per_inf_mean"], summary["score_mean"])
+    summary["source"] = "reproduced"
+    sweep = summary[summary["lambda_factor"].notna()].sort_values("lambda_factor")
+    others = summary[summary["lambda_factor"].isna()]
+
+    fig, ax = plt.subplots(figsize=(8.5, 5.5))
+    cmap = plt.get_cmap("viridis")
+    colours = {m: cmap(i / max(1, len(sweep) - 1) * 0.85) for i, m in enumerate(sweep["method"])}
+    ax.plot(sweep["flops_per_inf_mean"], sweep["score_mean"], color="tab:green", lw=0.8, alpha=0.5, zorder=2)
+    _points(ax, sweep, colours)
+    _points(ax, others, METHOD_COLOURS)
+    front = summary[summary["non_dominated"]].sort_values("flops_per_inf_mean")
+    if len(front):
+        ax.step(front["flops_per_inf_mean"], front["score_mean"], where="post", color="0.2", ls="--",
+                lw=1, zorder=3, label="non-dominated front (means)")
+    paper = tables.published_points(task, registry).get("ours")
+    rows = [summary]
+    if paper is not None:
+        ax.scatter([paper[0]], [paper[1]], marker="*", s=180, color="gold", edgecolors="k", zorder=6,
+                   label="paper: Ours (λ×1)")
+        rows.append(pd.DataFrame([{"task": task, "method": "ours", "label": "Ours (paper)",
+                                   "lambda_factor": 1.0, "metric": tables.METRIC_LABELS[metric],
+                                   "score_mean": paper[1], "flops_per_inf_mean": paper[0],
+                                   "source": "paper"}]))
+    _axes_labels(ax, metric)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.suptitle(f"{task}: Ours at cost weights λ × factor (registry λ), scale '{scale}': "
+                 f"{_budget(summary)}\nmean ± 95% CI over seeds (t) on both axes; dashed: front of "
+                 "the reproduced means (lower FLOPs, higher score)", fontsize=10)
+    save(fig, outs)
+    table = pd.concat(rows, ignore_index=True)
+    table.insert(1, "scale", scale)
+    if csv_out is not None:
+        with atomic_path(Path(csv_out)) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.6g")
+    return table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``python -m asymbench.figures tradeoff|pareto ...`` (the pipeline's figures.smk and
+    pareto.smk call these)."""
+    parser = argparse.ArgumentParser(prog="python -m asymbench.figures", description=__doc__.splitlines()[0])
+    kinds = parser.add_subparsers(dest="figure", required=True)
+    t = kinds.add_parser("tradeoff", help="score against Avg-FLOPs/Inf of every method, paper beside")
+    p = kinds.add_parser("pareto", help="Ours at several cost weights, baselines, non-dominated front")
+    p.add_argument("--point", nargs="+", action="append", default=[], metavar=("FACTOR", "EVAL_JSON"),
+                   help="a lambda factor then its seeds' evaluations (repeat per factor)")
+    p.add_argument("--csv", default=None, help="also write the plotted numbers as CSV")
+    for q in (t, p):
+        q.add_argument("--task", required=True)
+        q.add_argument("--scale", required=True, help="the budget's name, for the title")
+        q.add_argument("--out", required=True, nargs="+", help="figure files (.png, .pdf, ...)")
+        q.add_argument("--registry", default=None, help="task registry YAML (default: the packaged one)")
+        for method in tables.METHODS:
+            q.add_argument(f"--{method.replace('_', '-')}", dest=method, nargs="+", default=[],
+                           metavar="EVAL_JSON", help=f"evaluations of {method}, one per seed")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    evaluations = {m: getattr(args, m) for m in tables.METHODS if getattr(args, m)}
+    try:
+        if args.figure == "tradeoff":
+            tradeoff(args.task, evaluations, args.scale, args.out, args.registry)
+        else:
+            points = {}
+            for factor, *paths in args.point:
+                if not paths:
+                    raise ValueError(f"--point {factor}: no evaluation files")
+                points[float(factor)] = paths
+            pareto(args.task, points, evaluations, args.scale, args.out, args.csv, args.registry)
+    except ValueError as exc:
+        print(f"asymbench figures {args.figure}: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"figure -> {', '.join(args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,6 +8,7 @@ A run folder holds ``config.json`` (what was asked for), ``progress.csv`` (the l
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -28,6 +29,17 @@ class RunError(RuntimeError):
     """A run folder is missing, unfinished, corrupt, or does not match what was asked for."""
 
 
+class UsageError(ValueError):
+    """A command-line value that cannot work (a path that cannot be written, a bad number...)."""
+
+
+def _file_mode() -> int:
+    """The mode a plainly created file gets under the current umask (mkstemp's is 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yields a temporary path next to ``path``; renames it over ``path`` only on success,
@@ -38,6 +50,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _file_mode())  # result files respect the umask, as open() would
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -62,8 +75,12 @@ def read_json(path: str | Path) -> Any:
         return json.loads(Path(path).read_text())
     except FileNotFoundError as exc:
         raise RunError(f"missing file: {path}") from exc
-    except json.JSONDecodeError as exc:
+    except IsADirectoryError as exc:
+        raise RunError(f"{path} is a folder; expected a JSON file") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RunError(f"corrupt JSON in {path}: {exc}") from exc
+    except OSError as exc:
+        raise RunError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def git_commit() -> str | None:
@@ -92,6 +109,160 @@ def provenance() -> dict[str, Any]:
             "cpu_count": os.cpu_count()}
 
 
+# ----------------------------------------------------------------------------- user paths
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_creatable(path: Path, flag: str, what: str) -> None:
+    """Raises UsageError unless ``path``'s missing folders can be created and written in."""
+    base = _nearest_existing(path)
+    if not base.is_dir():
+        raise UsageError(f"{flag} {path}: {base} is a file, so no {what} can be created under "
+                         "it; expected a path inside a folder")
+    try:
+        tempfile.TemporaryFile(dir=base).close()
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot create a {what} in {base} "
+                         f"({exc.strerror or exc}); expected a path in a writable folder") from exc
+
+
+def check_output_dir(path: str | Path, flag: str = "--out") -> None:
+    """A folder a command will create (or resume) must be a folder, or creatable and writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path}: is an existing file; expected a folder "
+                         "(created if missing)")
+    _check_creatable(path, flag, "folder")
+
+
+def check_output_file(path: str | Path, flag: str = "--out") -> None:
+    """A file a command will write must not be a folder, and its folder must be writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder; expected a file path")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{flag} {path}: exists and is not writable; expected a writable file path")
+    _check_creatable(path.parent if path.parent != path else path, flag, "file")
+
+
+def check_input_file(path: str | Path, flag: str) -> None:
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{flag} {path}: does not exist; expected an existing file")
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder; expected a file")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"{flag} {path}: not readable; expected a file you can read")
+
+
+def check_input_dir(path: str | Path, flag: str) -> None:
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{flag} {path}: does not exist; expected an existing folder")
+    if not path.is_dir():
+        raise UsageError(f"{flag} {path}: is a file; expected a folder")
+
+
+def read_asym_evaluation(path: str | Path, task: str | None = None,
+                         flag: str = "--width-from") -> dict:
+    """An ``asymbench evaluate`` JSON of an asym run (of ``task``) with a positive finite
+    ``flops_per_inf``, as --width-from needs; UsageError names the file and the problem."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise UsageError(f"{flag} {path}: expected an evaluation JSON object (from `asymbench "
+                         f"evaluate` of an asym run), got a JSON {type(data).__name__}")
+    if data.get("method") != "asym":
+        raise UsageError(f"{flag} {path}: an evaluation of a '{data.get('method')}' run; expected "
+                         "an evaluation of an asym run (the asymmetric agent)")
+    if task is not None and data.get("task") != task:
+        raise UsageError(f"{flag} {path}: an evaluation of task '{data.get('task')}'; "
+                         f"expected an evaluation of task '{task}'")
+    target = data.get("flops_per_inf")
+    if (isinstance(target, bool) or not isinstance(target, (int, float))
+            or not math.isfinite(target) or target <= 0):
+        raise UsageError(f"{flag} {path}: 'flops_per_inf' is {target!r}; expected a positive "
+                         "number (an evaluation written by `asymbench evaluate`)")
+    return data
+
+
+# ----------------------------------------------------------------------------- run folders
+# The deployed networks each method's run folder holds under model/ (docs/contract.md).
+MODEL_FILES = {"s_only": ("policy.zip",), "l_only": ("policy.zip",), "fit": ("policy.zip",),
+               "asym": ("small.zip", "large.zip", "master.pt"),  # master.pt: torch.save, also a zip
+               "bc": ("student.zip",), "gail": ("student.zip",)}
+
+
+def _check_zip(path: Path) -> str | None:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            archive.namelist()
+    except (OSError, zipfile.BadZipFile) as exc:
+        return f"{path} is damaged ({exc})"
+    return None
+
+
+def check_model_files(run_dir: str | Path, config: dict) -> None:
+    """Every deployed network of a finished run is there and is a readable archive."""
+    run_dir = Path(run_dir)
+    for name in MODEL_FILES.get(config.get("method"), ()):
+        path = run_dir / "model" / name
+        if not path.is_file():
+            raise RunError(f"run in {run_dir} is damaged: {path} is missing; retrain it "
+                           "(delete the folder and rerun its command)")
+        problem = _check_zip(path)
+        if problem:
+            raise RunError(f"run in {run_dir} is damaged: {problem}; retrain it "
+                           "(delete the folder and rerun its command)")
+
+
+def _pickle_complete(path: Path) -> bool:
+    """A pickle (protocol >= 2) ends with the STOP opcode; a truncated file almost never does."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"."
+    except OSError:
+        return False
+
+
+def check_checkpoint(run_dir: str | Path) -> None:
+    """Before resuming: the checkpoint that ``run_dir`` points at is complete (latest.json names
+    an existing folder; its pickles end whole; its .zip / .pt archives open). RunError says what
+    is damaged and how to start over. Nothing to check if there is no checkpoint."""
+    run_dir = Path(run_dir)
+    restart = f"delete {run_dir / 'checkpoint'} to restart the run from step 0"
+    files = []
+    latest_path = run_dir / "checkpoint" / "latest.json"
+    if latest_path.exists():
+        latest = read_json(latest_path)
+        if not isinstance(latest, dict) or not isinstance(latest.get("dir"), str):
+            raise RunError(f"checkpoint of {run_dir} is damaged: {latest_path} names no "
+                           f"checkpoint folder; {restart}")
+        folder = run_dir / "checkpoint" / latest["dir"]
+        if not folder.is_dir():
+            raise RunError(f"checkpoint of {run_dir} is damaged: {latest_path} points at "
+                           f"{folder}, which does not exist; {restart}")
+        files += sorted(folder.iterdir())
+    files += sorted(run_dir.glob("*.pt"))
+    for path in files:
+        problem = None
+        if path.suffix == ".pkl" and not _pickle_complete(path):
+            problem = f"{path} is truncated"
+        elif path.suffix in (".zip", ".pt"):
+            problem = _check_zip(path)
+        if problem:
+            where = restart if path.suffix != ".pt" else f"delete {path} to restart from step 0"
+            raise RunError(f"checkpoint of {run_dir} is damaged: {problem}; {where}")
+
+
 def load_finished_run(run_dir: str | Path, task: str | None = None,
                       methods: tuple[str, ...] | None = None) -> tuple[dict, dict]:
     """Returns (config, run summary) of a finished run, or raises RunError naming the problem."""
@@ -103,9 +274,17 @@ def load_finished_run(run_dir: str | Path, task: str | None = None,
                        "rerun its training command to resume it")
     config = read_json(run_dir / CONFIG_FILE)
     summary = read_json(run_dir / FINISHED_FILE)
+    for name, data in ((CONFIG_FILE, config), (FINISHED_FILE, summary)):
+        if not isinstance(data, dict):
+            raise RunError(f"run in {run_dir} is damaged: {name} holds a JSON "
+                           f"{type(data).__name__}, expected an object")
+    for key in ("task", "method"):
+        if not isinstance(config.get(key), str):
+            raise RunError(f"run in {run_dir} is damaged: {CONFIG_FILE} has no '{key}'")
     if task is not None and config.get("task") != task:
         raise RunError(f"run in {run_dir} is of task '{config.get('task')}', not '{task}'")
     if methods is not None and config.get("method") not in methods:
         raise RunError(f"run in {run_dir} is a '{config.get('method')}' run; "
                        f"expected one of {', '.join(methods)}")
+    check_model_files(run_dir, config)
     return config, summary

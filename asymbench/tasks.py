@@ -7,8 +7,16 @@ environments with a flat Box observation, as every network in the paper takes a 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import difflib
+import io
+import json
+import math
 import os
+import re
+import sys
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -116,6 +124,7 @@ TASK_SCHEMA = {
         "max_episode_steps": {"anyOf": [{"type": "null"}, _POSITIVE_INT]},
         "timeouts": {"enum": ["terminal", "bootstrap"]},
         "asym_action_noise": {"enum": ["dropped", "as_sac"]},
+        "done_on_success": {"type": "boolean"},
         "her": {"anyOf": [{"type": "null"}, {
             "type": "object", "additionalProperties": False,
             "required": ["goal_selection_strategy", "n_sampled_goal"],
@@ -162,57 +171,352 @@ def _merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def _validate(name: str, settings: dict) -> None:
-    errors = sorted(jsonschema.Draft202012Validator(TASK_SCHEMA).iter_errors(settings),
-                    key=lambda e: list(e.path))
+TOP_LEVEL_KEYS = ("defaults", "tasks")
+TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+DEFAULTS_SCHEMA = {**TASK_SCHEMA, "required": []}
+# A task entry, defaults merged in, must give every setting the code reads (all but these).
+OPTIONAL_TASK_KEYS = ("paper_name", "paper_obs_dim", "paper_fit_width")
+ENTRY_SCHEMA = {
+    **TASK_SCHEMA,
+    "required": [k for k in TASK_SCHEMA["properties"] if k not in OPTIONAL_TASK_KEYS],
+    "properties": {**TASK_SCHEMA["properties"],
+                   **{k: {**TASK_SCHEMA["properties"][k],
+                          "required": list(TASK_SCHEMA["properties"][k]["properties"])}
+                      for k in ("sac", "master", "distill")}},
+}
+
+
+def _accepts(schema: dict) -> str:
+    """What a (sub)schema accepts, in words, for error messages."""
+    if "anyOf" in schema:
+        return " or ".join(_accepts(s) for s in schema["anyOf"])
+    if "const" in schema:
+        return repr(schema["const"])
+    if "enum" in schema:
+        return "one of " + ", ".join(repr(v) for v in schema["enum"])
+    kind = schema.get("type")
+    if kind == "null":
+        return "null"
+    if kind == "boolean":
+        return "true or false"
+    if kind == "string":
+        return "a non-empty string" if schema.get("minLength") else "a string"
+    if kind == "object":
+        keys = list(schema.get("properties", {}))
+        return f"a mapping (keys: {', '.join(keys)})" if keys else "a mapping"
+    if kind == "array":
+        return f"a non-empty list, each {_accepts(schema.get('items', {}))}"
+    if kind in ("integer", "number"):
+        bounds = [f"{op} {schema[key]:g}" for key, op in (("minimum", ">="), ("exclusiveMinimum", ">"),
+                                                          ("maximum", "<="), ("exclusiveMaximum", "<"))
+                  if key in schema]
+        noun = "an integer" if kind == "integer" else "a finite number"
+        return " ".join([noun] + ([" and ".join(bounds)] if bounds else []))
+    return "a value of another kind"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number_text_hint(value: Any) -> str:
+    """PyYAML (YAML 1.1) reads `1e-3` as text: only `1.0e-3` is a float to it."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        mantissa, _, exponent = value.strip().lower().partition("e")
+        if exponent:
+            mantissa += "" if "." in mantissa else ".0"
+            exponent = exponent if exponent[:1] in "+-" else "+" + exponent
+            suggestion = f"{mantissa}e{exponent}"
+        else:
+            suggestion = value.strip()
+        return (f" ('{value}' is text to YAML: PyYAML reads a number with an exponent as a float "
+                f"only with a dot and a signed exponent: write {suggestion}, not {value}"
+                f"{'' if exponent else ', unquoted'})")
+    return ""
+
+
+def _schema_problem(error: jsonschema.ValidationError) -> tuple[str, str]:
+    """(field, problem) of one schema error: the field's dotted path, what is wrong with it
+    and what would be accepted."""
+    path = [str(p) for p in error.path]
+    if error.validator == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed), key=str)[0]
+        close = difflib.get_close_matches(str(unknown), allowed, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return ".".join(path + [str(unknown)]), f"unknown field; {hint}allowed: {', '.join(allowed)}"
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        expected = _accepts(error.schema.get("properties", {}).get(missing, {}))
+        return ".".join(path + [missing]), f"missing; expected {expected}"
+    return (".".join(path) or "(entry)",
+            f"got {_short(error.instance)}, expected {_accepts(error.schema)}"
+            f"{_number_text_hint(error.instance)}")
+
+
+def _non_finite(value: Any, path: tuple = ()) -> tuple[str, float] | None:
+    """The first NaN / infinite number in a nested mapping (schemas cannot reject NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".".join(map(str, path)), value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, path + (key,))
+        if found:
+            return found
+    return None
+
+
+def _validate(name: str, settings: dict, where: str = "task registry", schema: dict = ENTRY_SCHEMA,
+              label: str | None = None) -> None:
+    label = label or f"task '{name}'"
+    bad = _non_finite(settings)
+    if bad:
+        raise RegistryError(f"{where}: {label}, field '{bad[0]}': got {bad[1]}, "
+                            "expected a finite number")
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(settings),
+                    key=lambda e: [str(p) for p in e.path])
     if errors:
-        error = errors[0]
-        field = ".".join(str(p) for p in error.path) or "(entry)"
-        if error.validator == "required":
-            field = error.message.split("'")[1]
-        raise RegistryError(f"task registry: task '{name}', field '{field}': {error.message}")
+        field, problem = _schema_problem(errors[0])
+        if errors[0].validator == "required":
+            problem += (" (a task's settings merge over the registry's `defaults:`; start a "
+                        "registry of your own from a copy of asymbench/data/tasks.yaml)")
+        raise RegistryError(f"{where}: {label}, field '{field}': {problem}")
+    if schema is ENTRY_SCHEMA and settings["small"] >= settings["large"]:
+        raise RegistryError(f"{where}: {label}, fields 'small'/'large': small ({settings['small']}) "
+                            f"must be less than large ({settings['large']})")
 
 
-def parse_registry(raw: dict) -> dict[str, Task]:
-    """Validates a registry mapping (as loaded from YAML) and returns its tasks by name."""
-    if not isinstance(raw, dict) or not isinstance(raw.get("tasks"), dict) or not raw["tasks"]:
-        raise RegistryError("task registry: needs a non-empty 'tasks' mapping")
+# env id -> None (usable) or the problem; filled once per process per id.
+_ENV_PROBLEMS: dict[str, str | None] = {}
+
+
+def env_problem(env_id: str) -> str | None:
+    """Why ``env_id`` cannot be a task's environment (unknown id, no Box action space, no Box or
+    Dict observation space), or None. Builds the env once per process and id."""
+    if env_id not in _ENV_PROBLEMS:
+        problem = None
+        try:
+            _register_optional_suites(env_id)
+            gym.spec(env_id)
+        except gym.error.Error as exc:
+            problem = (f"no gymnasium environment '{env_id}' ({exc}); expected a registered id, "
+                       "e.g. Swimmer-v5, FetchPickAndPlace-v4 or dm_control/<domain>-<task>-v0")
+        except ImportError as exc:
+            problem = f"cannot register '{env_id}': {exc}"
+        if problem is None:
+            try:
+                with _quiet_imports():
+                    env = gym.make(env_id)
+            except Exception as exc:  # any failure of third-party construction code
+                problem = f"cannot build '{env_id}': {type(exc).__name__}: {exc}"
+            else:
+                if not isinstance(env.action_space, gym.spaces.Box):
+                    problem = (f"'{env_id}' has a {env.action_space} action space; SAC needs a "
+                               "continuous (Box) one")
+                elif not isinstance(env.observation_space, (gym.spaces.Box, gym.spaces.Dict)):
+                    problem = (f"'{env_id}' has a {env.observation_space} observation space; "
+                               "expected a Box or a Dict of Boxes")
+                env.close()
+        _ENV_PROBLEMS[env_id] = problem
+    return _ENV_PROBLEMS[env_id]
+
+
+def _check_task(name: str, settings: dict, where: str, check_env: bool) -> Task:
+    _validate(name, settings, where)
+    if check_env:
+        problem = env_problem(settings["env_id"])
+        if problem:
+            raise RegistryError(f"{where}: task '{name}', field 'env_id': {problem}")
+    return Task(name=name, settings=settings)
+
+
+def parse_registry(raw: dict, source: str | Path | None = None,
+                   check_envs: bool = True) -> dict[str, Task]:
+    """Validates a whole registry mapping (as loaded from YAML) and returns its tasks by name.
+
+    Checked: the top-level keys, ``defaults`` and every task against the schema, NaN / inf,
+    small < large, and (``check_envs``) that every ``env_id`` builds with a Box action space.
+    Raises RegistryError naming the file, the task and the field, and what would be accepted.
+    """
+    where = f"task registry {source}" if source else "task registry"
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{where}: expected a mapping with keys {', '.join(TOP_LEVEL_KEYS)}, "
+                            f"got {_short(raw)}")
+    unknown = [str(k) for k in raw if k not in TOP_LEVEL_KEYS]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], TOP_LEVEL_KEYS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise RegistryError(f"{where}: unknown top-level key '{unknown[0]}'{hint}; "
+                            f"allowed: {', '.join(TOP_LEVEL_KEYS)}")
+    if not isinstance(raw.get("tasks"), dict) or not raw["tasks"]:
+        raise RegistryError(f"{where}: needs a non-empty 'tasks' mapping (task name -> settings), "
+                            f"got {_short(raw.get('tasks'))}")
     defaults = raw.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise RegistryError(f"{where}: 'defaults' must be a mapping of task settings, "
+                            f"got {_short(defaults)}")
+    _validate("defaults", defaults, where, DEFAULTS_SCHEMA, label="defaults")
     tasks = {}
     for name, entry in raw["tasks"].items():
+        if not isinstance(name, str) or not TASK_NAME.match(name):
+            raise RegistryError(f"{where}: task name {_short(name)}: expected letters, digits, "
+                                "'_', '-' or '.' (it names folders and Snakemake targets)")
         if not isinstance(entry, dict):
-            raise RegistryError(f"task registry: task '{name}' must be a mapping")
-        settings = _merge(defaults, entry)
-        _validate(name, settings)
-        tasks[name] = Task(name=name, settings=settings)
+            raise RegistryError(f"{where}: task '{name}' must be a mapping of settings, "
+                                f"got {_short(entry)}")
+        tasks[name] = _check_task(name, _merge(defaults, entry), where, check_envs)
     return tasks
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last
+    silently: a task entered twice would lose its first entry without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (each key may appear once per mapping)",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_registry_file(path: str) -> Any:
+    where = f"task registry {path}"
+    if not os.path.exists(path):
+        raise RegistryError(f"{where}: file does not exist; expected a YAML file "
+                            "(leave the registry out for the packaged one)")
+    if os.path.isdir(path):
+        raise RegistryError(f"{where}: is a folder; expected a YAML file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.load(f, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        kind = "YAML error" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error"
+        raise RegistryError(f"{where}: {kind}{at}: {problem}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{where}: cannot read it ({exc.__class__.__name__}: "
+                            f"{getattr(exc, 'strerror', None) or exc})") from exc
 
 
 @lru_cache(maxsize=None)
 def _load(path: str) -> dict[str, Task]:
-    with open(path) as f:
-        return parse_registry(yaml.safe_load(f))
+    return parse_registry(_read_registry_file(path), source=path)
 
 
 def load_registry(path: str | Path | None = None) -> dict[str, Task]:
     return _load(str(path or REGISTRY_PATH))
 
 
+# Tasks that `get_task(name)` (no registry given) returns instead of the packaged registry's:
+# set by `run_tasks` while a command works on a run folder, whose config.json holds its task.
+_RUN_TASKS: dict[str, Task] = {}
+
+
+@contextlib.contextmanager
+def run_tasks(*tasks: Task):
+    """While active, ``get_task(name)`` without a registry returns these tasks (a run's own,
+    from ``task_from_config``), so code that looks a run's task up by name gets the settings
+    the run was made with, also for a task that exists only in a user's registry file."""
+    saved = dict(_RUN_TASKS)
+    _RUN_TASKS.update({task.name: task for task in tasks})
+    try:
+        yield
+    finally:
+        _RUN_TASKS.clear()
+        _RUN_TASKS.update(saved)
+
+
 def get_task(name: str, registry: str | Path | None = None) -> Task:
+    if registry is None and name in _RUN_TASKS:
+        return _RUN_TASKS[name]
     tasks = load_registry(registry)
     if name not in tasks:
-        raise RegistryError(f"unknown task '{name}'; known tasks: {', '.join(tasks)}")
+        raise RegistryError(f"unknown task '{name}'; known tasks: {', '.join(tasks)}"
+                            + ("" if registry else " (a task of your own: give --registry FILE)"))
     return tasks[name]
+
+
+def task_from_config(config: dict, registry: str | Path | None = None,
+                     source: str | Path | None = None) -> Task:
+    """The task a run was made for, from its config.json: ``task_settings`` (the resolved registry
+    entry, recorded by train and distill), validated like a registry entry. A run is thereby
+    self-contained: it needs no registry, also for a task from a user's registry file. Settings
+    the run predates (keys added to the schema since) come from the packaged defaults. Runs that
+    recorded no ``task_settings`` fall back to ``get_task(config["task"], registry)``."""
+    where = f"run config {source}" if source else "run config"
+    name = config.get("task") if isinstance(config, dict) else None
+    if not isinstance(name, str) or not name:
+        raise RegistryError(f"{where}: names no task (field 'task')")
+    settings = config.get("task_settings")
+    if settings is None:
+        return get_task(name, registry)
+    if not isinstance(settings, dict):
+        raise RegistryError(f"{where}: field 'task_settings' must be a mapping, got {_short(settings)}")
+    key = json.dumps([name, settings], sort_keys=True, default=str)
+    if key not in _CONFIG_TASKS:
+        defaults = (_read_registry_file(str(REGISTRY_PATH)) or {}).get("defaults") or {}
+        _CONFIG_TASKS[key] = _check_task(name, _merge(defaults, settings), where, check_env=True)
+    return _CONFIG_TASKS[key]
+
+
+_CONFIG_TASKS: dict[str, Task] = {}
+
+
+# Known notices that third-party packages print when imported; filtered where we import them.
+_KNOWN_NOTICES = (
+    # gymnasium-robotics prints this (farama_notifications) to stderr at import; asymbench uses no
+    # Adroit environment.
+    "AdroitHandRelocateDense-v1, AdroitHandHammerDense-v1, AdroitHandDoorDense-v1 environment's "
+    "reward functions were updated",
+)
+
+
+@contextlib.contextmanager
+def _quiet_imports():
+    """Drops the known import-time notices (above) and pygame's pkg_resources deprecation
+    warning (pygame imports pkg_resources; shimmy and classic-control rendering import pygame);
+    anything else printed to stderr is passed through."""
+    captured = io.StringIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated as an API",
+                                    category=UserWarning)
+            with contextlib.redirect_stderr(captured):
+                yield
+    finally:
+        kept = [line for line in captured.getvalue().splitlines(keepends=True)
+                if not line.startswith(_KNOWN_NOTICES)]
+        if kept:
+            sys.stderr.write("".join(kept))
 
 
 def _register_optional_suites(env_id: str) -> None:
     # Importing these registers their ids with gymnasium; only pay for what the task needs.
+    # (their import-time notices are filtered here: see _quiet_imports)
     if env_id.startswith("dm_control/"):
-        import shimmy
+        with _quiet_imports():
+            import shimmy
 
         gym.register_envs(shimmy)
     elif env_id.startswith("Fetch") or env_id.startswith("Hand"):
-        import gymnasium_robotics
+        with _quiet_imports():
+            import gymnasium_robotics
 
         gym.register_envs(gymnasium_robotics)
 
@@ -230,6 +534,10 @@ def make_env(task: Task, seed: int | None = None, render: bool = False,
     # An override only shortens episodes (reduced-budget scales); it never lengthens a task's.
     limit = min(filter(None, (max_episode_steps, task.max_episode_steps)), default=None)
     kwargs = {"render_mode": "rgb_array"} if render else {}
+    if render:
+        with _quiet_imports():  # classic-control rendering imports pygame on first render
+            with contextlib.suppress(ImportError):
+                import pygame  # noqa: F401
     if limit:
         kwargs["max_episode_steps"] = limit
     try:
@@ -240,6 +548,8 @@ def make_env(task: Task, seed: int | None = None, render: bool = False,
     if not isinstance(env.action_space, gym.spaces.Box):
         raise RegistryError(f"task '{task.name}': SAC needs a continuous (Box) action space, "
                             f"'{task.env_id}' has {env.action_space}")
+    if task.settings.get("done_on_success"):
+        env = DoneOnSuccess(env)
     if isinstance(env.observation_space, gym.spaces.Dict):
         if not flatten:
             return _seeded(env, seed)
@@ -249,6 +559,22 @@ def make_env(task: Task, seed: int | None = None, render: bool = False,
             env, lambda obs: obs.astype(np.float32),
             gym.spaces.Box(-np.inf, np.inf, env.observation_space.shape, np.float32))
     return _seeded(env, seed)
+
+
+class DoneOnSuccess(gym.Wrapper):
+    """The authors' goal-task wrapper (rl-zoo/wrappers.py, DoneOnSuccessWrapper): the episode
+    ends at the first step the env reports ``is_success``, and every reward, relabelled ones
+    included (``compute_reward``), is offset by +1, so a sparse -1/0 reward becomes 0/1."""
+
+    REWARD_OFFSET = 1.0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        terminated = bool(terminated) or bool(info.get("is_success", False))
+        return obs, reward + self.REWARD_OFFSET, terminated, truncated, info
+
+    def compute_reward(self, achieved_goal, desired_goal, info):
+        return self.env.get_wrapper_attr("compute_reward")(achieved_goal, desired_goal, info) + self.REWARD_OFFSET
 
 
 def _seeded(env: gym.Env, seed: int | None) -> gym.Env:

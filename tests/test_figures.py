@@ -1,7 +1,9 @@
-"""Figures from synthetic traces, frames and learning curves: files exist, are real images, and
-the learning-curve interpolation does not extrapolate."""
+"""Figures from synthetic traces, frames, learning curves and evaluation JSONs: files exist, are
+real images, the learning-curve interpolation does not extrapolate, and the Pareto sweep's
+numbers (means, CIs, non-dominated front, the paper's point) are right."""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -97,3 +99,98 @@ def test_learning_curves(tmp_path):
     assert main(args) == 0
     for out in outs:
         assert_image(out)
+
+
+# ----------------------------------------------------------------------------- trade-off, Pareto
+def write_eval(path, task, method, score, flops, seed, success_rate=None, cost_weight=None):
+    """An EVAL.json with the fields the trade-off and Pareto figures read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"task": task, "method": method, "seed": 1000, "episodes": 2,
+                                "total_steps": 300, "mean_return": score, "success_rate": success_rate,
+                                "large_share": 0.5, "flops_per_inf": flops,
+                                "flops_reduction_pct": 100 * (1 - flops / 137219),
+                                "cost_weight": cost_weight}))
+    return path
+
+
+# method -> (score, FLOPs/Inf) of seed 0; seed s adds s to the score and 10 s to the FLOPs
+BASELINES = {"s_only": (20.0, 300.0), "l_only": (80.0, 137219.0), "fit": (60.0, 70000.0),
+             "bc": (40.0, 70000.0), "gail": (30.0, 70000.0)}
+SWEEP = {0: (90.0, 120000.0), 0.1: (85.0, 90000.0), 1: (70.0, 75000.0), 10: (30.0, 5000.0)}
+
+
+def sweep_files(folder, task="Swimmer"):
+    baselines = {m: [write_eval(folder / m / f"seed{s}" / "eval.json", task, m, r + s, f + 10 * s, s)
+                     for s in range(3)] for m, (r, f) in BASELINES.items()}
+    points = {k: [write_eval(folder / f"ours_lam{k}" / f"seed{s}" / "eval.json", task, "asym", r + s,
+                             f + 10 * s, s, cost_weight=1e-4 * k) for s in range(3)]
+              for k, (r, f) in SWEEP.items()}
+    return baselines, points
+
+
+def test_non_dominated():
+    flops = [100, 200, 200, 300, 50, 300, math.nan]
+    scores = [10, 20, 15, 20, 5, 25, 99]
+    # (200, 15) is dominated by (200, 20); (300, 20) by (300, 25) and (200, 20); NaN never on it
+    assert figures.non_dominated(flops, scores).tolist() == [True, True, False, False, True, True, False]
+    assert figures.non_dominated([1, 1], [2, 2]).tolist() == [True, True]  # equal points both kept
+
+
+def test_factor_names_are_folder_safe():
+    assert [figures.factor_name(f) for f in (0, 0.1, 0.333, 1, 3.0, 10, 1e-5)] == [
+        "0", "0.1", "0.333", "1", "3", "10", "0.00001"]
+    with pytest.raises(ValueError):
+        figures.factor_name(-1)
+
+
+def test_pareto_csv_and_figure(tmp_path):
+    baselines, points = sweep_files(tmp_path / "runs")
+    outs = [tmp_path / "pareto.png", tmp_path / "pareto.pdf"]
+    csv = tmp_path / "pareto.csv"
+    args = ["pareto", "--task", "Swimmer", "--scale", "smoke", "--out", *map(str, outs), "--csv", str(csv)]
+    for factor, paths in points.items():
+        args += ["--point", str(factor), *map(str, paths)]
+    for method, paths in baselines.items():
+        args += [f"--{method.replace('_', '-')}", *map(str, paths)]
+    assert figures.main(args) == 0
+    for out in outs:
+        assert_image(out)
+    df = pd.read_csv(csv)
+    reproduced = df[df["source"] == "reproduced"].set_index("label")
+    lam = reproduced.loc["Ours, λ×0.1"]
+    assert lam["lambda_factor"] == 0.1 and lam["n_seeds"] == 3 and lam["cost_weight"] == pytest.approx(1e-5)
+    assert lam["score_mean"] == pytest.approx(86.0)  # 85, 86, 87
+    assert lam["score_ci95"] == pytest.approx(figures.tables.mean_ci95([85, 86, 87])[1])
+    assert lam["flops_per_inf_mean"] == pytest.approx(90010.0)
+    # front (means): S-only (300, 21), λ×10 (5010, 31), fit (70010, 61), λ×1 (75010, 71),
+    # λ×0.1 (90010, 86), λ×0 (120010, 91); L-only (137229, 81), BC and GAIL are dominated
+    front = set(reproduced.index[reproduced["non_dominated"]])
+    assert front == {"S-only", "Ours, λ×10", "fit", "Ours, λ×1", "Ours, λ×0.1", "Ours, λ×0"}
+    paper = df[df["source"] == "paper"].iloc[0]
+    assert paper["score_mean"] == 108.8 and paper["flops_per_inf_mean"] == 76019
+    assert set(df["scale"]) == {"smoke"}
+
+
+def test_tradeoff_figure_with_success_rates(tmp_path):
+    runs = {m: [write_eval(tmp_path / m / f"seed{s}" / "eval.json", "FetchPickAndPlace", m, -20.0, f,
+                           s, success_rate=0.5 + 0.1 * s) for s in range(2)]
+            for m, (_, f) in BASELINES.items()}
+    outs = [tmp_path / "tradeoff.png"]
+    summary = figures.tradeoff("FetchPickAndPlace", runs, "smoke", outs)
+    assert_image(outs[0])
+    assert set(summary["metric"]) == {"success rate"}
+    assert summary.set_index("method").loc["l_only", "score_mean"] == pytest.approx(0.55)
+    args = ["tradeoff", "--task", "FetchPickAndPlace", "--scale", "smoke", "--out", str(tmp_path / "t.pdf")]
+    for method, paths in runs.items():
+        args += [f"--{method.replace('_', '-')}", *map(str, paths)]
+    assert figures.main(args) == 0 and (tmp_path / "t.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_figures_module_runs_as_a_command(tmp_path):
+    """The pipeline calls `python -m asymbench.figures`: it must be importable as __main__."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "asymbench.figures", "pareto", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--point" in result.stdout

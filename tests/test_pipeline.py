@@ -15,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from asymbench.tasks import load_registry
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SNAKEMAKE = BIN / "snakemake"
@@ -32,6 +34,18 @@ def job_counts(output: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
+def jobs(counts: dict[str, int], rule: str) -> int:
+    """Jobs of ``rule``, summed over per-task copies of it ("train_walker_stand") if the
+    workflow defines one rule per task."""
+    ids = [re.sub(r"\W", "_", task) for task in load_registry()]
+    return counts.get(rule, 0) + sum(counts.get(f"{rule}_{i}", 0) for i in ids)
+
+
+def commands(output: str, start: str) -> list[str]:
+    """The shell commands of a dry run (-p) that start with ``start``."""
+    return [c.strip() for c in re.findall(r"^\s*(?:Shell command: )?(" + re.escape(start) + r".*)$", output, re.M)]
+
+
 @pytest.mark.parametrize("override, field, message", [
     ("seeds=[]", "seeds", "should be non-empty"),
     ("seeds=[0, -1]", "seeds", "less than the minimum of 0"),
@@ -40,9 +54,13 @@ def job_counts(output: str) -> dict[str, int]:
     ("lambda={Swimmer: -1e-3}", "lambda", "less than the minimum of 0"),
     ("lambda={Walker: 1e-3}", "lambda", "unknown task(s) Walker"),
     ("scale=huge", "scale", "unknown scale 'huge'"),
+    ("pareto={lambda_factors: [1, -1]}", "pareto", "less than the minimum of 0"),
+    ("scale=smoke  scales={smoke: {per_task: {Hopper: {seeds: [0]}}}}", "scales.smoke.per_task",
+     "unknown task(s) Hopper"),
+    ("scales={smoke: {per_task: {Swimmer: {lambda: 1}}}}", "scales", "Additional properties are not allowed"),
 ])
 def test_bad_config_is_rejected_naming_the_field(override, field, message):
-    result = snakemake("-n", "--cores", "1", "--config", override)
+    result = snakemake("-n", "--cores", "1", "--config", *override.split("  "))
     assert result.returncode != 0
     out = result.stdout + result.stderr
     assert message in out
@@ -55,25 +73,68 @@ def test_paper_table4_dag_counts():
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
     runs = 6 * 5  # tasks x seeds of the paper scale
-    assert counts == {"train": 2 * runs,          # l_only and ours
-                      "train_fit": runs, "expert": runs, "distill": 2 * runs,  # bc, gail
-                      "evaluate": 4 * runs,       # l_only, fit, bc, gail
-                      "evaluate_asym": runs,      # ours
-                      "table": 1}
+    assert jobs(counts, "train") == 2 * 6         # one job per task and method: l_only, ours
+    assert jobs(counts, "train_fit") == 6         # every seed of a task in one job
+    assert {rule: n for rule, n in counts.items() if not rule.startswith("train")} == {
+        "expert": runs, "distill": 2 * runs,      # bc, gail
+        "evaluate": 4 * runs,                     # l_only, fit, bc, gail
+        "evaluate_asym": runs,                    # ours
+        "table": 1}
 
 
 def test_all_and_ablation_targets_per_scale():
     result = snakemake("-n", "--cores", "2", "--config", "scale=short", "tasks=[Swimmer]")
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
-    assert counts["train"] == 4 * 3 and counts["table"] == 3  # s/l-only, ours, ours_no_cost x 3 seeds
-    assert counts["timeline"] == counts["learning_curves"] == 1
+    assert jobs(counts, "train") == 4 and counts["table"] == 3  # s/l-only, ours, ours_no_cost (3 seeds each)
+    assert counts["timeline"] == counts["learning_curves"] == counts["tradeoff"] == 1
     assert "paper_tables/short/table3.csv" in result.stdout
     assert "paper_tables/table3.csv" not in result.stdout  # never the paper scale's files
     ablation = snakemake("ablation_no_cost", "-n", "-p", "--cores", "1", "--config", "scale=short",
                          "tasks=[Swimmer]").stdout
     assert "--steps 50000" in ablation and "--lam 0 " in ablation
     assert job_counts(ablation)["table"] == 1
+
+
+def test_verify_scale_honours_per_task_seeds_and_budgets():
+    """verify: MountainCarContinuous at the paper's budget with 10 seeds, walker-stand and
+    finger-spin at the scale's reduced budget with 5; every method of Tables 3-5, 200 episodes."""
+    result = snakemake("-n", "-p", "--cores", "2", "--config", "scale=verify")
+    assert result.returncode == 0, result.stderr[-3000:]
+    train = commands(result.stdout, "asymbench train")
+    car = [c for c in train if "--task MountainCarContinuous" in c]
+    walker = [c for c in train if "--task walker-stand" in c]
+    assert car and walker and len(car) == len(walker) == 5  # s_only, l_only, ours, ours_no_cost, fit
+    assert all("--seeds 0 1 2 3 4 5 6 7 8 9 " in c and "--steps" not in c for c in car)
+    assert all("--seeds 0 1 2 3 4 " in c and "--steps 100000" in c for c in walker)
+    evaluations = commands(result.stdout, "asymbench evaluate")
+    assert all("--episodes 200" in c for c in evaluations)
+    assert any("MountainCarContinuous/gail/seed9/" in c for c in evaluations)
+    assert not any("walker-stand/" in c and "/seed5/" in c for c in evaluations)
+    counts = job_counts(result.stdout)
+    assert counts["table"] == 3 and counts["tradeoff"] == 3
+
+
+def test_pareto_target_sweeps_the_cost_weight():
+    result = snakemake("pareto", "-n", "-p", "--cores", "1", "--config", "scale=smoke", "tasks=[Swimmer]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    # factors 0.1, 0.333, 3, 10 train and evaluate; 1 is Ours and 0 Ours without cost term
+    assert counts["evaluate_pareto"] == 4 and counts["pareto_figure"] == 1
+    train = " ".join(commands(result.stdout, "asymbench train"))
+    lam = load_registry()["Swimmer"].cost_weight  # 1e-4
+    for factor, folder in ((0.1, "ours_lam0.1"), (0.333, "ours_lam0.333"), (3, "ours_lam3"), (10, "ours_lam10")):
+        assert re.search(rf"--method asym --seeds 0 --out results/smoke/Swimmer/{folder} .*--lam "
+                         rf"{re.escape(format(float(f'{factor * lam:.12g}')))} ", train), folder
+    figure = commands(result.stdout, "python -m asymbench.figures pareto")[0]
+    assert "--point 1 results/smoke/Swimmer/ours/seed0/eval.json" in figure
+    assert "--point 0 results/smoke/Swimmer/ours_no_cost/seed0/eval.json" in figure
+    assert "--gail results/smoke/Swimmer/gail/seed0/eval.json" in figure
+    assert "--csv results/smoke/figures/pareto_Swimmer.csv" in figure
+    other = snakemake("pareto", "-n", "-p", "--cores", "1", "--config", "scale=smoke", "tasks=[Swimmer]",
+                      "pareto={lambda_factors: [2]}")
+    assert other.returncode == 0, other.stderr[-3000:]
+    assert "--out results/smoke/Swimmer/ours_lam2 " in other.stdout and "--lam 0.0002 " in other.stdout
 
 
 def test_lint_is_clean():
@@ -98,7 +159,7 @@ def test_smoke_dag_end_to_end(tmp_path):
         assert df["scale"].tolist() == ["smoke"] and df["n_seeds"].tolist() == [1]
         assert df["train_steps"].tolist() == [300] and df["eval_episodes"].tolist() == [2]
     figures = tmp_path / "results" / "smoke" / "figures"
-    for kind in ("timeline", "curves"):
+    for kind in ("timeline", "curves", "tradeoff"):
         for ext in ("png", "pdf"):
             assert (figures / f"{kind}_MountainCarContinuous.{ext}").stat().st_size > 5000
     assert not (tmp_path / "paper_tables" / "table3.csv").exists()

@@ -1,5 +1,6 @@
 """Tables 3-5 from synthetic evaluation JSONs: CI math, best-of-seeds, published columns, scale
-labelling and the CSV/Markdown/LaTeX renderings."""
+labelling, the CSV/Markdown/LaTeX renderings, what stands beside a published number (success
+rate for Fetch, per-episode large share) and the verdicts on the paper's claims."""
 
 import json
 import math
@@ -17,15 +18,16 @@ RETURNS = {"s_only": [10.0, 12.0, 14.0], "l_only": [80.0, 90.0, 85.0], "ours": [
 LARGE_SHARE = {"s_only": 0.0, "l_only": 1.0, "ours": None, "ours_no_cost": 0.9}
 
 
-def write_eval(path, task, method, ret, share, flops, steps=300, episodes=2):
-    """An EVAL.json as docs/contract.md describes it (only the fields the tables read matter)."""
+def write_eval(path, task, method, ret, share, flops, steps=300, episodes=2, **extra):
+    """An EVAL.json as docs/contract.md describes it (only the fields the tables read matter);
+    ``extra`` adds or replaces keys (success_rate, large_share_per_episode, ...)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
+    path.write_text(json.dumps({**{
         "task": task, "method": method, "run": str(path.parent), "seed": 1000, "episodes": episodes,
         "total_steps": steps, "returns": [ret] * episodes, "mean_return": ret, "std_return": 0.0,
         "success_rate": None, "large_share": share, "flops_per_inf": flops, "flops_l_only": 1000.0,
         "flops_reduction_pct": 100 * (1 - flops / 1000.0), "flops_small": None, "flops_large": None,
-        "flops_master": None, "width": None, "latency_us": {"policy": 1.0, "l_only": 1.0}}))
+        "flops_master": None, "width": None, "latency_us": {"policy": 1.0, "l_only": 1.0}}, **extra}))
     return path
 
 
@@ -143,3 +145,133 @@ def test_paper_budget_is_not_flagged(tmp_path):
     assert tables.is_paper_budget(df, "paper")
     assert "NOT the paper" not in (tmp_path / "t5.md").read_text()
     assert not tables.is_paper_budget(df, "short")
+
+
+# ----------------------------------------------------------------------------- Fetch, large share
+def fetch_evals(tmp_path, success=True):
+    """Three seeds of S-only, L-only and Ours on FetchPickAndPlace: returns around -20 (the
+    env's sparse -1 per step), success rates 0.3 / 0.9 / 0.8."""
+    rates = {"s_only": [0.3, 0.3, 0.3], "l_only": [0.9, 0.95, 1.0], "ours": [0.8, 0.85, 0.9]}
+    paths = {}
+    for method, values in rates.items():
+        paths[method] = [write_eval(tmp_path / "Fetch" / method / f"seed{seed}" / "eval.json",
+                                    "FetchPickAndPlace", method, -20.0 - seed, LARGE_SHARE.get(method, 0.5),
+                                    100.0, success_rate=rate if success else None)
+                         for seed, rate in enumerate(values)]
+    return paths
+
+
+def test_fetch_cells_are_success_rates_labelled_as_such(tmp_path):
+    out = tmp_path / "t3.csv"
+    df = tables.write_table("table3", fetch_evals(tmp_path), "smoke", out).set_index("task")
+    row = df.loc["FetchPickAndPlace"]
+    assert row["metric"] == "success rate"
+    assert row["ours_return_mean"] == pytest.approx(0.85)  # the success rate, not -21
+    assert row["ours_return_paper"] == 0.935 and row["l_only_return_paper"] == 0.980
+    assert row["ours_return_best"] == pytest.approx(0.9)  # best seed by success rate
+    md = out.with_suffix(".md").read_text()
+    assert "FetchPickAndPlace (success rate)" in md
+    assert "0.850 ± " in md and "[0.935]" in md
+    assert "hold the success rate" in md
+    # the claim is judged on the same quantity: Ours - L-only = -0.1 on every seed
+    assert row["claim_return_mean"] == pytest.approx(-0.1)
+    assert row["claim_return_verdict"] == "not reproduced"
+
+
+def test_without_success_rate_the_return_is_used(tmp_path):
+    df = tables.build_table("table3", tables.load_evaluations(fetch_evals(tmp_path, success=False)), "smoke")
+    assert df["metric"].tolist() == ["return"] and df["ours_return_mean"].iloc[0] == pytest.approx(-21.0)
+
+
+def test_large_share_per_episode_preferred_and_fallback_named(tmp_path):
+    paths = {m: [write_eval(tmp_path / t / m / f"seed{s}" / "eval.json", t, m, 1.0,
+                            LARGE_SHARE.get(m) if m != "ours" else 0.5, 10.0,
+                            **({"large_share_per_episode": 0.2} if t == "Swimmer" else {}))
+                 for t in ("Swimmer", "MountainCarContinuous") for s in (0, 1)]
+             for m in ("s_only", "l_only", "ours")}
+    out = tmp_path / "t3.csv"
+    df = tables.write_table("table3", paths, "smoke", out).set_index("task")
+    assert df.loc["Swimmer", "ours_large_usage_pct_mean"] == pytest.approx(20.0)  # per episode
+    assert df.loc["MountainCarContinuous", "ours_large_usage_pct_mean"] == pytest.approx(50.0)  # fallback
+    assert df.loc["Swimmer", "large_share"] == "per episode"
+    md = out.with_suffix(".md").read_text()
+    assert "averaged over episodes" in md
+    assert "for MountainCarContinuous the evaluations lack it" in md
+    assert "paper's convention" in md  # FLOPs convention stated
+
+
+def test_flops_macs_key_is_read_but_tables_use_paper_convention(tmp_path):
+    path = write_eval(tmp_path / "ours" / "seed0" / "eval.json", "Swimmer", "ours", 1.0, 0.5, 100.0,
+                      flops_per_inf_macs=48.5)
+    ev = tables.load_evaluations({"ours": [path]})
+    assert ev["flops_per_inf"].iloc[0] == 100.0 and ev["flops_per_inf_macs"].iloc[0] == 48.5
+    assert ev["seed"].iloc[0] == 0  # training seed from the folder name, not eval.json's seed
+
+
+# ----------------------------------------------------------------------------- claims
+@pytest.mark.parametrize("ours, l_only, verdict", [
+    ({0: 95, 1: 96, 2: 97}, {0: 90, 1: 91, 2: 92}, "reproduced"),        # CI entirely above 0
+    ({0: 89, 1: 91, 2: 90}, {0: 90, 1: 90, 2: 90}, "reproduced"),        # contains 0, tight
+    ({0: 80, 1: 81, 2: 82}, {0: 90, 1: 91, 2: 92}, "not reproduced"),    # CI entirely below 0
+    ({0: 40, 1: 140, 2: 90}, {0: 90, 1: 90, 2: 90}, "inconclusive"),     # contains 0, too wide
+    ({0: 80, 1: 81}, {0: 90, 1: 91}, "inconclusive"),                    # 2 paired seeds < 3
+    ({0: 80, 1: 81, 5: 82}, {0: 90, 1: 91, 2: 92}, "inconclusive"),      # seeds 0, 1 pair only
+])
+def test_claim_not_below_l_only(ours, l_only, verdict):
+    assert tables.verdict_not_below(ours, l_only).verdict == verdict
+
+
+def test_claim_not_below_pairs_by_seed():
+    # unpaired, these would be 90 vs 90; paired by seed, Ours is 1 above L-only on every seed
+    result = tables.verdict_not_below({0: 81, 1: 91, 2: 101}, {2: 100, 1: 90, 0: 80, 3: 500})
+    assert result.n == 3 and result.mean == pytest.approx(1.0) and result.ci95 == 0.0
+    assert result.verdict == "reproduced"
+
+
+def test_claim_half_width_rule_uses_t_quantiles():
+    diffs = [-3.0, 1.0, 2.0]  # mean 0, half-width t(0.975, 2) * sd / sqrt(3) = 6.3
+    half = stats.t.ppf(0.975, 2) * pd.Series(diffs).std() / math.sqrt(3)
+    l_only = {s: half / tables.PRECISION + 0.1 for s in range(3)}  # tolerance just above half
+    ours = {s: l_only[s] + d for s, d in enumerate(diffs)}
+    assert tables.verdict_not_below(ours, l_only).verdict == "reproduced"
+    l_only = {s: half / tables.PRECISION - 0.1 for s in range(3)}
+    ours = {s: l_only[s] + d for s, d in enumerate(diffs)}
+    assert tables.verdict_not_below(ours, l_only).verdict == "inconclusive"
+
+
+@pytest.mark.parametrize("values, paper, verdict", [
+    ([50.0, 51.0, 52.0], 44.6, "reproduced"),
+    ([40.0, 41.0, 42.0], 44.6, "not reproduced"),
+    ([40.0, 45.0, 50.0], 44.6, "inconclusive"),
+    ([50.0, 51.0], 44.6, "inconclusive"),
+    ([50.0, 51.0, 52.0], math.nan, "n/a"),
+])
+def test_claim_flops_reduction_at_least_paper(values, paper, verdict):
+    assert tables.verdict_at_least(values, paper).verdict == verdict
+
+
+def test_tables_carry_verdicts(evals, tmp_path):
+    df3 = tables.build_table("table3", tables.load_evaluations(evals), "smoke").set_index("task")
+    # Swimmer: Ours - L-only = 8, -20, 10 (wide CI around 0), FLOPs reduction 90/89/88 vs 44.6
+    assert df3.loc["Swimmer", "claim_return_verdict"] == "inconclusive"
+    assert df3.loc["Swimmer", "claim_return_n"] == 3
+    assert df3.loc["Swimmer", "claim_flops_verdict"] == "reproduced"
+    assert df3.loc["Swimmer", "claim_flops_paper"] == 44.6
+    df4 = tables.build_table("table4", tables.load_evaluations(evals), "smoke")
+    assert "claim_return_verdict" in df4.columns
+    df5 = tables.build_table("table5", tables.load_evaluations(evals), "smoke")
+    assert not any(c.startswith("claim_") for c in df5.columns)  # no L-only in Table 5
+    out = tmp_path / "t3.csv"
+    tables.write_table("table3", evals, "smoke", out)
+    md = out.with_suffix(".md").read_text()
+    assert "Ours ≥ L-only?" in md and "reproduced (89.0 ± " in md  # Swimmer's FLOPs reduction
+    assert "paired by seed" in md and "fewer than 3" in md  # the rule is in the caption
+    assert r"$\geq$" in out.with_suffix(".tex").read_text()
+
+
+def test_published_points_include_s_only_flops():
+    points = tables.published_points("MountainCarContinuous")
+    assert points["l_only"] == (8707.0, 93.6) and points["ours"] == (4440.0, 93.5)
+    assert points["s_only"] == (2 * (2 * 8 + 8 * 8 + 2 * 8 * 1) + 3, -11.6)  # act dim 1
+    walker = tables.published_points("walker-stand")
+    assert walker["s_only"][0] == 2 * (24 * 8 + 8 * 8 + 2 * 8 * 6) + 3  # act dim 6

@@ -1,18 +1,73 @@
 # Helper functions of the asymbench workflow: config checks, target lists and the command-line
 # options each scale adds. Rules only wire these to `asymbench` commands.
 
+import math
 import re
+import shlex
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from asymbench.tables import RL_METHODS, TABLES, methods_of
-from asymbench.tasks import load_registry
+from asymbench.tables import METHODS, RL_METHODS, TABLES, methods_of
+from asymbench.tasks import RegistryError, load_registry
 
-REGISTRY = load_registry()
+
+def load_pipeline_registry(config):
+    """The task registry of config field `registry` (a YAML file; default: the packaged one),
+    validated whole. Planning reads it here; every job that reads a registry gets the same file
+    (`--registry`, see registry_option); evaluate, expert and distill read a run's config.json."""
+    path = config.get("registry")
+    if path is not None and (not isinstance(path, str) or not path):
+        raise WorkflowError(f"config field 'registry': got {path!r}; expected the path of a task "
+                            "registry YAML file")
+    try:
+        return load_registry(str(Path(path).resolve()) if path else None)
+    except RegistryError as exc:
+        raise WorkflowError(f"config field 'registry': {exc}") from None
+
+
+REGISTRY = load_pipeline_registry(config)
 # Result folder name -> `asymbench train --method`; "ours_no_cost" is Ours with --lam 0 (Table 5).
 TRAIN_METHOD = {"s_only": "s_only", "l_only": "l_only", "ours": "asym", "ours_no_cost": "asym",
                 "fit": "fit"}
+# The `pareto` target's Ours runs: "ours_lam<factor>" = Ours at factor x its lambda (pareto.smk).
+PARETO_METHOD = r"ours_lam\d+(?:\.\d+)?"
+
+
+def pareto_factors():
+    return [float(f) for f in config.get("pareto", {}).get("lambda_factors", [])]
+
+
+def pareto_method(factor):
+    """Result folder of Ours at ``factor`` x lambda: "ours_lam0.333" (no exponent: 1e-5 ->
+    "ours_lam0.00001"). Factor 1 is Ours itself and factor 0 is Ours without cost term: their
+    runs are reused rather than trained twice."""
+    import numpy as np
+
+    if factor == 1:
+        return "ours"
+    if factor == 0:
+        return "ours_no_cost"
+    return "ours_lam" + np.format_float_positional(float(factor), trim="-")
+
+
+def train_method_of(method):
+    """`asymbench train --method` of a result folder name (pareto folders train `asym`)."""
+    return "asym" if re.fullmatch(PARETO_METHOD, method) else TRAIN_METHOD[method]
+
+
+def cost_weight(task, method):
+    """`--lam` of a result folder: Ours the config's `lambda` override (None: the registry's),
+    Ours without cost term 0, "ours_lam<f>" f x Ours' lambda; None for single-policy methods."""
+    base = config["lambda"].get(task)
+    if method == "ours":
+        return base
+    if method == "ours_no_cost":
+        return 0
+    if re.fullmatch(PARETO_METHOD, method):
+        factor = float(method[len("ours_lam"):])
+        return float(f"{factor * (REGISTRY[task].cost_weight if base is None else base):.12g}")
+    return None
 
 
 def _number(value):
@@ -33,16 +88,50 @@ def read_command_line_numbers(config):
         config["seeds"] = [_number(s) if isinstance(s, str) else s for s in config["seeds"]]
     if isinstance(config.get("lambda"), dict):
         config["lambda"] = {t: _number(v) if isinstance(v, str) else v for t, v in config["lambda"].items()}
+    if isinstance(config.get("pareto"), dict) and isinstance(config["pareto"].get("lambda_factors"), list):
+        config["pareto"]["lambda_factors"] = [_number(f) if isinstance(f, str) else f
+                                              for f in config["pareto"]["lambda_factors"]]
+    # e.g. 'scales={smoke: {steps: 500, resources: {train: {runtime: 20}}}}' (merged into the scale)
+    if isinstance(config.get("scales"), dict):
+        config["scales"] = {name: _scale_numbers(s) for name, s in config["scales"].items()}
+
+
+def _scale_numbers(value, key=None):
+    """Numbers (and null) spelt as text in a scale's settings, read as such; task names stay text."""
+    if isinstance(value, dict):
+        return {k: _scale_numbers(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return value if key == "tasks" else [_scale_numbers(v) for v in value]
+    if isinstance(value, str) and key != "tasks":
+        return None if value in ("null", "Null", "NULL", "~") else _number(value)
+    return value
+
+
+def _non_finite(value, field=""):
+    """(field, value) of the first NaN / infinite number in the config (schemas let NaN pass)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return field, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{field}.{key}" if field else str(key))
+        if found:
+            return found
+    return None
 
 
 def check_config():
     """Fails before any job starts, naming the config field, where the schema cannot tell:
-    task names (the registry lists them) and the scale (the keys of `scales`)."""
+    task names (the registry lists them), the scale (the keys of `scales`) and NaN / inf."""
+    bad = _non_finite(config)
+    if bad:
+        raise WorkflowError(f"config field '{bad[0]}': got {bad[1]}; expected a finite number")
     if config["scale"] not in config["scales"]:
         raise WorkflowError(f"config field 'scale': unknown scale '{config['scale']}'; "
                             f"defined scales: {', '.join(config['scales'])}")
-    lists = {f"scales.{name}.tasks": s["tasks"] for name, s in config["scales"].items()}
-    lists["tasks"] = config.get("tasks", [])
+    # Only the lists this run uses: another scale's may name tasks of another registry.
+    name, s = config["scale"], config["scales"][config["scale"]]
+    lists = ({"tasks": config["tasks"]} if config.get("tasks") else {f"scales.{name}.tasks": s["tasks"]})
+    lists[f"scales.{name}.per_task"] = list(s.get("per_task", {}))
     lists["lambda"] = list(config["lambda"])
     for field, names in lists.items():
         unknown = [n for n in names if n not in REGISTRY]
@@ -64,7 +153,11 @@ def scale_of(wildcards):
 
 
 def settings(wildcards):
-    return config["scales"][scale_of(wildcards)]
+    """The scale's settings; for a job with a {task} wildcard, with that task's `per_task`
+    overrides of the scale merged in."""
+    s = config["scales"][scale_of(wildcards)]
+    task = wildcards.task if "task" in wildcards.keys() else None
+    return {**s, **s.get("per_task", {}).get(task, {})}
 
 
 def tasks_of(scale):
@@ -72,8 +165,10 @@ def tasks_of(scale):
     return config.get("tasks") or config["scales"][scale]["tasks"]
 
 
-def seeds_of(scale):
-    return config.get("seeds") or config["scales"][scale]["seeds"]
+def seeds_of(scale, task=None):
+    """Top-level `seeds`, else the task's `per_task` seeds in the scale, else the scale's."""
+    s = config["scales"][scale]
+    return config.get("seeds") or s.get("per_task", {}).get(task, {}).get("seeds") or s["seeds"]
 
 
 def tables_dir(scale):
@@ -91,14 +186,21 @@ def _options(pairs):
     return " ".join(f"{flag} {value}" for flag, value in pairs if value is not None)
 
 
+def registry_option(wildcards=None):
+    """`--registry FILE` when the config names a registry (jobs read the file planning read)."""
+    path = config.get("registry")
+    return f"--registry {shlex.quote(str(Path(path).resolve()))}" if path else ""
+
+
 def train_options(wildcards):
     s = settings(wildcards)
-    asym = TRAIN_METHOD[wildcards.method] == "asym"
-    lam = {"ours": config["lambda"].get(wildcards.task), "ours_no_cost": 0}.get(wildcards.method)
-    return _options([("--steps", s["steps"]), ("--learning-starts", s["learning_starts"]),
-                     ("--master-learning-starts", s["master_learning_starts"] if asym else None),
-                     ("--max-episode-steps", s["max_episode_steps"]),
-                     ("--checkpoint-every", s["checkpoint_every"]), ("--lam", lam)])
+    asym = train_method_of(wildcards.method) == "asym"
+    lam = cost_weight(wildcards.task, wildcards.method)
+    options = _options([("--steps", s["steps"]), ("--learning-starts", s["learning_starts"]),
+                        ("--master-learning-starts", s["master_learning_starts"] if asym else None),
+                        ("--max-episode-steps", s["max_episode_steps"]),
+                        ("--checkpoint-every", s["checkpoint_every"]), ("--lam", lam)])
+    return " ".join(filter(None, [options, registry_option()]))
 
 
 def expert_options(wildcards):
@@ -122,6 +224,11 @@ def run_dir(wildcards, output):
     return str(Path(output.run).parent)
 
 
+def group_dir(wildcards, output):
+    """The folder holding a training group's seed<S>/ run folders."""
+    return str(Path(output.runs[0]).parent.parent)
+
+
 def input_run_dir(wildcards, input):
     return str(Path(input.run).parent)
 
@@ -133,13 +240,13 @@ def result(scale, task, method, seed, name):
 def table_inputs(wildcards):
     """Evaluation JSONs of every task and seed, named by method, for the methods a table reads."""
     scale = scale_of(wildcards)
-    return {m: [result(scale, t, m, s, "eval.json") for t in tasks_of(scale) for s in seeds_of(scale)]
+    return {m: [result(scale, t, m, s, "eval.json") for t in tasks_of(scale) for s in seeds_of(scale, t)]
             for m in methods_of(wildcards.table)}
 
 
 def curve_inputs(wildcards):
     return {m: [result(wildcards.scale, wildcards.task, m, s, "run.json")
-                for s in seeds_of(wildcards.scale)] for m in RL_METHODS}
+                for s in seeds_of(wildcards.scale, wildcards.task)] for m in RL_METHODS}
 
 
 def method_options(wildcards, input):
@@ -151,7 +258,7 @@ def method_options(wildcards, input):
 
 def figure_seed(wildcards):
     """The seed whose traced episode a timeline shows: the scale's first."""
-    return seeds_of(wildcards.scale)[0]
+    return seeds_of(wildcards.scale, wildcards.task)[0]
 
 
 def timeline_input(name):
@@ -160,7 +267,7 @@ def timeline_input(name):
 
 def figures_of(scale):
     return [f"results/{scale}/figures/{kind}_{task}.{ext}" for task in tasks_of(scale)
-            for kind in ("timeline", "curves") for ext in ("png", "pdf")]
+            for kind in ("timeline", "curves", "tradeoff") for ext in ("png", "pdf")]
 
 
 def tables_of(scale, tables=("table3", "table4", "table5")):
@@ -191,4 +298,44 @@ def estimate_options(wildcards, input):
                 if paths]
     if workflow.configfiles:
         options.append(f"--config {workflow.configfiles[-1]}")
+    if registry_option():
+        options.append(registry_option())
+    return " ".join(options)
+
+
+# ----------------------------------------------------------------------------- trade-off, Pareto
+def tradeoff_inputs(wildcards):
+    """Every method's evaluations of one task (the task's seeds), named by method (figures.smk)."""
+    return {m: [result(wildcards.scale, wildcards.task, m, s, "eval.json")
+                for s in seeds_of(wildcards.scale, wildcards.task)] for m in METHODS}
+
+
+PARETO_BASELINES = ("s_only", "l_only", "fit", "bc", "gail")
+
+
+def pareto_targets(wildcards):
+    if not pareto_factors():
+        raise WorkflowError("config field 'pareto.lambda_factors': the pareto target needs "
+                            "at least one factor")
+    return [f"results/{SCALE}/figures/pareto_{task}.{ext}" for task in tasks_of(SCALE)
+            for ext in ("png", "pdf", "csv")]
+
+
+def pareto_inputs(wildcards):
+    """Evaluations of one task: the baselines named by method, the sweep as lam0, lam1, ...
+    (in the order of `pareto.lambda_factors`)."""
+    seeds = seeds_of(wildcards.scale, wildcards.task)
+    inputs = {m: [result(wildcards.scale, wildcards.task, m, s, "eval.json") for s in seeds]
+              for m in PARETO_BASELINES}
+    for i, factor in enumerate(pareto_factors()):
+        inputs[f"lam{i}"] = [result(wildcards.scale, wildcards.task, pareto_method(factor), s, "eval.json")
+                             for s in seeds]
+    return inputs
+
+
+def pareto_options(wildcards, input):
+    """"--s-only a.json ... --point 0.1 b.json ..." for `python -m asymbench.figures pareto`."""
+    options = [f"--{m.replace('_', '-')} {' '.join(getattr(input, m))}" for m in PARETO_BASELINES]
+    options += [f"--point {factor:g} {' '.join(getattr(input, f'lam{i}'))}"
+                for i, factor in enumerate(pareto_factors())]
     return " ".join(options)

@@ -54,3 +54,36 @@ rule learning_curves:
     shell:
         "asymbench figures curves --task {wildcards.task} --scale {wildcards.scale} {params.runs}"
         " --out {output.png} {output.pdf} > {log} 2>&1"
+
+
+# Score (return; success rate for goal tasks) against Avg-FLOPs/Inf of every method of Tables
+# 3-5, mean and 95% CI over seeds on both axes, the paper's published points beside them.
+rule tradeoff:
+    input:
+        unpack(tradeoff_inputs),
+    output:
+        png=report(
+            "results/{scale}/figures/tradeoff_{task}.png",
+            caption="../report/tradeoff.rst",
+            category="Figures",
+            subcategory="Return against FLOPs",
+            labels={"task": "{task}"},
+        ),
+        pdf="results/{scale}/figures/tradeoff_{task}.pdf",
+    log:
+        "results/{scale}/logs/figures/tradeoff_{task}.log",
+    params:
+        evaluations=method_options,
+        registry=registry_option,
+    resources:
+        mem_mb=resource("report", "mem_mb"),
+        runtime=resource("report", "runtime"),
+    conda:
+        "../envs/asymbench.yaml"
+    shell:
+        "python -m asymbench.figures tradeoff --task {wildcards.task} --scale {wildcards.scale}"
+        " {params.evaluations} {params.registry} --out {output.png} {output.pdf} > {log} 2>&1"
+
+
+# `snakemake pareto`: the sweep of Ours' cost weight (not part of the default target).
+include: "pareto.smk"

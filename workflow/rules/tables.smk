@@ -19,6 +19,7 @@ rule table:
     params:
         scale=scale_of,
         evaluations=method_options,
+        registry=registry_option,
     resources:
         mem_mb=resource("report", "mem_mb"),
         runtime=resource("report", "runtime"),
@@ -26,4 +27,4 @@ rule table:
         "../envs/asymbench.yaml"
     shell:
         "asymbench tables {wildcards.table} --scale {params.scale} --out {output.csv}"
-        " {params.evaluations} > {log} 2>&1"
+        " {params.evaluations} {params.registry} > {log} 2>&1"

@@ -1,0 +1,50 @@
+# `snakemake pareto`: Ours trained at each cost weight factor x lambda of config `pareto:
+# lambda_factors` (lambda: the config's `lambda` override, else the registry's) over the scale's
+# seeds, evaluated like every run, and per task a figure and a CSV: score against Avg-FLOPs/Inf,
+# mean and 95% CI over seeds, with S-only, L-only, fit, BC and GAIL of the same scale, the
+# paper's Ours point and the non-dominated front:
+#   results/<scale>/figures/pareto_<task>.{png,pdf,csv}
+# Runs live in results/<scale>/<task>/ours_lam<factor>/seed<S>/; factor 1 reuses Ours' runs and
+# factor 0 those of Ours without the cost term (see pareto_method in common.smk). The train rule
+# trains the ours_lam<factor> folders (`asymbench train --method asym --lam <factor x lambda>`:
+# train_method_of and cost_weight in common.smk). Its helpers are in common.smk; included
+# from figures.smk.
+
+rule pareto:
+    input:
+        pareto_targets,
+
+
+# The sweep's runs are evaluated exactly as every other run.
+use rule evaluate as evaluate_pareto with:
+    wildcard_constraints:
+        method=PARETO_METHOD,
+
+
+rule pareto_figure:
+    input:
+        unpack(pareto_inputs),
+    output:
+        png=report(
+            "results/{scale}/figures/pareto_{task}.png",
+            caption="../report/pareto.rst",
+            category="Figures",
+            subcategory="Pareto sweep of the cost weight",
+            labels={"task": "{task}"},
+        ),
+        pdf="results/{scale}/figures/pareto_{task}.pdf",
+        csv="results/{scale}/figures/pareto_{task}.csv",
+    log:
+        "results/{scale}/logs/figures/pareto_{task}.log",
+    params:
+        evaluations=pareto_options,
+        registry=registry_option,
+    resources:
+        mem_mb=resource("report", "mem_mb"),
+        runtime=resource("report", "runtime"),
+    conda:
+        "../envs/asymbench.yaml"
+    shell:
+        "python -m asymbench.figures pareto --task {wildcards.task} --scale {wildcards.scale}"
+        " {params.evaluations} {params.registry} --out {output.png} {output.pdf}"
+        " --csv {output.csv} > {log} 2>&1"

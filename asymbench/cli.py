@@ -81,6 +81,12 @@ def _add_train(sub) -> None:
                    help="override the registry's master learning_starts (env steps)")
     p.add_argument("--max-episode-steps", type=int, default=None,
                    help="override the task's episode limit (reduced-budget scales)")
+    p.add_argument("--timeouts", choices=("terminal", "bootstrap"), default=None,
+                   help="store time-outs as terminal (the authors' convention) or bootstrap through "
+                        "them (default: the registry's `timeouts`)")
+    p.add_argument("--asym-action-noise", choices=("dropped", "as_sac"), default=None,
+                   help="asym: exploration noise of the sub-policies: dropped (the authors' script) "
+                        "or the task's sac.action_noise (the paper) (default: the registry's)")
     p.add_argument("--checkpoint-every", type=int, default=50000, help="env steps between checkpoints")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -102,6 +108,7 @@ def _run_train(args) -> None:
         cost_weight=args.lam, width=args.width, width_from=args.width_from,
         learning_starts=args.learning_starts, master_learning_starts=args.master_learning_starts,
         max_episode_steps=args.max_episode_steps, checkpoint_every=args.checkpoint_every,
+        timeouts=args.timeouts, asym_action_noise=args.asym_action_noise,
         threads=args.threads, progress=not args.quiet, registry=args.registry, engine=engine)
     seeds = args.seeds or [0 if args.seed is None else args.seed]
     dirs = member_dirs(args.out, seeds) if args.seeds else [Path(args.out)]

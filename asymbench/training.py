@@ -62,6 +62,8 @@ class TrainRequest:
     threads: int = 1
     progress: bool = True
     registry: str | None = None
+    timeouts: str | None = None           # overrides the registry's `timeouts`
+    asym_action_noise: str | None = None  # overrides the registry's `asym_action_noise`
     engine: str = "sb3"  # "sb3" (this module, the reference) or "batched" (asymbench.engine)
 
 
@@ -116,6 +118,14 @@ def resolve_config(request: TrainRequest) -> dict:
         master["learning_starts"] = overrides["master_learning_starts"] = request.master_learning_starts
     if request.max_episode_steps is not None:
         overrides["max_episode_steps"] = request.max_episode_steps
+    named = {"timeouts": task.settings.get("timeouts", "terminal"),
+             "asym_action_noise": task.settings.get("asym_action_noise", "dropped")}
+    for name, choices in (("timeouts", ("terminal", "bootstrap")), ("asym_action_noise", ("dropped", "as_sac"))):
+        value = getattr(request, name)
+        if value is not None:
+            if value not in choices:
+                raise ValueError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, got {value!r}")
+            named[name] = overrides[name] = value
     is_asym = request.method == "asym"
     return {
         "task": task.name, "env_id": task.env_id, "method": request.method, "seed": request.seed,
@@ -130,8 +140,8 @@ def resolve_config(request: TrainRequest) -> dict:
         "her": task.her,
         "engine": request.engine,
         # A registry without these keys gets the authors' conventions (tasks.yaml's defaults).
-        "timeouts": task.settings.get("timeouts", "terminal"),
-        "asym_action_noise": task.settings.get("asym_action_noise", "dropped") if is_asym else None,
+        "timeouts": named["timeouts"],
+        "asym_action_noise": named["asym_action_noise"] if is_asym else None,
         "overrides": overrides, "task_settings": task.settings,
     }
 

@@ -68,6 +68,9 @@ def _add_train(sub) -> None:
                    help="batched: all seeds in one process with stacked networks (asymbench.engine); "
                         "sb3: stable-baselines3's SAC.train per seed, the reference. "
                         "Default: batched, or sb3 for goal tasks (hindsight relabelling)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="batched engine: where the stacked networks and buffers live (the "
+                        "environments and the master stay on the CPU)")
     p.add_argument("--steps", type=int, default=None, help="env steps (default: the task's paper budget)")
     p.add_argument("--lam", type=float, default=None,
                    help="asym: cost weight lambda (default: the registry's; 0 = no cost term)")
@@ -96,13 +99,17 @@ def _add_train(sub) -> None:
 
 def _run_train(args) -> None:
     from dataclasses import replace
-    from pathlib import Path
+
+    import torch
 
     from asymbench.engine import member_dirs, train_group
+    from asymbench.runs import UsageError
     from asymbench.tasks import get_task
     from asymbench.training import TrainRequest, train
 
     engine = args.engine or ("sb3" if get_task(args.task, args.registry).her else "batched")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is visible to PyTorch on this machine")
     request = TrainRequest(
         task=args.task, method=args.method, seed=0, out=args.out, steps=args.steps,
         cost_weight=args.lam, width=args.width, width_from=args.width_from,
@@ -113,8 +120,10 @@ def _run_train(args) -> None:
     seeds = args.seeds or [0 if args.seed is None else args.seed]
     dirs = member_dirs(args.out, seeds) if args.seeds else [Path(args.out)]
     if engine == "batched":
-        train_group(request, seeds, args.out, dirs)
+        train_group(request, seeds, args.out, dirs, device=args.device)
         return
+    if args.device != "cpu":
+        raise UsageError("--device cuda needs --engine batched (the reference engine runs on the CPU)")
     for seed, run in zip(seeds, dirs):  # the reference engine: one seed after another
         train(replace(request, seed=seed, out=run))
 
@@ -269,12 +278,17 @@ def _add_estimate(sub) -> None:
     p.add_argument("--throughput", nargs="*", default=None,
                    help="benchmarks/train_throughput.py JSONs (default: every benchmarks/results/"
                    "train_throughput*.json; none given: use the labelled fallbacks only)")
+    p.add_argument("--engine-throughput", nargs="*", default=None,
+                   help="benchmarks/engine_throughput.py JSONs: the batched engine's per-seed "
+                   "rates of training groups (default: benchmarks/results/engine_throughput.json "
+                   "if present; none given: the sb3 rates)")
     p.add_argument("--env-rates", default=None,
                    help="benchmarks/env_step_rate.py JSON, for evaluation jobs (default: "
                    "benchmarks/results/env_step_rate.json if present)")
     p.add_argument("--config", default="config/config.yaml", help="the pipeline config")
     p.add_argument("--tasks", nargs="+", default=None, help="replace the scale's tasks")
-    p.add_argument("--seeds", nargs="+", type=int, default=None, help="replace the scale's seeds")
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="replace the scale's seeds (every task's, per_task ones included)")
     p.add_argument("--methods", nargs="+", default=None,
                    help="result folders to count (default: all the pipeline builds)")
     p.add_argument("--out", default=None, help="also write the estimate as JSON")
@@ -287,7 +301,7 @@ def _run_estimate(args) -> None:
 
     run_estimate(args.scale, args.cores, throughput=args.throughput, env_rates=args.env_rates,
                  config=args.config, tasks=args.tasks, seeds=args.seeds, methods=args.methods,
-                 out=args.out, registry=args.registry)
+                 out=args.out, registry=args.registry, engine_throughput=args.engine_throughput)
 
 
 # ----------------------------------------------------------------------------- export

@@ -104,10 +104,9 @@ class StackedSAC:
 
     def q_values(self, obs: torch.Tensor, action: torch.Tensor, target: bool = False,
                  detach: bool = False) -> torch.Tensor:
-        """min over the two critics, ``[K, B, 1]``."""
+        """Both critics' values, ``[2K, B, 1]``: rows 0..K-1 the first critic, K..2K-1 the second."""
         x = torch.cat([obs, action], dim=-1).repeat(2, 1, 1)
-        q = (self.critic_target if target else self.critic)(x, detach)
-        return q
+        return (self.critic_target if target else self.critic)(x, detach)
 
     # --- one gradient step for every member ----------------------------------------------
     def update(self, batch: dict, noise_pi: torch.Tensor, noise_next: torch.Tensor,

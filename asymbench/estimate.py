@@ -1,13 +1,24 @@
 """``asymbench estimate``: what a pipeline scale costs, in CPU-hours and in wall time on N cores.
 
-The job list is the pipeline's (``config/config.yaml``: a scale's tasks x seeds, and the methods
-that its default target builds); each job's work (env steps; for BC, expert samples) is divided
-by a measured rate per CPU-second (``benchmarks/train_throughput.py``,
-``benchmarks/env_step_rate.py``). A (task, trainer) that was not measured falls back, labelled
-as such in every output row, to the measured speeds in the project's dependencies note, scaled
-by network width. Every job is single-threaded, so on N cores the wall time is at least
-``max(total / N, longest dependency chain)`` and, with a greedy scheduler, at most
-``total / N + longest chain`` (Graham's list-scheduling bound).
+The job list is the pipeline's (``config/config.yaml``: a scale's tasks, each task's seeds, with
+a scale's ``per_task`` overrides, and the methods that its default target builds):
+
+- training: ONE job per (task, method) trains all K seeds of the task together (the batched
+  engine, ``asymbench.engine``); its CPU work is K x steps / the engine's per-seed rate at that K
+  (``benchmarks/engine_throughput.py``: "engine l_only" and "engine asym" rows, the row of the
+  closest measured K). S-only and fit are narrower than L-only: L-only's engine rate bounds
+  their cost from above. A task without engine rows gets its sb3 L-only rate times the mean
+  engine speedup measured on the other tasks; without any engine measurement, the sb3 rates
+  below ("sb3 engine rates"). Goal tasks (hindsight relabelling) train with the sb3 engine, the
+  K seeds one after another in the one job.
+- distillation (BC, GAIL), expert data and evaluation: one job per seed, at a measured rate per
+  CPU-second (``benchmarks/train_throughput.py``, ``benchmarks/env_step_rate.py``).
+
+A (task, trainer) that was not measured falls back, labelled as such in every output row, to the
+measured speeds in the project's dependencies note, scaled by network width. Every job is
+single-threaded, so on N cores the wall time is at least ``max(total / N, longest dependency
+chain)`` and, with a greedy scheduler, at most ``total / N + longest chain`` (Graham's
+list-scheduling bound).
 """
 
 from __future__ import annotations
@@ -26,12 +37,13 @@ from asymbench.tasks import get_task, load_registry
 PIPELINE_METHODS = ("s_only", "l_only", "ours", "ours_no_cost", "fit", "bc", "gail")
 TRAINER = {"s_only": "s_only", "l_only": "l_only", "ours": "asym", "ours_no_cost": "asym",
            "fit": "fit", "bc": "bc", "gail": "gail"}
-# What each method's jobs wait for (fit and the students are sized from Ours' evaluation).
-AFTER = {"fit": ("ours",), "bc": ("ours", "expert"), "gail": ("ours", "expert"),
-         "expert": ("l_only",)}
+# The engine_throughput.json row whose per-seed rate each trainer's group runs at: S-only and
+# fit are narrower than L-only, so L-only's rate is an upper bound of their cost.
+ENGINE_ROW = {"s_only": "l_only", "l_only": "l_only", "fit": "l_only", "asym": "asym"}
 
 DEFAULT_CONFIG = "config/config.yaml"
 DEFAULT_THROUGHPUT = "benchmarks/results/train_throughput.json"  # and train_throughput_*.json
+DEFAULT_ENGINE_THROUGHPUT = "benchmarks/results/engine_throughput.json"
 DEFAULT_ENV_RATES = "benchmarks/results/env_step_rate.json"
 
 # Fallbacks: /work/shared/notes/dependencies.md, "Measured speeds" (single process, one torch
@@ -47,12 +59,13 @@ DEFAULT_EPISODE_STEPS = 1000  # dm_control's 1000-step episodes; gymnasium ids r
 
 @dataclass(frozen=True)
 class Scale:
-    """One pipeline scale, resolved per task (None in the config: the registry's value)."""
+    """One pipeline scale, resolved per task (None in the config: the registry's value; a
+    scale's ``per_task`` entries override its settings for that task)."""
 
     name: str
     tasks: tuple[str, ...]
-    seeds: tuple[int, ...]
-    steps: dict[str, int]
+    seeds: dict[str, tuple[int, ...]]  # per task: K = len(seeds[task]) for its training jobs
+    steps: dict[str, int]              # per seed
     gail_steps: dict[str, int]
     bc_samples: dict[str, int]    # epochs x expert pairs
     expert_pairs: dict[str, int]
@@ -63,23 +76,45 @@ class Scale:
 class Job:
     task: str
     method: str   # result folder (s_only ... gail) or "expert"
-    seed: int
+    seeds: tuple[int, ...]  # training: all the task's seeds, trained together; else one seed
     stage: str    # train | distill | expert | evaluate
     trainer: str  # whose rate it runs at: s_only, l_only, fit, asym, bc, gail, or eval
-    work: float   # in the rate's unit: env steps (bc: expert samples)
+    work: float   # in the rate's unit, all seeds: env steps (bc: expert samples)
+
+    @property
+    def k(self) -> int:
+        return len(self.seeds)
+
+    def label(self) -> str:
+        seeds = f"K={self.k}" if self.stage == "train" else f"seed{self.seeds[0]}"
+        return f"{self.method} {self.stage} ({seeds})"
 
 
 @dataclass(frozen=True)
 class Rate:
+    per_cpu_s: float  # training: per seed (a group's K seeds together do K x this)
+    source: str
+
+
+@dataclass(frozen=True)
+class EngineRow:
+    """One engine_throughput.json measurement: per-seed env steps per CPU-second of K seeds
+    trained together, and its ratio to plain SAC.learn at the large width in the same run."""
+
+    k: int
     per_cpu_s: float
+    speedup: float | None
     source: str
 
 
 # ----------------------------------------------------------------------------- the job list
 def load_scale(scale: str, config_path: str | Path = DEFAULT_CONFIG, tasks=None, seeds=None,
                registry: str | Path | None = None) -> Scale:
-    """Reads a scale from the pipeline config. Without a config file only ``paper`` is known:
-    the registry's budgets, with ``seeds`` (required then) and ``tasks`` (default: all)."""
+    """Reads a scale from the pipeline config, with each task's ``per_task`` overrides merged in
+    as the workflow's ``settings()`` does. ``tasks`` / ``seeds`` (or the config's top-level
+    ones) replace the scale's lists, per-task seeds included (``seeds_of`` in common.smk).
+    Without a config file only ``paper`` is known: the registry's budgets, with ``seeds``
+    (required then) and ``tasks`` (default: all)."""
     path = Path(config_path)
     if path.exists():
         config = yaml.safe_load(path.read_text()) or {}
@@ -88,7 +123,7 @@ def load_scale(scale: str, config_path: str | Path = DEFAULT_CONFIG, tasks=None,
             raise ValueError(f"unknown scale '{scale}'; {path} defines: {', '.join(scales) or 'none'}")
         s = scales[scale]
         tasks = tasks or config.get("tasks") or s["tasks"]
-        seeds = seeds or config.get("seeds") or s["seeds"]
+        seeds = seeds or config.get("seeds")
     else:
         if scale != "paper":
             raise ValueError(f"unknown scale '{scale}': {path} does not exist, and without it "
@@ -97,19 +132,26 @@ def load_scale(scale: str, config_path: str | Path = DEFAULT_CONFIG, tasks=None,
             raise ValueError(f"{path} does not exist: give the seeds of the paper scale (--seeds)")
         s = {}
         tasks = tasks or list(load_registry(registry))
-    resolved = {key: {} for key in ("steps", "gail_steps", "bc_samples", "expert_pairs", "eval_steps")}
+    per_task = s.get("per_task") or {}
+    resolved = {key: {} for key in ("seeds", "steps", "gail_steps", "bc_samples", "expert_pairs",
+                                    "eval_steps")}
     for name in tasks:
         task = get_task(name, registry)
+        t = {**s, **(per_task.get(name) or {})}
         distill = task.distill
-        pairs = ((s.get("expert_trajectories") or distill["expert_trajectories"])
-                 * (s.get("expert_length") or distill["expert_length"]))
-        resolved["steps"][name] = s.get("steps") or task.total_steps
-        resolved["gail_steps"][name] = s.get("gail_steps") or distill["gail_steps"]
-        resolved["bc_samples"][name] = (s.get("bc_epochs") or distill["bc_epochs"]) * pairs
+        pairs = ((t.get("expert_trajectories") or distill["expert_trajectories"])
+                 * (t.get("expert_length") or distill["expert_length"]))
+        task_seeds = seeds or t.get("seeds")
+        if not task_seeds:
+            raise ValueError(f"scale '{scale}' gives task {name} no seeds")
+        resolved["seeds"][name] = tuple(int(x) for x in task_seeds)
+        resolved["steps"][name] = t.get("steps") or task.total_steps
+        resolved["gail_steps"][name] = t.get("gail_steps") or distill["gail_steps"]
+        resolved["bc_samples"][name] = (t.get("bc_epochs") or distill["bc_epochs"]) * pairs
         resolved["expert_pairs"][name] = pairs
-        limit = s.get("max_episode_steps") or task.max_episode_steps or _env_episode_limit(task)
-        resolved["eval_steps"][name] = (s.get("eval_episodes") or task.eval_episodes) * limit
-    return Scale(scale, tuple(tasks), tuple(int(x) for x in seeds), **resolved)
+        limit = t.get("max_episode_steps") or task.max_episode_steps or _env_episode_limit(task)
+        resolved["eval_steps"][name] = (t.get("eval_episodes") or task.eval_episodes) * limit
+    return Scale(scale, tuple(tasks), **resolved)
 
 
 def _env_episode_limit(task) -> int:
@@ -122,23 +164,26 @@ def _env_episode_limit(task) -> int:
 
 
 def jobs_of(scale: Scale, methods=PIPELINE_METHODS) -> list[Job]:
-    """Every training, distillation, expert-data and evaluation job of the scale."""
+    """Every training, distillation, expert-data and evaluation job of the scale: one training
+    job per (task, method) for all the task's seeds, every other job per seed."""
     unknown = [m for m in methods if m not in TRAINER]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(TRAINER)}")
     jobs = []
     for task in scale.tasks:
-        for seed in scale.seeds:
-            for method in methods:
-                if method == "bc":
-                    jobs.append(Job(task, method, seed, "distill", "bc", scale.bc_samples[task]))
-                elif method == "gail":
-                    jobs.append(Job(task, method, seed, "distill", "gail", scale.gail_steps[task]))
-                else:
-                    jobs.append(Job(task, method, seed, "train", TRAINER[method], scale.steps[task]))
-                jobs.append(Job(task, method, seed, "evaluate", "eval", scale.eval_steps[task]))
-            if {"bc", "gail"} & set(methods):
-                jobs.append(Job(task, "expert", seed, "expert", "eval", scale.expert_pairs[task]))
+        seeds = scale.seeds[task]
+        for method in methods:
+            if method in ("bc", "gail"):
+                work = scale.bc_samples[task] if method == "bc" else scale.gail_steps[task]
+                jobs += [Job(task, method, (seed,), "distill", method, work) for seed in seeds]
+            else:
+                jobs.append(Job(task, method, seeds, "train", TRAINER[method],
+                                len(seeds) * scale.steps[task]))
+            jobs += [Job(task, method, (seed,), "evaluate", "eval", scale.eval_steps[task])
+                     for seed in seeds]
+        if {"bc", "gail"} & set(methods):
+            jobs += [Job(task, "expert", (seed,), "expert", "eval", scale.expert_pairs[task])
+                     for seed in seeds]
     return jobs
 
 
@@ -152,6 +197,33 @@ def read_throughput(path: str | Path) -> dict[tuple[str, str], Rate]:
 def read_env_rates(path: str | Path) -> dict[str, Rate]:
     """task -> raw env.step rate per CPU second, from benchmarks/env_step_rate.py's JSON."""
     return {r["task"]: _measured(r, path) for r in _rows(path, ("task",))}
+
+
+def read_engine_throughput(path: str | Path) -> dict[tuple[str, str], dict[int, EngineRow]]:
+    """(task, "l_only" | "asym") -> {K: per-seed rate}, from benchmarks/engine_throughput.py's
+    JSON ("engine l_only" / "engine asym" rows; the "SAC.learn (large)" rows give the speedup
+    where a row does not carry its own)."""
+    rows = [r for r in _rows(path, ("task", "trainer")) if "error" not in r]
+    sb3 = {r["task"]: r.get("per_seed_steps_per_cpu_s") for r in rows
+           if str(r["trainer"]).startswith("SAC.learn")}
+    engine = {}
+    for r in rows:
+        trainer = str(r["trainer"])
+        if not trainer.startswith("engine "):
+            continue
+        k, rate = r.get("K"), r.get("per_seed_steps_per_cpu_s")
+        if not (isinstance(k, int) and k >= 1 and isinstance(rate, (int, float)) and rate > 0):
+            raise ValueError(f"{path}: row {r['task']}/{trainer} needs an integer K >= 1 and a "
+                             "positive per_seed_steps_per_cpu_s")
+        speedup = r.get("speedup_vs_sb3")
+        if not isinstance(speedup, (int, float)) or not speedup > 0:
+            base = sb3.get(r["task"])
+            speedup = rate / base if isinstance(base, (int, float)) and base > 0 else None
+        load = r.get("load")
+        source = f"{Path(path).name}" + (f", load {load:.1f}" if load else "")
+        engine.setdefault((r["task"], trainer[len("engine "):]), {})[k] = EngineRow(
+            k, float(rate), None if speedup is None else float(speedup), source)
+    return engine
 
 
 def _rows(path, keys) -> list[dict]:
@@ -211,15 +283,56 @@ def fallback_rate(task_name: str, trainer: str, measured: dict, env_rates: dict,
     return Rate(1.0 / per_step, label)
 
 
+def _closest(rows: dict[int, EngineRow], k: int) -> EngineRow:
+    """The row of the measured K closest to ``k`` (a tie: the smaller K, the slower rate)."""
+    return rows[min(rows, key=lambda m: (abs(m - k), m))]
+
+
+def engine_rate(task_name: str, trainer: str, k: int, engine: dict, sb3_rate,
+                registry: str | Path | None = None) -> Rate:
+    """Per-seed rate of a training group of ``k`` seeds. ``engine``: read_engine_throughput's
+    rows; ``sb3_rate(task, trainer)``: the per-seed stable-baselines3 rate (measured or
+    fallback). In order: the task's engine row at the closest K; its sb3 L-only rate times the
+    mean engine speedup on the other tasks (at their K closest to ``k``); the sb3 rate."""
+    if get_task(task_name, registry).her:
+        rate = sb3_rate(task_name, trainer)
+        return Rate(rate.per_cpu_s, f"sb3 engine, goal task: seeds one after another; {rate.source}")
+    row_of = ENGINE_ROW[trainer]
+    bound = "" if trainer == row_of else "upper bound: "
+    rows = engine.get((task_name, row_of))
+    if rows:
+        row = _closest(rows, k)
+        return Rate(row.per_cpu_s, f"{bound}engine {row_of} measured K={row.k} ({row.source})")
+    others = {t: _closest(r, k) for (t, tr), r in engine.items() if tr == row_of and t != task_name}
+    speedups = {t: row.speedup for t, row in others.items() if row.speedup}
+    if speedups:
+        base = sb3_rate(task_name, "l_only")
+        factor = float(np.mean(list(speedups.values())))
+        ks = "/".join(str(m) for m in sorted({others[t].k for t in speedups}))
+        kind = "fallback" if base.source.startswith("fallback") else "measured"
+        return Rate(base.per_cpu_s * factor,
+                    f"{bound}extrapolated: sb3 L-only rate ({kind}) x {factor:.2f} (mean engine "
+                    f"{row_of} speedup, K={ks}, on {', '.join(sorted(speedups))})")
+    rate = sb3_rate(task_name, trainer)
+    return Rate(rate.per_cpu_s, f"sb3 engine rates: {rate.source}")
+
+
 def rates_for(jobs: list[Job], measured: dict, env_rates: dict | None = None,
-              registry: str | Path | None = None) -> dict[tuple[str, str], Rate]:
-    env_rates = env_rates or {}
+              registry: str | Path | None = None, engine: dict | None = None
+              ) -> dict[tuple[str, str], Rate]:
+    """(task, trainer) -> rate of every job: training groups at the engine's per-seed rate at
+    their K (a task's groups all have the same K), every other job at its measured rate."""
+    env_rates, engine = env_rates or {}, engine or {}
+
+    def sb3_rate(task, trainer):
+        return measured.get((task, trainer)) or fallback_rate(task, trainer, measured, env_rates, registry)
+
     rates = {}
     for job in jobs:
         key = (job.task, job.trainer)
         if key not in rates:
-            rates[key] = measured.get(key) or fallback_rate(job.task, job.trainer, measured,
-                                                            env_rates, registry)
+            rates[key] = (engine_rate(job.task, job.trainer, job.k, engine, sb3_rate, registry)
+                          if job.stage == "train" else sb3_rate(*key))
     return rates
 
 
@@ -237,81 +350,115 @@ def wall_time_bounds(total_cpu_h: float, cores: int, chain_h: float) -> tuple[fl
     return max(total_cpu_h / cores, chain_h), total_cpu_h / cores + chain_h
 
 
-def longest_chain(hours_by_node: dict[tuple[str, int, str], float]) -> tuple[float, list[str]]:
-    """Longest path through the jobs of one (task, seed), following AFTER; node = (task, seed,
-    method) with the hours of all its jobs (train or distill, then evaluate)."""
-    best, best_path, finish = 0.0, [], {}
+def _before(job: Job, index: dict) -> list[int]:
+    """Indices of the jobs ``job`` waits for (workflow/rules): an evaluation its run's training
+    group or distillation; expert data the L-only group; fit's group every evaluation of Ours
+    of its task; BC / GAIL Ours' evaluation and the expert data of their seed."""
+    task, seed = job.task, job.seeds[0]
+    keys = {"evaluate": [("run", task, job.method, seed)],
+            "expert": [("run", task, "l_only", seed)],
+            "distill": [("evaluate", task, "ours", seed), ("expert", task, "expert", seed)],
+            }.get(job.stage, [])
+    if job.stage == "train" and job.method == "fit":
+        keys = [("evaluate", task, "ours", s) for s in job.seeds]
+    return [index[key] for key in keys if key in index]
 
-    def done(node):
-        if node not in finish:
-            task, seed, method = node
-            before = [(task, seed, m) for m in AFTER.get(method, ()) if (task, seed, m) in hours_by_node]
-            prev = max((done(b) for b in before), key=lambda x: x[0], default=(0.0, []))
-            finish[node] = (prev[0] + hours_by_node[node], prev[1] + [method])
-        return finish[node]
 
-    for node in hours_by_node:
-        h, path = done(node)
+def longest_chain(jobs: list[Job], hours: list[float]) -> tuple[float, list[str]]:
+    """Longest path of dependent jobs (``_before``), e.g. Ours' group -> one of its evaluations
+    -> fit's group -> one of fit's evaluations; ``hours[i]`` is job i's."""
+    index = {}
+    for i, job in enumerate(jobs):
+        for seed in job.seeds:
+            if job.stage in ("train", "distill"):
+                index[("run", job.task, job.method, seed)] = i
+            index[(job.stage, job.task, job.method, seed)] = i
+    finish: dict[int, tuple[float, list[int]]] = {}
+
+    def done(i):
+        if i not in finish:
+            prev = max((done(b) for b in _before(jobs[i], index)), key=lambda x: x[0], default=(0.0, []))
+            finish[i] = (prev[0] + hours[i], prev[1] + [i])
+        return finish[i]
+
+    best, best_path = 0.0, []
+    for i in range(len(jobs)):
+        h, path = done(i)
         if h > best:
-            best, best_path = h, [f"{node[0]}/seed{node[1]}: " + " -> ".join(path)]
+            best, best_path = h, [f"{jobs[i].task}: " + " -> ".join(jobs[j].label() for j in path)]
     return best, best_path
 
 
 def estimate(jobs: list[Job], rates: dict[tuple[str, str], Rate], cores: int) -> dict:
-    """CPU-hours per (task, method, stage) and in total, and the wall time on ``cores``."""
-    rows, by_node, longest = {}, {}, (0.0, None)
+    """CPU-hours per (task, method, stage) and in total, and the wall time on ``cores``. A job's
+    hours are its work over its rate: a training group's K x steps over the per-seed rate."""
+    rows, hours, longest = {}, [], (0.0, None)
     for job in jobs:
         rate = rates[(job.task, job.trainer)]
         h = cpu_hours(job.work, rate.per_cpu_s)
+        hours.append(h)
         key = (job.task, job.method, job.stage)
         row = rows.setdefault(key, {"task": job.task, "method": job.method, "stage": job.stage,
-                                    "jobs": 0, "work_per_job": job.work, "rate_per_cpu_s": rate.per_cpu_s,
-                                    "cpu_h_per_job": h, "cpu_h": 0.0, "source": rate.source})
+                                    "K": job.k, "jobs": 0, "work_per_job": job.work,
+                                    "rate_per_cpu_s": rate.per_cpu_s, "cpu_h_per_job": h,
+                                    "cpu_h": 0.0, "source": rate.source})
         row["jobs"] += 1
         row["cpu_h"] += h
-        node = (job.task, job.seed, job.method)
-        by_node[node] = by_node.get(node, 0.0) + h
         if h > longest[0]:
-            longest = (h, f"{job.task}/{job.method}/seed{job.seed} ({job.stage})")
+            longest = (h, f"{job.task}/{job.label()}")
     total = sum(r["cpu_h"] for r in rows.values())
     per_method = {}
     for r in rows.values():
         per_method[r["method"]] = per_method.get(r["method"], 0.0) + r["cpu_h"]
-    chain_h, chain = longest_chain(by_node)
+    chain_h, chain = longest_chain(jobs, hours)
     lower, upper = wall_time_bounds(total, cores, chain_h)
     return {"rows": list(rows.values()), "cpu_h_by_method": per_method, "total_cpu_h": total,
-            "longest_job_h": longest[0], "longest_job": longest[1], "longest_chain_h": chain_h,
-            "longest_chain": chain, "cores": cores, "wall_h_lower": lower, "wall_h_upper": upper}
+            "jobs": len(jobs), "longest_job_h": longest[0], "longest_job": longest[1],
+            "longest_chain_h": chain_h, "longest_chain": chain, "cores": cores,
+            "wall_h_lower": lower, "wall_h_upper": upper}
 
 
 # ----------------------------------------------------------------------------- the command
+def _paths(given, default_glob: str) -> list[str]:
+    """None: the default files that exist; a path or a list: those."""
+    if given is None:
+        folder, pattern = default_glob.rsplit("/", 1)
+        return sorted(str(p) for p in Path(folder).glob(pattern))
+    return [str(given)] if isinstance(given, (str, Path)) else [str(p) for p in given]
+
+
 def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None = None,
                  config: str = DEFAULT_CONFIG, tasks=None, seeds=None, methods=None,
-                 out: str | None = None, registry: str | None = None) -> dict:
+                 out: str | None = None, registry: str | None = None,
+                 engine_throughput=None) -> dict:
     """``asymbench estimate``: prints the estimate and returns it (and writes it to ``out``).
     ``throughput``: one or more train_throughput JSONs (default: every
-    benchmarks/results/train_throughput*.json); ``env_rates``: an env_step_rate JSON."""
+    benchmarks/results/train_throughput*.json); ``engine_throughput``: one or more
+    engine_throughput JSONs (default: benchmarks/results/engine_throughput.json if present; an
+    empty list: none, the sb3 rates); ``env_rates``: an env_step_rate JSON. A later file's row
+    replaces an earlier one's."""
     plan = load_scale(scale, config, tasks, seeds, registry)
     methods = tuple(methods or PIPELINE_METHODS)
     jobs = jobs_of(plan, methods)
-    if throughput is None:
-        throughput = sorted(str(p) for p in Path(DEFAULT_THROUGHPUT).parent.glob("train_throughput*.json"))
-    elif isinstance(throughput, (str, Path)):
-        throughput = [throughput]
+    throughput = _paths(throughput, str(Path(DEFAULT_THROUGHPUT).parent / "train_throughput*.json"))
+    engine_throughput = _paths(engine_throughput, DEFAULT_ENGINE_THROUGHPUT)
     if env_rates is None and Path(DEFAULT_ENV_RATES).exists():
         env_rates = DEFAULT_ENV_RATES
-    measured = {}
-    for path in throughput:  # a later file's row replaces an earlier one's
+    measured, engine = {}, {}
+    for path in throughput:
         measured.update(read_throughput(path))
-    throughput = ", ".join(map(str, throughput)) or None
+    for path in engine_throughput:
+        for key, rows in read_engine_throughput(path).items():
+            engine.setdefault(key, {}).update(rows)
     env = read_env_rates(env_rates) if env_rates else {}
     if env:  # evaluation = env steps + one decision per step, unless measured otherwise
         for task, rate in env.items():
             measured.setdefault((task, "eval"), Rate(
                 1.0 / (1.0 / rate.per_cpu_s + NOTE_INFERENCE_S), f"{rate.source} + {NOTE} inference"))
-    result = estimate(jobs, rates_for(jobs, measured, env, registry), cores)
-    result.update({"scale": asdict(plan), "methods": list(methods), "throughput": throughput,
-                   "env_rates": env_rates})
+    result = estimate(jobs, rates_for(jobs, measured, env, registry, engine), cores)
+    result.update({"scale": asdict(plan), "methods": list(methods),
+                   "throughput": ", ".join(throughput) or None,
+                   "engine_throughput": ", ".join(engine_throughput) or None, "env_rates": env_rates})
     _print(result, plan, methods)
     if out:
         from asymbench.runs import write_json
@@ -321,31 +468,52 @@ def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None 
 
 
 def _print(result: dict, plan: Scale, methods) -> None:
-    """Two compact tables (CPU-hours by task and method; the rate behind each), then the totals.
-    Every job, with its rate's source, is in the JSON (--out)."""
-    print(f"scale '{plan.name}': {len(plan.tasks)} tasks x {len(plan.seeds)} seeds; measurements: "
-          f"{result['throughput'] or 'none'}, {result['env_rates'] or 'none'}\n")
+    """The training groups (K, rate, CPU-hours and the rate's source each), CPU-hours by task and
+    method, the per-seed jobs' rates, then the totals. Every row is in the JSON (--out)."""
+    counts = {plan.seeds[t] for t in plan.tasks}
+    seeds = (f"{len(next(iter(counts)))} seeds each" if len(counts) == 1 else
+             "seeds " + ", ".join(f"{t} {len(plan.seeds[t])}" for t in plan.tasks))
+    print(f"scale '{plan.name}': {len(plan.tasks)} tasks, {seeds}; {result['jobs']} jobs\n"
+          f"measurements: engine {result['engine_throughput'] or 'none'}; sb3 "
+          f"{result['throughput'] or 'none'}; env {result['env_rates'] or 'none'}\n")
+
+    trains = [r for r in result["rows"] if r["stage"] == "train"]
+    if trains:
+        print("training: one job per task and method, its K seeds together; "
+              "CPU-hours = K x steps / per-seed rate")
+        print(f"{'task':21} {'method':12} {'K':>3} {'steps/seed':>10} {'rate/seed/CPU-s':>15} "
+              f"{'CPU-h':>8}  rate source")
+        for r in trains:
+            print(f"{r['task']:21} {r['method']:12} {r['K']:3d} {r['work_per_job'] / r['K']:10,.0f} "
+                  f"{r['rate_per_cpu_s']:15,.1f} {r['cpu_h']:8,.2f}  {r['source']}")
+        print()
+
     columns = [m for m in methods if m != "expert"] + ["evaluate"]
     hours = {}
     for r in result["rows"]:
         column = "evaluate" if r["stage"] in ("evaluate", "expert") else r["method"]
         hours[(r["task"], column)] = hours.get((r["task"], column), 0.0) + r["cpu_h"]
-    print("CPU-hours, all seeds  " + "".join(f"{c:>13}" for c in columns) + f"{'total':>9}")
+    print(f"{'CPU-hours, all seeds':21} {'K':>3}" + "".join(f"{c:>13}" for c in columns) + f"{'total':>10}")
     for task in plan.tasks:
         cells = [hours.get((task, c), 0.0) for c in columns]
-        print(f"{task:21} " + "".join(f"{h:13,.2f}" for h in cells) + f"{sum(cells):9,.2f}")
+        print(f"{task:21} {len(plan.seeds[task]):3d}" + "".join(f"{h:13,.2f}" for h in cells)
+              + f"{sum(cells):10,.2f}")
     totals = [sum(hours.get((t, c), 0.0) for t in plan.tasks) for c in columns]
-    print(f"{'total':21} " + "".join(f"{h:13,.2f}" for h in totals) + f"{sum(totals):9,.2f}")
+    print(f"{'total':21}    " + "".join(f"{h:13,.2f}" for h in totals) + f"{sum(totals):10,.2f}")
 
-    rates = {(r["task"], r["method"]): r for r in result["rows"] if r["stage"] in ("train", "distill")}
-    print("\nrate per CPU-second  " + "".join(f"{c:>13}" for c in columns[:-1])
-          + "   (env steps; bc: expert samples; * = fallback, not measured)")
-    for task in plan.tasks:
-        print(f"{task:21} " + "".join(
-            f"{rates[(task, c)]['rate_per_cpu_s']:12,.1f}{'*' if rates[(task, c)]['source'].startswith('fallback') else ' '}"
-            for c in columns[:-1]))
+    per_seed = {(r["task"], "evaluate" if r["stage"] == "evaluate" else r["method"]): r
+                for r in result["rows"] if r["stage"] in ("distill", "evaluate") and r["method"] != "expert"}
+    kinds = [c for c in ("bc", "gail", "evaluate") if any((t, c) in per_seed for t in plan.tasks)]
+    if kinds:
+        print(f"\n{'per-seed jobs: rate/CPU-s':25}" + "".join(f"{c:>12}" for c in kinds)
+              + "   (env steps; bc: expert samples; * = fallback, not measured)")
+        for task in plan.tasks:
+            cells = [per_seed.get((task, c)) for c in kinds]
+            print(f"{task:25}" + "".join(
+                f"{r['rate_per_cpu_s']:11,.1f}{'*' if r['source'].startswith('fallback') else ' '}"
+                if r else f"{'-':>12}" for r in cells))
     fallbacks = sorted({r["source"].split(" at width")[0] for r in result["rows"]
-                        if r["source"].startswith("fallback")})
+                        if r["stage"] != "train" and r["source"].startswith("fallback")})
     if fallbacks:
         print("fallbacks used: " + "; ".join(fallbacks) + " (details per job: --out JSON)")
 

@@ -125,7 +125,7 @@ class MasterGroup:
                 self.load_member(k, QNetwork(obs_dim, hidden, dueling))
         self.q_target.load_state_dict(self.q_net.state_dict())
         self.q_target.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=settings["learning_rate"])
+        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=settings["learning_rate"], foreach=True)
         self.replay = MasterReplay(self.members, settings["buffer_size"], obs_dim)
         self.rngs = [np.random.default_rng([seed, 1]) for seed in seeds]
         self.updates = 0

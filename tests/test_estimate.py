@@ -4,42 +4,157 @@ import pytest
 import yaml
 
 from asymbench.cli import main
-from asymbench.estimate import (NOTE_SAC_STEPS_PER_S, Job, Rate, estimate, fallback_rate,
-                                jobs_of, load_scale, note_sac_seconds_per_step, read_throughput,
+from asymbench.estimate import (NOTE_SAC_STEPS_PER_S, Job, Rate, engine_rate, estimate,
+                                fallback_rate, jobs_of, load_scale, note_sac_seconds_per_step,
+                                rates_for, read_engine_throughput, read_throughput, run_estimate,
                                 wall_time_bounds)
 from asymbench.tasks import get_task
 
+CAR, WALKER, FINGER = "MountainCarContinuous", "walker-stand", "finger-spin"
 
-def test_cpu_hours_are_work_over_rate_summed_and_wall_time_is_bounded_by_cores_and_chain():
-    jobs = [Job("Swimmer", "l_only", seed, "train", "l_only", 7200.0) for seed in (0, 1, 2)]
-    jobs.append(Job("Swimmer", "s_only", 0, "train", "s_only", 3600.0))
+
+# ----------------------------------------------------------------------------- arithmetic
+def test_a_training_group_costs_k_times_steps_over_the_per_seed_rate_and_bounds_the_wall_time():
+    jobs = [Job("Swimmer", "l_only", (0, 1, 2), "train", "l_only", 3 * 7200.0),
+            Job("Swimmer", "s_only", (0, 1, 2), "train", "s_only", 3 * 1200.0)]
     rates = {("Swimmer", "l_only"): Rate(2.0, "measured"), ("Swimmer", "s_only"): Rate(4.0, "measured")}
     result = estimate(jobs, rates, cores=2)
-    # 3 x 7200 / 2 / 3600 = 3 h, plus 3600 / 4 / 3600 = 0.25 h
+    # one job of 3 x 7200 / 2 / 3600 = 3 h, one of 3 x 1200 / 4 / 3600 = 0.25 h
     assert result["total_cpu_h"] == pytest.approx(3.25)
     assert result["cpu_h_by_method"] == pytest.approx({"l_only": 3.0, "s_only": 0.25})
-    assert result["longest_job_h"] == pytest.approx(1.0)
-    assert result["wall_h_lower"] == pytest.approx(max(3.25 / 2, 1.0))
-    assert result["wall_h_upper"] == pytest.approx(3.25 / 2 + 1.0)
-    # With many cores the longest job bounds the wall time from below.
-    assert estimate(jobs, rates, cores=100)["wall_h_lower"] == pytest.approx(1.0)
+    row = next(r for r in result["rows"] if r["method"] == "l_only")
+    assert (row["jobs"], row["K"], row["cpu_h_per_job"]) == (1, 3, pytest.approx(3.0))
+    # the group is one single-threaded job: it alone bounds the wall time from below
+    assert result["longest_job_h"] == pytest.approx(3.0)
+    assert result["wall_h_lower"] == pytest.approx(max(3.25 / 2, 3.0))
+    assert result["wall_h_upper"] == pytest.approx(3.25 / 2 + 3.0)
 
 
-def test_dependent_jobs_form_a_chain_longer_than_any_one_job():
-    rates = {("Ant", t): Rate(1.0, "measured") for t in ("asym", "fit", "eval")}
-    jobs = [Job("Ant", "ours", 0, "train", "asym", 3600.0 * 2),
-            Job("Ant", "ours", 0, "evaluate", "eval", 1800.0),
-            Job("Ant", "fit", 0, "train", "fit", 3600.0)]
+def test_fit_waits_for_every_evaluation_of_ours_and_students_for_ours_and_expert_data():
+    rates = {("Ant", t): Rate(1.0, "measured") for t in ("asym", "fit", "eval", "l_only", "bc")}
+    hour = 3600.0
+    jobs = [Job("Ant", "ours", (0, 1), "train", "asym", 2 * hour),                  # 2 h
+            Job("Ant", "ours", (0,), "evaluate", "eval", 0.5 * hour),
+            Job("Ant", "ours", (1,), "evaluate", "eval", 1.5 * hour),              # the slow one
+            Job("Ant", "fit", (0, 1), "train", "fit", 2 * hour),
+            Job("Ant", "fit", (0,), "evaluate", "eval", 0.25 * hour),
+            Job("Ant", "fit", (1,), "evaluate", "eval", 0.25 * hour)]
     result = estimate(jobs, rates, cores=64)
     assert result["longest_job_h"] == pytest.approx(2.0)
-    assert result["longest_chain_h"] == pytest.approx(2.0 + 0.5 + 1.0)  # fit waits for Ours' eval
-    assert result["wall_h_lower"] == pytest.approx(3.5)
+    # Ours' group -> its slower evaluation -> fit's group -> one of fit's evaluations
+    assert result["longest_chain_h"] == pytest.approx(2.0 + 1.5 + 2.0 + 0.25)
+    assert result["longest_chain"] == ["Ant: ours train (K=2) -> ours evaluate (seed1) -> "
+                                       "fit train (K=2) -> fit evaluate (seed0)"]
+    assert result["wall_h_lower"] == pytest.approx(5.75)
+
+    # BC of seed 0 waits for Ours' evaluation of seed 0 and for the expert data, which waits
+    # for the L-only group: 10 h + 1 h + 1 h is longer than Ours' 2 h + 0.5 h.
+    jobs = [Job("Ant", "ours", (0,), "train", "asym", 2 * hour),
+            Job("Ant", "ours", (0,), "evaluate", "eval", 0.5 * hour),
+            Job("Ant", "l_only", (0,), "train", "l_only", 10 * hour),
+            Job("Ant", "expert", (0,), "expert", "eval", 1 * hour),
+            Job("Ant", "bc", (0,), "distill", "bc", 1 * hour)]
+    result = estimate(jobs, rates, cores=64)
+    assert result["longest_chain_h"] == pytest.approx(12.0)
+    assert result["longest_chain"] == ["Ant: l_only train (K=1) -> expert expert (seed0) -> bc distill (seed0)"]
 
 
 def test_wall_time_bounds_reject_no_cores():
     assert wall_time_bounds(100.0, 10, 4.0) == (10.0, 14.0)
     with pytest.raises(ValueError, match="cores"):
         wall_time_bounds(1.0, 0, 1.0)
+
+
+# ----------------------------------------------------------------------------- measurements
+def _engine_json(tmp_path, rows=None, name="engine_throughput.json"):
+    rows = rows if rows is not None else [
+        {"task": CAR, "trainer": "SAC.learn (large)", "K": 1, "per_seed_steps_per_cpu_s": 100.0,
+         "speedup_vs_sb3": 1.0, "load": 3.0},
+        {"task": CAR, "trainer": "engine l_only", "K": 5, "per_seed_steps_per_cpu_s": 300.0,
+         "speedup_vs_sb3": 3.0, "load": 3.0},
+        {"task": CAR, "trainer": "engine asym", "K": 5, "per_seed_steps_per_cpu_s": 200.0,
+         "speedup_vs_sb3": 2.0, "load": 3.0},
+        {"task": CAR, "trainer": "engine l_only", "K": 10, "per_seed_steps_per_cpu_s": 500.0,
+         "speedup_vs_sb3": 5.0, "load": 3.0},
+        {"task": CAR, "trainer": "engine asym", "K": 10, "per_seed_steps_per_cpu_s": 400.0,
+         "speedup_vs_sb3": 4.0, "load": 3.0},
+        # walker-stand: no speedup column, so it is read off its SAC.learn row
+        {"task": WALKER, "trainer": "SAC.learn (large)", "K": 1, "per_seed_steps_per_cpu_s": 50.0},
+        {"task": WALKER, "trainer": "engine l_only", "K": 5, "per_seed_steps_per_cpu_s": 50.0 * 2.0},
+        {"task": WALKER, "trainer": "engine asym", "K": 5, "per_seed_steps_per_cpu_s": 50.0 * 1.0}]
+    path = tmp_path / name
+    path.write_text(json.dumps({"rows": rows}))
+    return path
+
+
+def _sb3_json(tmp_path):
+    path = tmp_path / "train_throughput.json"
+    path.write_text(json.dumps({"rows": [
+        {"task": t, "trainer": tr, "steps_per_cpu_s": rate, "load": 2.0}
+        for t in (CAR, WALKER, FINGER, "FetchPickAndPlace")
+        for tr, rate in (("s_only", 80.0), ("l_only", 40.0), ("fit", 50.0), ("asym", 20.0),
+                         ("bc", 4000.0), ("gail", 800.0))]}))
+    return path
+
+
+def test_engine_rates_come_from_the_row_of_the_closest_measured_k(tmp_path):
+    engine = read_engine_throughput(_engine_json(tmp_path))
+    sb3 = lambda task, trainer: pytest.fail("a measured task needs no sb3 rate")  # noqa: E731
+    rate = engine_rate(CAR, "asym", 10, engine, sb3)
+    assert rate.per_cpu_s == 400.0 and rate.source.startswith("engine asym measured K=10")
+    assert engine_rate(CAR, "l_only", 7, engine, sb3).per_cpu_s == 300.0   # 7: closer to 5
+    assert engine_rate(CAR, "l_only", 20, engine, sb3).per_cpu_s == 500.0  # beyond: the largest
+    # S-only and fit run at L-only's rate, labelled as an upper bound of their cost
+    for trainer in ("s_only", "fit"):
+        rate = engine_rate(CAR, trainer, 10, engine, sb3)
+        assert rate.per_cpu_s == 500.0
+        assert rate.source.startswith("upper bound: engine l_only measured K=10")
+
+
+def test_an_unmeasured_task_gets_its_sb3_rate_times_the_mean_engine_speedup_elsewhere(tmp_path):
+    engine = read_engine_throughput(_engine_json(tmp_path))
+    assert engine[(WALKER, "l_only")][5].speedup == pytest.approx(2.0)  # from its SAC.learn row
+    measured = read_throughput(_sb3_json(tmp_path))
+    rates = rates_for([Job(FINGER, m, (0, 1, 2, 3, 4), "train", t, 5.0)
+                       for m, t in (("l_only", "l_only"), ("ours", "asym"), ("fit", "fit"))],
+                      measured, engine=engine)
+    # at K=5 both measured tasks' K=5 rows: L-only speedups 3 and 2, asym 2 and 1
+    assert rates[(FINGER, "l_only")].per_cpu_s == pytest.approx(40.0 * 2.5)
+    assert rates[(FINGER, "asym")].per_cpu_s == pytest.approx(40.0 * 1.5)  # on sb3 L-only's rate
+    assert rates[(FINGER, "fit")].per_cpu_s == pytest.approx(40.0 * 2.5)
+    assert rates[(FINGER, "l_only")].source.startswith("extrapolated: sb3 L-only rate (measured) x 2.50")
+    assert rates[(FINGER, "fit")].source.startswith("upper bound: extrapolated")
+
+
+def test_without_engine_measurements_training_groups_run_at_the_sb3_rates(tmp_path):
+    measured = read_throughput(_sb3_json(tmp_path))
+    jobs = [Job(CAR, "s_only", (0, 1), "train", "s_only", 2.0),
+            Job(WALKER, "ours", (0, 1), "train", "asym", 2.0)]
+    rates = rates_for(jobs, measured, engine={})
+    assert rates[(CAR, "s_only")].per_cpu_s == 80.0 and rates[(WALKER, "asym")].per_cpu_s == 20.0
+    assert all(r.source.startswith("sb3 engine rates: measured") for r in rates.values())
+    # nothing measured: the note's fallback, still labelled
+    note = rates_for(jobs, {}, engine={})[(CAR, "s_only")]
+    assert note.source.startswith("sb3 engine rates: fallback")
+
+
+def test_goal_tasks_train_their_seeds_one_after_another_at_the_sb3_rate(tmp_path):
+    engine = read_engine_throughput(_engine_json(tmp_path))
+    measured = read_throughput(_sb3_json(tmp_path))
+    job = Job("FetchPickAndPlace", "ours", (0, 1, 2), "train", "asym", 3 * 7200.0)
+    rate = rates_for([job], measured, engine=engine)[("FetchPickAndPlace", "asym")]
+    assert rate.per_cpu_s == 20.0 and "goal task: seeds one after another" in rate.source
+    assert estimate([job], {("FetchPickAndPlace", "asym"): rate}, 4)["total_cpu_h"] == pytest.approx(0.3)
+
+
+def test_a_malformed_engine_json_is_refused_with_its_path(tmp_path):
+    path = _engine_json(tmp_path, [{"task": CAR, "trainer": "engine asym", "K": 0,
+                                    "per_seed_steps_per_cpu_s": 10.0}], name="bad_engine.json")
+    with pytest.raises(ValueError, match="bad_engine.json.*K"):
+        read_engine_throughput(path)
+    (tmp_path / "rowless.json").write_text(json.dumps({"rows": [{"K": 5}]}))
+    with pytest.raises(ValueError, match="rowless.json"):
+        read_engine_throughput(tmp_path / "rowless.json")
 
 
 def test_reads_a_throughput_json_and_measured_rates_win_over_fallbacks(tmp_path):
@@ -72,26 +187,44 @@ def test_fallback_scales_the_note_by_width_and_adds_both_sub_policies_for_asym()
     assert asym.per_cpu_s == pytest.approx(expected) and asym.source.startswith("fallback")
 
 
-def _config(tmp_path):
+# ----------------------------------------------------------------------------- the job list
+def _config(tmp_path, **top):
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"scale": "tiny", "scales": {"tiny": {
-        "tasks": ["Swimmer"], "seeds": [0, 1], "steps": None, "eval_episodes": 2,
+    path.write_text(yaml.safe_dump({"scale": "tiny", **top, "scales": {"tiny": {
+        "tasks": [CAR, WALKER], "seeds": [0, 1], "steps": 1000, "eval_episodes": 2,
         "expert_trajectories": 3, "expert_length": 10, "bc_epochs": 4, "gail_steps": 500,
-        "max_episode_steps": 100}}}))
+        "max_episode_steps": 100,
+        "per_task": {CAR: {"seeds": [0, 1, 2], "steps": None, "eval_episodes": 5}}}}}))
     return path
 
 
-def test_job_list_follows_the_config_and_the_registry(tmp_path):
+def test_per_task_overrides_are_merged_into_the_scale_as_the_workflow_does(tmp_path):
     scale = load_scale("tiny", _config(tmp_path))
-    assert scale.steps == {"Swimmer": get_task("Swimmer").total_steps}  # steps: null -> registry
+    assert scale.seeds == {CAR: (0, 1, 2), WALKER: (0, 1)}
+    assert scale.steps == {CAR: get_task(CAR).total_steps, WALKER: 1000}  # null -> registry
+    assert scale.eval_steps == {CAR: 5 * 100, WALKER: 2 * 100}
+    assert scale.gail_steps == {CAR: 500, WALKER: 500}                   # not overridden
+    # top-level seeds (config or --seeds) replace every task's, per_task ones included
+    assert set(load_scale("tiny", _config(tmp_path, seeds=[7])).seeds.values()) == {(7,)}
+    assert set(load_scale("tiny", _config(tmp_path), seeds=[3, 4]).seeds.values()) == {(3, 4)}
+    assert load_scale("tiny", _config(tmp_path), tasks=[WALKER]).tasks == (WALKER,)
+
+
+def test_one_training_job_per_task_and_method_and_every_other_job_per_seed(tmp_path):
+    scale = load_scale("tiny", _config(tmp_path))
     jobs = jobs_of(scale)
     trains = [j for j in jobs if j.stage == "train"]
-    assert len(trains) == 2 * 5  # 2 seeds x (s_only, l_only, ours, ours_no_cost, fit)
-    assert {j.trainer for j in trains if j.method.startswith("ours")} == {"asym"}
+    assert len(trains) == 2 * 5  # 2 tasks x (s_only, l_only, ours, ours_no_cost, fit)
+    car = {j.method: j for j in trains if j.task == CAR}
+    assert car["ours"].seeds == (0, 1, 2) and car["ours"].trainer == "asym"
+    assert car["ours"].work == 3 * get_task(CAR).total_steps  # K x steps
+    assert {j.work for j in trains if j.task == WALKER} == {2 * 1000}
+    count = lambda task, stage: sum(j.task == task and j.stage == stage for j in jobs)  # noqa: E731
+    assert count(CAR, "evaluate") == 3 * 7 and count(WALKER, "evaluate") == 2 * 7
+    assert count(CAR, "distill") == 3 * 2 and count(CAR, "expert") == 3
     bc = next(j for j in jobs if j.method == "bc")
-    assert bc.work == 4 * 3 * 10  # epochs x trajectories x length
+    assert bc.work == 4 * 3 * 10 and len(bc.seeds) == 1  # epochs x trajectories x length
     assert next(j for j in jobs if j.method == "gail").work == 500
-    assert next(j for j in jobs if j.stage == "evaluate").work == 2 * 100
 
 
 def test_unknown_scale_is_a_clear_error(tmp_path):
@@ -104,8 +237,33 @@ def test_unknown_scale_is_a_clear_error(tmp_path):
 def test_paper_scale_without_a_config_needs_seeds(tmp_path):
     with pytest.raises(ValueError, match="--seeds"):
         load_scale("paper", tmp_path / "missing.yaml")
-    scale = load_scale("paper", tmp_path / "missing.yaml", tasks=["walker-stand"], seeds=[0, 1, 2])
-    assert scale.seeds == (0, 1, 2) and scale.steps["walker-stand"] == get_task("walker-stand").total_steps
+    scale = load_scale("paper", tmp_path / "missing.yaml", tasks=[WALKER], seeds=[0, 1, 2])
+    assert scale.seeds == {WALKER: (0, 1, 2)} and scale.steps[WALKER] == get_task(WALKER).total_steps
+
+
+def test_the_repository_scales_resolve_with_their_per_task_seeds():
+    verify = load_scale("verify")
+    assert len(verify.seeds[CAR]) == 10 and len(verify.seeds[WALKER]) == 5
+    assert verify.steps[CAR] == get_task(CAR).total_steps
+    assert {len(s) for s in load_scale("paper").seeds.values()} == {5}
+
+
+# ----------------------------------------------------------------------------- the command
+def test_the_estimate_adds_up_groups_at_the_engine_rates(tmp_path, capsys):
+    result = run_estimate("tiny", 2, throughput=[_sb3_json(tmp_path)],
+                          engine_throughput=[_engine_json(tmp_path)], config=_config(tmp_path),
+                          env_rates=None)
+    rows = {(r["task"], r["method"], r["stage"]): r for r in result["rows"]}
+    ours = rows[(CAR, "ours", "train")]   # K = 3: the K=5 row is the closest
+    assert (ours["jobs"], ours["K"], ours["rate_per_cpu_s"]) == (1, 3, 200.0)
+    assert ours["cpu_h"] == pytest.approx(3 * get_task(CAR).total_steps / 200.0 / 3600)
+    walker = rows[(WALKER, "s_only", "train")]
+    assert walker["cpu_h"] == pytest.approx(2 * 1000 / 100.0 / 3600)
+    assert "upper bound" in walker["source"]
+    assert rows[(CAR, "bc", "distill")]["jobs"] == 3 and rows[(WALKER, "gail", "evaluate")]["jobs"] == 2
+    assert result["total_cpu_h"] == pytest.approx(sum(r["cpu_h"] for r in result["rows"]))
+    printed = capsys.readouterr().out
+    assert f"{CAR} 3, {WALKER} 2" in printed and "engine asym measured K=5" in printed
 
 
 def test_cli_prints_the_estimate_and_writes_json(tmp_path, capsys):
@@ -114,10 +272,17 @@ def test_cli_prints_the_estimate_and_writes_json(tmp_path, capsys):
                  "--throughput", str(tmp_path / "none.json"), "--out", str(out)])
     assert code == 2 and "cannot read measurements" in capsys.readouterr().err
     assert main(["estimate", "--scale", "tiny", "--config", str(_config(tmp_path)), "--cores", "4",
+                 "--engine-throughput", str(_engine_json(tmp_path)),
                  "--methods", "l_only", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
     assert "CPU-hours" in printed and "wall time on 4 cores" in printed
+    assert "engine l_only measured K=5" in printed
     assert result["total_cpu_h"] == pytest.approx(sum(r["cpu_h"] for r in result["rows"]))
+    assert result["scale"]["seeds"] == {CAR: [0, 1, 2], WALKER: [0, 1]}
+    # --engine-throughput with no file: the sb3 rates, labelled
+    assert main(["estimate", "--scale", "tiny", "--config", str(_config(tmp_path)),
+                 "--engine-throughput", "--methods", "l_only"]) == 0
+    assert "sb3 engine rates" in capsys.readouterr().out
     assert main(["estimate", "--scale", "nope", "--config", str(_config(tmp_path))]) == 2
     assert "unknown scale 'nope'" in capsys.readouterr().err

@@ -276,6 +276,7 @@ def tables_of(scale, tables=("table3", "table4", "table5")):
 
 # ----------------------------------------------------------------------------- estimate
 MEASUREMENTS = {"throughput": sorted(str(p) for p in Path("benchmarks/results").glob("train_throughput*.json")),
+                "engine_throughput": [p for p in ["benchmarks/results/engine_throughput.json"] if Path(p).exists()],
                 "env_rates": [p for p in ["benchmarks/results/env_step_rate.json"] if Path(p).exists()]}
 
 
@@ -292,8 +293,9 @@ def estimate_cores(wildcards):
 
 
 def estimate_options(wildcards, input):
-    options = [f"--tasks {' '.join(tasks_of(SCALE))}",
-               f"--seeds {' '.join(str(s) for s in seeds_of(SCALE))}"]
+    options = [f"--tasks {' '.join(tasks_of(SCALE))}"]
+    if config.get("seeds"):  # else each task's seeds of the scale (its per_task ones included)
+        options.append(f"--seeds {' '.join(str(s) for s in config['seeds'])}")
     options += [f"--{key.replace('_', '-')} {' '.join(paths)}" for key, paths in MEASUREMENTS.items()
                 if paths]
     if workflow.configfiles:

@@ -94,8 +94,10 @@ def main() -> None:
                          "cost_vs_l_only", "cpu_spread_pct", "load"],
                         {"per_seed_steps_per_cpu_s": ".0f", "speedup_vs_sb3": ".2f",
                          "cost_vs_l_only": ".2f", "cpu_spread_pct": ".0f", "load": ".1f"})
-    write_results("engine_throughput", {"steps": args.steps, "repeats": args.repeats, "rows": rows},
-                  started, args.out)
+            # Written after every task, so an interrupted run keeps what it measured.
+            write_results("engine_throughput", {"steps": args.steps, "repeats": args.repeats,
+                                                "rows": rows}, started, args.out, quiet=True)
+    print(f"-> {args.out or 'benchmarks/results/engine_throughput.json'}")
 
 
 if __name__ == "__main__":

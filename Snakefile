@@ -4,8 +4,9 @@
 #   snakemake --workflow-profile workflow/profiles/local --config scale=smoke # minutes, 2 cores
 #   snakemake --workflow-profile workflow/profiles/slurm                      # on a SLURM cluster
 #   snakemake --report report.html                                            # after a run
-# Targets: all (default), ablation_no_cost (Table 5), or any file, e.g. paper_tables/table4.csv
-# or paper_tables/short/table3.csv. See results/README.md for the layout.
+# Targets: all (default), ablation_no_cost (Table 5), pareto (Ours over a list of cost weights),
+# or any file, e.g. paper_tables/table4.csv or paper_tables/verify/table3.csv. Training runs
+# every seed of a (task, method) in one job (the batched engine). See results/README.md.
 
 from snakemake.utils import min_version, validate
 

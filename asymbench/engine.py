@@ -25,13 +25,11 @@ with every per-seed quantity carrying a leading member axis.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from stable_baselines3.common.utils import LinearSchedule
 from tqdm import tqdm
@@ -39,10 +37,10 @@ from tqdm import tqdm
 from asymbench.agents import SUB_POLICIES, make_sac
 from asymbench.master import MasterGroup
 from asymbench.networks import StackedLinear, StackedMLP, costs, sac_actor_flops
-from asymbench.runs import (CONFIG_FILE, FINISHED_FILE, PROGRESS_FILE, RunError, atomic_path,
+from asymbench.runs import (CONFIG_FILE, FINISHED_FILE, RunError, atomic_path,
                             provenance, read_json, write_json)
 from asymbench.tasks import get_task, make_env
-from asymbench.training import PROGRESS_COLUMNS, TrainRequest, resolve_config
+from asymbench.training import TrainRequest, _save_model, _write_progress, resolve_config
 
 LOG_STD_MIN, LOG_STD_MAX = -20, 2  # stable-baselines3's clamp of the actor's log-std
 SQUASH_EPS = 1e-6                  # stable-baselines3's epsilon in the tanh log-det correction
@@ -521,7 +519,7 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
         for name in names:
             stack, offset = slots[name]
             stacks[stack].store_member(offset + k, sb3[name][k])
-            _save_sb3(sb3[name][k], d / "model" / f"{name}.zip")
+            _save_model(sb3[name][k], d / "model" / f"{name}.zip")
         if master is not None:
             with atomic_path(d / "model" / "master.pt") as tmp:
                 master.save_member(k, tmp)
@@ -563,16 +561,4 @@ def _save_group_checkpoint(path: Path, payload: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
-
-def _save_sb3(model, path: Path) -> None:
-    """SB3's save appends '.zip' to names without it, so stage as '<name>.partial.zip'."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(path.stem + ".partial.zip")
-    model.save(staging)
-    os.replace(staging, path)
-
-
-def _write_progress(out: Path, rows: list[dict]) -> None:
-    with atomic_path(out / PROGRESS_FILE) as tmp:
-        pd.DataFrame(rows, columns=PROGRESS_COLUMNS).to_csv(tmp, index=False)
 

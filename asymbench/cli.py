@@ -250,7 +250,18 @@ def _add_figures(sub) -> None:
     for method in methods:
         c.add_argument(f"--{method.replace('_', '-')}", dest=method, nargs="+", default=[],
                        metavar="RUN_JSON", help=f"run.json of each {method} run")
-    for q in (t, c):
+    r = kinds.add_parser("tradeoff", help="score against Avg-FLOPs/Inf of every method, paper beside")
+    f = kinds.add_parser("pareto", help="Ours at several cost weights, baselines, non-dominated front")
+    f.add_argument("--point", nargs="+", action="append", default=[], metavar=("FACTOR", "EVAL_JSON"),
+                   help="a lambda factor then its seeds' evaluations (repeat per factor)")
+    f.add_argument("--csv", default=None, help="also write the plotted numbers as CSV")
+    for q in (r, f):
+        q.add_argument("--task", required=True)
+        _registry_arg(q)
+        for method in ("s_only", "l_only", "ours", "ours_no_cost", "fit", "bc", "gail"):  # tables.METHODS
+            q.add_argument(f"--{method.replace('_', '-')}", dest=method, nargs="+", default=[],
+                           metavar="EVAL_JSON", help=f"evaluations of {method}, one per seed")
+    for q in (t, c, r, f):
         q.add_argument("--scale", required=True, help="the budget's name, for the title")
         q.add_argument("--out", required=True, nargs="+", help="figure files (.png, .pdf, ...)")
     p.set_defaults(handler=_run_figures)
@@ -260,11 +271,25 @@ def _run_figures(args) -> None:
     from asymbench import figures
     from asymbench.tables import RL_METHODS
 
+    from asymbench.tables import METHODS
+
     if args.figure == "timeline":
         figures.timeline(args.trace, args.eval, args.frames, args.scale, args.run_seed, args.out)
-    else:
+    elif args.figure == "curves":
         runs = {m: getattr(args, m) for m in RL_METHODS if getattr(args, m)}
         figures.learning_curves(args.task, runs, args.scale, args.out)
+    else:
+        evaluations = {m: getattr(args, m) for m in METHODS if getattr(args, m)}
+        if args.figure == "tradeoff":
+            figures.tradeoff(args.task, evaluations, args.scale, args.out, args.registry)
+        else:
+            points = {}
+            for factor, *paths in args.point:
+                if not paths:
+                    raise ValueError(f"--point {factor}: no evaluation files")
+                points[float(factor)] = paths
+            figures.pareto(args.task, points, evaluations, args.scale, args.out, args.csv,
+                           args.registry)
     print(f"figure -> {', '.join(args.out)}")
 
 

@@ -9,9 +9,7 @@ PDF (the format follows each output's suffix).
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 import warnings
 from pathlib import Path
 
@@ -334,48 +332,3 @@ def pareto(task: str, points: dict[float, list[str | Path]], baselines: dict[str
         with atomic_path(Path(csv_out)) as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")
     return table
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """``python -m asymbench.figures tradeoff|pareto ...`` (the pipeline's figures.smk and
-    pareto.smk call these)."""
-    parser = argparse.ArgumentParser(prog="python -m asymbench.figures", description=__doc__.splitlines()[0])
-    kinds = parser.add_subparsers(dest="figure", required=True)
-    t = kinds.add_parser("tradeoff", help="score against Avg-FLOPs/Inf of every method, paper beside")
-    p = kinds.add_parser("pareto", help="Ours at several cost weights, baselines, non-dominated front")
-    p.add_argument("--point", nargs="+", action="append", default=[], metavar=("FACTOR", "EVAL_JSON"),
-                   help="a lambda factor then its seeds' evaluations (repeat per factor)")
-    p.add_argument("--csv", default=None, help="also write the plotted numbers as CSV")
-    for q in (t, p):
-        q.add_argument("--task", required=True)
-        q.add_argument("--scale", required=True, help="the budget's name, for the title")
-        q.add_argument("--out", required=True, nargs="+", help="figure files (.png, .pdf, ...)")
-        q.add_argument("--registry", default=None, help="task registry YAML (default: the packaged one)")
-        for method in tables.METHODS:
-            q.add_argument(f"--{method.replace('_', '-')}", dest=method, nargs="+", default=[],
-                           metavar="EVAL_JSON", help=f"evaluations of {method}, one per seed")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    evaluations = {m: getattr(args, m) for m in tables.METHODS if getattr(args, m)}
-    try:
-        if args.figure == "tradeoff":
-            tradeoff(args.task, evaluations, args.scale, args.out, args.registry)
-        else:
-            points = {}
-            for factor, *paths in args.point:
-                if not paths:
-                    raise ValueError(f"--point {factor}: no evaluation files")
-                points[float(factor)] = paths
-            pareto(args.task, points, evaluations, args.scale, args.out, args.csv, args.registry)
-    except ValueError as exc:
-        print(f"asymbench figures {args.figure}: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"figure -> {', '.join(args.out)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

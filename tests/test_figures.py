@@ -152,7 +152,7 @@ def test_pareto_csv_and_figure(tmp_path):
         args += ["--point", str(factor), *map(str, paths)]
     for method, paths in baselines.items():
         args += [f"--{method.replace('_', '-')}", *map(str, paths)]
-    assert figures.main(args) == 0
+    assert main(["figures", *args]) == 0
     for out in outs:
         assert_image(out)
     df = pd.read_csv(csv)
@@ -183,14 +183,6 @@ def test_tradeoff_figure_with_success_rates(tmp_path):
     args = ["tradeoff", "--task", "FetchPickAndPlace", "--scale", "smoke", "--out", str(tmp_path / "t.pdf")]
     for method, paths in runs.items():
         args += [f"--{method.replace('_', '-')}", *map(str, paths)]
-    assert figures.main(args) == 0 and (tmp_path / "t.pdf").read_bytes().startswith(b"%PDF")
+    assert main(["figures", *args]) == 0 and (tmp_path / "t.pdf").read_bytes().startswith(b"%PDF")
 
 
-def test_figures_module_runs_as_a_command(tmp_path):
-    """The pipeline calls `python -m asymbench.figures`: it must be importable as __main__."""
-    import subprocess
-    import sys
-
-    result = subprocess.run([sys.executable, "-m", "asymbench.figures", "pareto", "--help"],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0 and "--point" in result.stdout

@@ -336,7 +336,7 @@ def pareto_inputs(wildcards):
 
 
 def pareto_options(wildcards, input):
-    """"--s-only a.json ... --point 0.1 b.json ..." for `python -m asymbench.figures pareto`."""
+    """"--s-only a.json ... --point 0.1 b.json ..." for `asymbench figures pareto`."""
     options = [f"--{m.replace('_', '-')} {' '.join(getattr(input, m))}" for m in PARETO_BASELINES]
     options += [f"--point {factor:g} {' '.join(getattr(input, f'lam{i}'))}"
                 for i, factor in enumerate(pareto_factors())]

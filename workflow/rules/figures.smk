@@ -81,7 +81,7 @@ rule tradeoff:
     conda:
         "../envs/asymbench.yaml"
     shell:
-        "python -m asymbench.figures tradeoff --task {wildcards.task} --scale {wildcards.scale}"
+        "asymbench figures tradeoff --task {wildcards.task} --scale {wildcards.scale}"
         " {params.evaluations} {params.registry} --out {output.png} {output.pdf} > {log} 2>&1"
 
 

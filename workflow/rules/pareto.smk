@@ -45,6 +45,6 @@ rule pareto_figure:
     conda:
         "../envs/asymbench.yaml"
     shell:
-        "python -m asymbench.figures pareto --task {wildcards.task} --scale {wildcards.scale}"
+        "asymbench figures pareto --task {wildcards.task} --scale {wildcards.scale}"
         " {params.evaluations} {params.registry} --out {output.png} {output.pdf}"
         " --csv {output.csv} > {log} 2>&1"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import _common  # noqa: F401  (sets the thread environment first)
 from _common import load, print_table, write_results
-from inference_latency import published_large_share, time_per_decision
+from inference_latency import numpy_decider, published_large_share, time_per_decision, torch_decider
 
 import numpy as np
 import torch
@@ -124,28 +124,10 @@ def measure(name: str, decisions: int, torch_decisions: int, share: float, repea
     np_nets = {size: numpy_actor(network_spec(size, net)) for size, net in actors.items()}
     np_master = numpy_master(master_spec(master))
 
-    def torch_decide(which):
-        @torch.inference_mode()
-        def decide(t, obs):
-            x = torch.as_tensor(obs).unsqueeze(0)
-            if which == "asym":
-                if t % macro == 0:
-                    master(x)
-                return actors["large" if large[t] else "small"](x)[0].numpy()
-            return actors[which](x)[0].numpy()
-        return decide
-
-    def numpy_decide(which):
-        def decide(t, obs):
-            if which == "asym":
-                if t % macro == 0:
-                    np_master(obs)
-                return np_nets["large" if large[t] else "small"](obs)
-            return np_nets[which](obs)
-        return decide
-
-    py = time_per_decision({f"{impl}_{which}": fn(which)
-                            for impl, fn in (("torch", torch_decide), ("numpy", numpy_decide))
+    py = time_per_decision({f"{impl}_{which}": fn(which, nets, decide_master, large, macro)
+                            for impl, fn, nets, decide_master in (
+                                ("torch", torch_decider, actors, master),
+                                ("numpy", numpy_decider, np_nets, np_master))
                             for which in ("large", "small", "asym")}, observations[:torch_decisions])
 
     paper = {"large": sac_actor_flops(obs_dim, act_dim, task.large),

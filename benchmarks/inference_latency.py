@@ -68,6 +68,31 @@ def numpy_master(master: Master):
     return choose
 
 
+def torch_decider(which: str, nets: dict, master, large, macro: int):
+    """One decision in PyTorch eager, for ``time_per_decision``: the actor ``which`` alone, or
+    (``"asym"``) the master at every macro start and the actor that ``large[t]`` names."""
+    @torch.inference_mode()
+    def decide(t, obs):
+        x = torch.as_tensor(obs).unsqueeze(0)
+        if which == "asym":
+            if t % macro == 0:
+                master(x)
+            return nets["large" if large[t] else "small"](x)[0].numpy()
+        return nets[which](x)[0].numpy()
+    return decide
+
+
+def numpy_decider(which: str, nets: dict, master, large, macro: int):
+    """The same decision with the NumPy re-implementations of the networks."""
+    def decide(t, obs):
+        if which == "asym":
+            if t % macro == 0:
+                master(obs)
+            return nets["large" if large[t] else "small"](obs)
+        return nets[which](obs)
+    return decide
+
+
 def time_per_decision(policies: dict, observations) -> dict:
     """Per policy: median and minimum over repeats of the mean wall and CPU time of one decision,
     in microseconds. The policies take turns within each repeat, so that a burst of load from
@@ -107,28 +132,8 @@ def measure(name: str, decisions: int, share: float, rng: np.random.Generator) -
     macros = -(-decisions // macro)
     large = np.repeat(rng.permutation(np.arange(macros) < round(share * macros)), macro)[:decisions]
 
-    def torch_policy(which):
-        @torch.inference_mode()
-        def decide(t, obs):
-            x = torch.as_tensor(obs).unsqueeze(0)
-            if which == "asym":
-                if t % macro == 0:
-                    master(x)
-                return nets["large" if large[t] else "small"](x)[0].numpy()
-            return nets[which](x)[0].numpy()
-        return decide
-
     np_nets = {size: numpy_actor(net) for size, net in nets.items()}
     np_master = numpy_master(master)
-
-    def numpy_policy(which):
-        def decide(t, obs):
-            if which == "asym":
-                if t % macro == 0:
-                    np_master(obs)
-                return np_nets["large" if large[t] else "small"](obs)
-            return np_nets[which](obs)
-        return decide
 
     # The NumPy export computes the same actions as the torch modules.
     with torch.inference_mode():
@@ -137,8 +142,10 @@ def measure(name: str, decisions: int, share: float, rng: np.random.Generator) -
                                np_nets[size](observations[0]), atol=1e-5)
 
     load_before = load()
-    times = time_per_decision({f"{impl}_{which}": policy(which)
-                               for impl, policy in (("torch", torch_policy), ("numpy", numpy_policy))
+    times = time_per_decision({f"{impl}_{which}": policy(which, actors, decide_master, large, macro)
+                               for impl, policy, actors, decide_master in (
+                                   ("torch", torch_decider, nets, master),
+                                   ("numpy", numpy_decider, np_nets, np_master))
                                for which in ("large", "small", "asym")}, observations)
     flops = {"small": sac_actor_flops(obs_dim, act_dim, task.small),
              "large": sac_actor_flops(obs_dim, act_dim, task.large),

@@ -47,6 +47,17 @@ SQUASH_EPS = 1e-6                  # stable-baselines3's epsilon in the tanh log
 GROUP_CHECKPOINT = "group_checkpoint.pt"
 
 
+def to_device(array, device) -> torch.Tensor:
+    """A host array on ``device``. For a GPU the copy goes through pinned memory without
+    blocking, so the host never waits for the GPU here: the only per-step synchronisation left
+    is reading the actions back for the environments. (PyTorch's pinned-memory cache keeps a
+    block until its copy has run, so reusing it is safe.)"""
+    tensor = torch.as_tensor(array)
+    if torch.device(device).type == "cpu":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 # --------------------------------------------------------------------------------------------
 # K SAC agents with stacked weights
 # --------------------------------------------------------------------------------------------
@@ -223,9 +234,11 @@ class StackedReplay:
         self.size = min(self.size + 1, self.capacity)
 
     def sample(self, rngs: list[np.random.Generator], batch_size: int) -> dict:
-        idx = torch.as_tensor(np.stack([rng.integers(0, self.size, batch_size) for rng in rngs]))
-        rows = torch.arange(len(rngs))[:, None]
-        return {name: tensor[rows, idx] for name, tensor in self.tensors.items()}
+        idx = np.stack([rng.integers(0, self.size, batch_size) for rng in rngs])
+        rows = np.arange(len(rngs))[:, None].repeat(batch_size, axis=1)
+        device = self.tensors["obs"].device
+        flat = to_device(rows * self.capacity + idx, device)   # one upload for both indices
+        return {name: tensor.flatten(0, 1)[flat] for name, tensor in self.tensors.items()}
 
 
 class OUNoise:
@@ -361,7 +374,9 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
     noises = [_make_noise(sac_settings["action_noise"] if use_noise else None, act_dim) for _ in seeds]
     action_rngs = [np.random.default_rng([s, 2]) for s in seeds]   # random actions, noise
     batch_rngs = [np.random.default_rng([s, 3]) for s in seeds]    # replay indices
-    torch_rngs = [torch.Generator(device).manual_seed(s) for s in seeds]  # policy sampling
+    # Policy-sampling noise is drawn on the host whatever the device, so a member draws the same
+    # numbers on a GPU as on the CPU (and K draws cost no K kernel launches); one upload a step.
+    torch_rngs = [torch.Generator().manual_seed(s) for s in seeds]
     for env, rng in zip(envs, action_rngs):
         env.action_space.seed(int(rng.integers(2**31)))
 
@@ -369,7 +384,7 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
     state = {"step": 0, "episodes": np.zeros(K, np.int64), "large_steps": np.zeros(K, np.int64),
              "rows": [[] for _ in seeds], "wall_s": 0.0}
     if checkpoint.exists():
-        saved = torch.load(checkpoint, weights_only=False)
+        saved = torch.load(checkpoint, weights_only=False, map_location=device)
         for name, stack in stacks.items():
             stack.restore(saved["stacks"][name])
         buffer.__dict__.update(saved["buffer"])
@@ -394,7 +409,7 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
                mininterval=2.0, smoothing=0.05)
 
     def draw_noise(shape) -> torch.Tensor:
-        return torch.stack([torch.randn(shape, generator=g, device=device) for g in torch_rngs])
+        return to_device(torch.stack([torch.randn(shape, generator=g) for g in torch_rngs]), device)
 
     while state["step"] < total_steps:
         t = state["step"]  # env steps taken so far (the authors' num_timesteps)
@@ -413,7 +428,7 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
             scaled = np.stack([2.0 * (env.action_space.sample() - low) / (high - low) - 1.0
                                for env in envs])
         else:
-            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)[:, None]
+            obs_t = to_device(obs.astype(np.float32), device)[:, None]
             with torch.no_grad():
                 noise = draw_noise((1, act_dim))
                 sampled = {}
@@ -423,7 +438,7 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
                     sampled.update({name: out[offset:offset + K] for name, (sn, offset) in slots.items()
                                     if sn == stack_name})
             if master is not None:
-                pick = torch.as_tensor(choice == 1, device=device)[:, None]
+                pick = to_device(choice == 1, device)[:, None]
                 scaled = torch.where(pick, sampled["large"], sampled["small"])
             else:
                 scaled = sampled["policy"]
@@ -440,10 +455,9 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
         stored_done = done if config["timeouts"] == "terminal" else terminated
 
         # 3. One buffer row per member; both sub-policies learn from it (shared buffer).
-        buffer.add(obs=torch.as_tensor(obs), next_obs=torch.as_tensor(next_obs),
-                   action=torch.as_tensor(scaled, dtype=torch.float32),
-                   reward=torch.as_tensor(reward, dtype=torch.float32),
-                   done=torch.as_tensor(stored_done, dtype=torch.float32))
+        buffer.add(**{name: to_device(value.astype(np.float32), device) for name, value in (
+            ("obs", obs), ("next_obs", next_obs), ("action", scaled), ("reward", reward),
+            ("done", stored_done))})
         state["step"] += 1
         episode_return += reward
         episode_length += 1
@@ -530,7 +544,8 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
             "steps_per_s": state["step"] / state["wall_s"] if state["wall_s"] else None,
             "steps_per_s_per_seed_cpu": K * state["step"] / state["wall_s"] if state["wall_s"] else None,
             "large_share": float(state["large_steps"][k] / state["step"]) if is_asym else None,
-            "threads": request.threads, "engine": "batched", "provenance": provenance()}
+            "threads": request.threads, "engine": "batched", "device": str(device),
+            "provenance": provenance()}
         write_json(d / FINISHED_FILE, summary)
         summaries.append(summary)
     checkpoint.unlink(missing_ok=True)

@@ -35,8 +35,11 @@ def machine() -> dict:
             versions[name] = None
     cpu_model = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
                       if line.startswith("model name")), platform.processor())
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"platform": platform.platform(), "cpu": cpu_model, "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "versions": versions}
+            "gpu": gpu, "python": platform.python_version(), "versions": versions}
 
 
 def _read(path: str) -> str:

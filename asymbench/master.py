@@ -125,9 +125,11 @@ class MasterGroup:
                 self.load_member(k, QNetwork(obs_dim, hidden, dueling))
         self.q_target.load_state_dict(self.q_net.state_dict())
         self.q_target.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=settings["learning_rate"], foreach=True)
+        self.params = list(self.q_net.parameters())
+        self.optimizer = torch.optim.Adam(self.params, lr=settings["learning_rate"], foreach=True)
         self.replay = MasterReplay(self.members, settings["buffer_size"], obs_dim)
         self.rngs = [np.random.default_rng([seed, 1]) for seed in seeds]
+        self.member_rows = np.arange(self.members)[:, None]  # indexes [K, B] arrays row by row
         self.updates = 0
         self.target_syncs = 0
 
@@ -167,26 +169,40 @@ class MasterGroup:
     def sample(self, t: int) -> dict:
         """A batch per member from its own buffer: proportional to priority (with importance
         weights, normalised by the largest possible weight) or uniform."""
-        s, replay, batch = self.settings, self.replay, self.settings["batch_size"]
-        per = s["prioritized_replay"]
-        idx = np.empty((self.members, batch), np.int64)
-        weights = np.ones((self.members, batch), np.float32)
-        for k, rng in enumerate(self.rngs):
-            size = replay.size[k]
-            if per is None:
-                idx[k] = rng.integers(0, size, batch)
-                continue
-            priorities = replay.priority[k, :size]
-            cumulative = np.cumsum(priorities)
-            total = cumulative[-1]
-            idx[k] = np.minimum(np.searchsorted(cumulative, rng.random(batch) * total, side="right"), size - 1)
-            beta = per_beta(s, t, self.total_steps)
-            max_weight = (priorities.min() / total * size) ** -beta
-            weights[k] = (priorities[idx[k]] / total * size) ** -beta / max_weight
-        rows = np.arange(self.members)[:, None]
+        replay, batch = self.replay, self.settings["batch_size"]
+        if self.settings["prioritized_replay"] is None:
+            idx = np.stack([rng.integers(0, size, batch) for rng, size in zip(self.rngs, replay.size)])
+            weights = np.ones((self.members, batch), np.float32)
+        else:
+            idx, weights = self._prioritized_indices(t)
+        rows = self.member_rows
         return {"idx": idx, "weights": torch.as_tensor(weights),
                 **{name: torch.as_tensor(getattr(replay, name)[rows, idx])
                    for name in ("obs", "choice", "reward", "next_obs", "done")}}
+
+    def _prioritized_indices(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Proportional sampling and importance weights, each member over its own rows. The
+        numbers are those of one member at a time with ``np.cumsum`` (tested): torch's cumsum
+        is the same sequential float64 sum, several times faster, and runs over all members at
+        once (rows past a member's size hold priority 0, so its running sum stays at its total
+        there); the weights are one elementwise array expression."""
+        replay, batch = self.replay, self.settings["batch_size"]
+        beta = per_beta(self.settings, t, self.total_steps)
+        sizes = replay.size
+        cumulatives = torch.cumsum(torch.from_numpy(replay.priority[:, :sizes.max()]), dim=1).numpy()
+        totals = cumulatives[self.member_rows[:, 0], sizes - 1]
+        idx = np.empty((self.members, batch), np.int64)
+        max_weights = np.empty(self.members)
+        for k, rng in enumerate(self.rngs):
+            size, total = sizes[k], totals[k]
+            idx[k] = np.searchsorted(cumulatives[k, :size], rng.random(batch) * total, side="right")
+            # A numpy scalar power, as each member's largest weight has always been computed
+            # (an array power may round differently).
+            max_weights[k] = (replay.priority[k, :size].min() / total * size) ** -beta
+        np.minimum(idx, sizes[:, None] - 1, out=idx)
+        drawn = replay.priority[self.member_rows, idx]
+        weights = (drawn / totals[:, None] * sizes[:, None]) ** -beta / max_weights[:, None]
+        return idx, weights.astype(np.float32)
 
     def td_errors(self, batch: dict) -> torch.Tensor:
         """Q(s, a) - (r + gamma (1 - done) Q_target(s', a*)), a* by the online net if double-Q."""
@@ -209,19 +225,24 @@ class MasterGroup:
         loss.mean(dim=1).sum().backward()
         clip = self.settings["grad_clip"]
         if clip is not None:  # stable-baselines 2 clips each gradient tensor to norm 10, per member
-            for param in self.q_net.parameters():
-                norms = param.grad.flatten(1).norm(dim=1)
-                scale = clip / torch.clamp(norms, min=clip)
-                param.grad.mul_(scale.view(-1, *[1] * (param.grad.dim() - 1)))
+            self._clip_gradients(clip)
         self.optimizer.step()
         self.updates += 1
         per = self.settings["prioritized_replay"]
         if per is not None:
             new = (np.abs(td.detach().numpy()).astype(np.float64) + per["eps"])
-            rows = np.arange(self.members)[:, None]
-            self.replay.priority[rows, batch["idx"]] = new ** per["alpha"]
+            self.replay.priority[self.member_rows, batch["idx"]] = new ** per["alpha"]
             np.maximum(self.replay.max_priority, new.max(axis=1), out=self.replay.max_priority)
         return td.detach()
+
+    def _clip_gradients(self, clip: float) -> None:
+        """Scales each member's slice of each gradient tensor to norm at most ``clip``. The norms
+        are taken tensor by tensor, the scales of all tensors at once (elementwise, so the same
+        numbers), which saves most of the per-tensor operator calls."""
+        grads = [param.grad for param in self.params]  # each [K, in, out] or [K, 1, out]
+        norms = torch.stack([torch.linalg.vector_norm(grad.flatten(1), dim=1) for grad in grads])
+        scales = clip / torch.clamp(norms, min=clip)
+        torch._foreach_mul_(grads, list(scales[:, :, None, None].unbind(0)))
 
     # --- members in and out -------------------------------------------------------------
     def load_member(self, k: int, q_net: QNetwork) -> None:

@@ -134,6 +134,54 @@ def test_prioritized_sampling_and_importance_weights():
     np.testing.assert_allclose(counts / counts.sum(), probability, atol=0.015)
 
 
+
+def _sample_member_by_member(group: MasterGroup, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """The prioritized sampling as first written: one member at a time, numpy throughout."""
+    s, replay, batch = group.settings, group.replay, group.settings["batch_size"]
+    idx = np.empty((group.members, batch), np.int64)
+    weights = np.ones((group.members, batch), np.float32)
+    for k, rng in enumerate(group.rngs):
+        size = replay.size[k]
+        priorities = replay.priority[k, :size]
+        cumulative = np.cumsum(priorities)
+        total = cumulative[-1]
+        idx[k] = np.minimum(np.searchsorted(cumulative, rng.random(batch) * total, side="right"), size - 1)
+        beta = per_beta(s, t, group.total_steps)
+        max_weight = (priorities.min() / total * size) ** -beta
+        weights[k] = (priorities[idx[k]] / total * size) ** -beta / max_weight
+    return idx, weights
+
+
+@pytest.mark.parametrize("t", [0, 377, 1000])  # beta 0.4, in between, 1
+def test_prioritized_sampling_is_bit_identical_to_sampling_member_by_member(t):
+    group = MasterGroup(settings(), 2, [0, 1, 2], total_steps=1000)
+    rng = np.random.default_rng(0)
+    for k, size in enumerate([40, 3000, 33]):  # members fill at their own pace
+        for _ in range(size):
+            group.store(k, rng.normal(size=2), 0, 0.0, rng.normal(size=2), False)
+        group.replay.priority[k, :size] = (np.abs(rng.standard_cauchy(size)) + 1e-6) ** 0.6
+    reference = copy.deepcopy(group)
+    batch = group.sample(t)
+    idx, weights = _sample_member_by_member(reference, t)
+    np.testing.assert_array_equal(batch["idx"], idx)
+    assert np.array_equal(batch["weights"].numpy(), weights)
+    assert [r.bit_generator.state for r in group.rngs] == [r.bit_generator.state for r in reference.rngs]
+
+
+def test_gradient_clipping_is_bit_identical_to_clipping_tensor_by_tensor():
+    group = MasterGroup(settings(), 3, [0, 1], 1000)
+    gen = torch.Generator().manual_seed(0)
+    for i, param in enumerate(group.q_net.parameters()):
+        param.grad = torch.randn(param.shape, generator=gen) * (1.0 if i % 2 else 100.0)
+    expected = []
+    for param in group.q_net.parameters():
+        norms = param.grad.flatten(1).norm(dim=1)
+        scale = 10 / torch.clamp(norms, min=10)
+        expected.append(param.grad * scale.view(-1, *[1] * (param.grad.dim() - 1)))
+    group._clip_gradients(10)
+    for param, grad in zip(group.q_net.parameters(), expected):
+        assert torch.equal(param.grad, grad)
+
 def test_priorities_follow_td_errors_and_new_transitions_get_the_max():
     s = settings()
     group = MasterGroup(s, 2, [0], total_steps=1000)

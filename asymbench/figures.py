@@ -232,6 +232,23 @@ def _points(ax, summary: pd.DataFrame, colours: dict, annotate: bool = True) -> 
                         xytext=(5, 5), fontsize=7, color=colour)
 
 
+def _label_sweep(ax, sweep: pd.DataFrame, colours: dict) -> None:
+    """Short labels (λ×factor) for the sweep's points, stacked upwards with a leader line where
+    points crowd (several cost weights often land on the same cheap, small-policy point)."""
+    x_log = ax.get_xscale() == "log"
+    low, high = ax.get_ylim()
+    placed = []
+    for row in sweep.sort_values("flops_per_inf_mean").itertuples():
+        x = math.log10(row.flops_per_inf_mean) if x_log else row.flops_per_inf_mean
+        level = sum(abs(x - px) < 0.08 and abs(row.score_mean - py) < 0.04 * (high - low)
+                    for px, py in placed)
+        placed.append((x, row.score_mean))
+        colour = colours[row.method]
+        ax.annotate(f"λ×{factor_name(row.lambda_factor)}", (row.flops_per_inf_mean, row.score_mean),
+                    textcoords="offset points", xytext=(6, 6 + 11 * level), fontsize=7, color=colour,
+                    arrowprops=dict(arrowstyle="-", color=colour, lw=0.5) if level else None)
+
+
 def _paper_points(ax, points: dict[str, tuple[float, float]], methods, colours: dict) -> bool:
     drawn = False
     for method in methods:
@@ -305,7 +322,7 @@ def pareto(task: str, points: dict[float, list[str | Path]], baselines: dict[str
     cmap = plt.get_cmap("viridis")
     colours = {m: cmap(i / max(1, len(sweep) - 1) * 0.85) for i, m in enumerate(sweep["method"])}
     ax.plot(sweep["flops_per_inf_mean"], sweep["score_mean"], color="tab:green", lw=0.8, alpha=0.5, zorder=2)
-    _points(ax, sweep, colours)
+    _points(ax, sweep, colours, annotate=False)
     _points(ax, others, METHOD_COLOURS)
     front = summary[summary["non_dominated"]].sort_values("flops_per_inf_mean")
     if len(front):
@@ -321,6 +338,7 @@ def pareto(task: str, points: dict[float, list[str | Path]], baselines: dict[str
                                    "score_mean": paper[1], "flops_per_inf_mean": paper[0],
                                    "source": "paper"}]))
     _axes_labels(ax, metric)
+    _label_sweep(ax, sweep, colours)
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.suptitle(f"{task}: Ours at cost weights λ × factor (registry λ), scale '{scale}': "
                  f"{_budget(summary)}\nmean ± 95% CI over seeds (t) on both axes; dashed: front of "

@@ -40,7 +40,8 @@ from asymbench.networks import StackedLinear, StackedMLP, costs, sac_actor_flops
 from asymbench.runs import (CONFIG_FILE, FINISHED_FILE, RunError, atomic_path,
                             provenance, read_json, write_json)
 from asymbench.tasks import get_task, make_env
-from asymbench.training import TrainRequest, _save_model, _write_progress, resolve_config
+from asymbench.training import (TrainRequest, _save_model, _write_progress, checkpoint_line,
+                                resolve_config)
 
 LOG_STD_MIN, LOG_STD_MAX = -20, 2  # stable-baselines3's clamp of the actor's log-std
 SQUASH_EPS = 1e-6                  # stable-baselines3's epsilon in the tanh log-det correction
@@ -525,6 +526,11 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
                 "noises": noises, "state": state})
             for d, rows in zip(dirs, state["rows"]):
                 _write_progress(d, rows)
+            if not request.progress:
+                recent = [row["episode_return"] for rows in state["rows"] for row in rows[-3:]]
+                large = state["large_steps"].sum() / (K * state["step"]) if is_asym else None
+                print(checkpoint_line(out_root, state["step"], total_steps, state["wall_s"], recent, large),
+                      flush=True)
     bar.close()
     state["wall_s"] += time.perf_counter() - segment_start
 

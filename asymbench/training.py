@@ -416,6 +416,10 @@ def train(request: TrainRequest) -> dict:
             state.rng_states, state.action_noise = _capture_rngs(env), action_noise
             _save_checkpoint(out, policies, master, state)
             _write_progress(out, state.rows)
+            if not request.progress:
+                print(checkpoint_line(out, state.step, total_steps, state.wall_s, recent_returns,
+                                      state.large_steps / state.step if master is not None else None),
+                      flush=True)
     bar.close()
 
     state.wall_s += time.perf_counter() - segment_start
@@ -452,3 +456,14 @@ def _save_model(model, path: Path) -> None:
 def _write_progress(out: Path, rows: list[dict]) -> None:
     with atomic_path(out / PROGRESS_FILE) as tmp:
         pd.DataFrame(rows, columns=PROGRESS_COLUMNS).to_csv(tmp, index=False)
+
+
+def checkpoint_line(where, step: int, total: int, wall_s: float, recent_returns: list[float],
+                    large_share: float | None) -> str:
+    """One log line per checkpoint, for runs without a progress bar (the pipeline's ``--quiet``
+    jobs), so that a long job's log shows where it is."""
+    parts = [f"{where}: checkpoint at step {step:,} of {total:,} ({100 * step / total:.0f}%)",
+             f"{step / wall_s:.1f} env steps/s" if wall_s else None,
+             f"mean return of recent episodes {np.mean(recent_returns):.1f}" if recent_returns else None,
+             f"large share {large_share:.2f}" if large_share is not None else None]
+    return ", ".join(part for part in parts if part)

@@ -217,3 +217,12 @@ def test_gpu_steps_synchronise_only_to_read_the_actions(tmp_path):
     extra = syncs(700) - syncs(500)   # 200 steps, all past the random warm-up (200 steps)
     print(f"synchronisations in 200 steps: {extra}")
     assert 0 < extra <= 200
+
+
+def test_quiet_group_logs_a_line_per_checkpoint(tmp_path, capsys):
+    """Without a progress bar (the pipeline's --quiet jobs) each checkpoint prints where the
+    group is, so a long job's log is not silent for hours."""
+    train_group(_request(tmp_path, steps=700, checkpoint_every=250), [0, 1], tmp_path / "g")
+    lines = [line for line in capsys.readouterr().out.splitlines() if "checkpoint at step" in line]
+    assert [line.split("checkpoint at step ")[1].split(" ")[0] for line in lines] == ["250", "500"]
+    assert "of 700 (36%)" in lines[0] and "large share" in lines[0] and "env steps/s" in lines[0]

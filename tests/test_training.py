@@ -243,3 +243,12 @@ def test_goal_task_relabels_a_shared_buffer_and_deploys_on_the_flat_observation(
     actor = DeployedActor.from_sac(large)
     np.testing.assert_allclose(actor(torch.as_tensor(flat_obs)[None])[0].detach().numpy(), expected,
                                rtol=1e-5, atol=1e-6)
+
+
+def test_quiet_run_logs_a_line_per_checkpoint(tmp_path, capsys):
+    """The reference engine, like the batched one, prints a line at each checkpoint when it
+    runs without a progress bar."""
+    train(TrainRequest(task="MountainCarContinuous", method="l_only", seed=0, out=tmp_path / "run",
+                       **dict(TINY, checkpoint_every=150)))
+    lines = [line for line in capsys.readouterr().out.splitlines() if "checkpoint at step" in line]
+    assert len(lines) == 2 and "step 150 of 400" in lines[0] and "step 300 of 400" in lines[1]

@@ -29,16 +29,16 @@ from pathlib import Path
 
 import _common  # noqa: F401  (sets the thread environment first)
 from _common import load, print_table, write_results
-from inference_latency import numpy_decider, published_large_share, time_per_decision, torch_decider
+from inference_latency import (deployed_actor, numpy_decider, published_large_share, time_per_decision,
+                               torch_decider)
 
 import numpy as np
 import torch
 
-from asymbench.agents import DeployedActor
 from asymbench.evaluation import DeployedPolicy
 from asymbench.export import build, export_c, master_spec, network_spec, replay
 from asymbench.master import DeployedMaster, QNetwork
-from asymbench.networks import TwoHeadActor, sac_actor_flops
+from asymbench.networks import sac_actor_flops
 from asymbench.tasks import get_task, load_registry, make_env
 
 ROUNDS = 5  # the C binaries take turns this many times; the best round counts
@@ -91,7 +91,7 @@ def measure(name: str, decisions: int, torch_decisions: int, share: float, repea
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     macro = task.macro_len
     torch.manual_seed(0)
-    actors = {size: DeployedActor(*_parts(TwoHeadActor(obs_dim, act_dim, [w, w])), env.action_space).eval()
+    actors = {size: deployed_actor(obs_dim, act_dim, w, env.action_space)
               for size, w in (("small", task.small), ("large", task.large))}
     master = DeployedMaster(QNetwork(obs_dim, list(task.master["hidden"]), task.master["dueling"]).eval())
     policies = {"large": DeployedPolicy({"policy": actors["large"]}, {}),
@@ -167,10 +167,6 @@ def measure(name: str, decisions: int, torch_decisions: int, share: float, repea
     row["c_speedup_vs_torch_asym"] = row["torch_asym_us"] / row["c_asym_us"]
     env.close()
     return row
-
-
-def _parts(actor: TwoHeadActor):
-    return actor.latent_pi, actor.mu, actor.log_std
 
 
 def main() -> None:

@@ -123,7 +123,7 @@ def measure(name: str, decisions: int, share: float, rng: np.random.Generator) -
     env = make_env(task, seed=0)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     torch.manual_seed(0)
-    nets = {size: DeployedActor(*_parts(TwoHeadActor(obs_dim, act_dim, [w, w])), env.action_space).eval()
+    nets = {size: deployed_actor(obs_dim, act_dim, w, env.action_space)
             for size, w in (("small", task.small), ("large", task.large))}
     master = Master(mlp(obs_dim, list(task.master["hidden"]), 2)).eval()
     macro = task.macro_len
@@ -176,7 +176,7 @@ def width_sweep(widths: list[int], obs_dim: int, act_dim: int, decisions: int, r
     observations = rng.standard_normal((decisions, obs_dim)).astype(np.float32)
     policies = {}
     for w in widths:
-        net = DeployedActor(*_parts(TwoHeadActor(obs_dim, act_dim, [w, w])), space).eval()
+        net = deployed_actor(obs_dim, act_dim, w, space)
         np_net = numpy_actor(net)
         policies[f"torch_{w}"] = lambda t, obs, net=net: _torch_act(net, obs)
         policies[f"numpy_{w}"] = lambda t, obs, np_net=np_net: np_net(obs)
@@ -192,8 +192,10 @@ def _torch_act(net, obs):
     return net(torch.as_tensor(obs).unsqueeze(0))[0].numpy()
 
 
-def _parts(actor: TwoHeadActor):
-    return actor.latent_pi, actor.mu, actor.log_std
+def deployed_actor(obs_dim: int, act_dim: int, width: int, action_space) -> DeployedActor:
+    """A fresh width x width SAC actor as deployed (its weights do not matter for timing)."""
+    actor = TwoHeadActor(obs_dim, act_dim, [width, width])
+    return DeployedActor(actor.latent_pi, actor.mu, actor.log_std, action_space).eval()
 
 
 def main() -> None:

@@ -236,9 +236,8 @@ class StackedReplay:
 
     def sample(self, rngs: list[np.random.Generator], batch_size: int) -> dict:
         idx = np.stack([rng.integers(0, self.size, batch_size) for rng in rngs])
-        rows = np.arange(len(rngs))[:, None].repeat(batch_size, axis=1)
-        device = self.tensors["obs"].device
-        flat = to_device(rows * self.capacity + idx, device)   # one upload for both indices
+        flat = np.arange(len(rngs))[:, None] * self.capacity + idx   # member k's rows start at k * capacity
+        flat = to_device(flat, self.tensors["obs"].device)
         return {name: tensor.flatten(0, 1)[flat] for name, tensor in self.tensors.items()}
 
 

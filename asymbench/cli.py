@@ -64,10 +64,9 @@ def _add_train(sub) -> None:
     seeds.add_argument("--seeds", type=int, nargs="+", default=None,
                        help="train these seeds together; --out is the parent of their seed<S>/ folders")
     p.add_argument("--out", required=True, help="run folder (created; resumed if it holds a checkpoint)")
-    p.add_argument("--engine", choices=("batched", "sb3"), default=None,
+    p.add_argument("--engine", choices=("batched", "sb3"), default="batched",
                    help="batched: all seeds in one process with stacked networks (asymbench.engine); "
-                        "sb3: stable-baselines3's SAC.train per seed, the reference. "
-                        "Default: batched, or sb3 for goal tasks (hindsight relabelling)")
+                        "sb3: stable-baselines3's SAC.train per seed, the reference")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="batched engine: where the stacked networks and buffers live (the "
                         "environments and the master stay on the CPU)")
@@ -104,10 +103,9 @@ def _run_train(args) -> None:
 
     from asymbench.engine import member_dirs, train_group
     from asymbench.runs import UsageError
-    from asymbench.tasks import get_task
     from asymbench.training import TrainRequest, train
 
-    engine = args.engine or ("sb3" if get_task(args.task, args.registry).her else "batched")
+    engine = args.engine
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is visible to PyTorch on this machine")
     request = TrainRequest(

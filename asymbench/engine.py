@@ -16,7 +16,7 @@ What stays the same as the reference engine (``asymbench.training``, ``--engine 
 Members never mix: each has its own environment (own seed and episode boundaries), buffer
 rows, random generators (actions, batch indices, exploration noise) and weights. Nothing a
 member does depends on K (tested: a seed trained alone and in a group gives the same run).
-Goal tasks (hindsight relabelling) are not supported here: they train with ``--engine sb3``.
+Goal tasks relabel as SB3's HerReplayBuffer does (``StackedHerReplay``, tested against it).
 
 Read ``train_group`` top to bottom: it is the same loop as ``asymbench.training.train``,
 with every per-seed quantity carrying a leading member axis.
@@ -29,6 +29,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.utils import LinearSchedule
@@ -235,10 +236,119 @@ class StackedReplay:
         self.size = min(self.size + 1, self.capacity)
 
     def sample(self, rngs: list[np.random.Generator], batch_size: int) -> dict:
-        idx = np.stack([rng.integers(0, self.size, batch_size) for rng in rngs])
-        flat = np.arange(len(rngs))[:, None] * self.capacity + idx   # member k's rows start at k * capacity
+        return self._gather(np.stack([rng.integers(0, self.size, batch_size) for rng in rngs]))
+
+    def _gather(self, rows: np.ndarray) -> dict:
+        """Member k's rows ``rows[k]`` of every tensor, ``[K, B, ...]``."""
+        flat = np.arange(len(rows))[:, None] * self.capacity + rows   # member k's rows start at k * capacity
         flat = to_device(flat, self.tensors["obs"].device)
         return {name: tensor.flatten(0, 1)[flat] for name, tensor in self.tensors.items()}
+
+    def state(self) -> dict:
+        return dict(self.__dict__)
+
+    def restore(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+class StackedHerReplay(StackedReplay):
+    """StackedReplay with hindsight relabelling as stable-baselines3's ``HerReplayBuffer`` does
+    it (stable_baselines3/her/her_replay_buffer.py), for each member on its own:
+
+    - a row can be sampled once its episode has ended; writing over a row of an old episode
+      first drops that whole episode (``ep_start`` / ``ep_length`` bookkeeping, as SB3's);
+    - a batch is ``her_ratio = 1 - 1 / (n_sampled_goal + 1)`` relabelled rows, whose desired
+      goal (in obs and next_obs) becomes an achieved goal of the same episode ("future": a next
+      state from this row to the episode's end, inclusive; "final"; "episode") and whose reward
+      is recomputed with the env's ``compute_reward`` (empty infos, SB3's default), followed,
+      as SB3 concatenates them, by real rows first;
+    - stored dones are kept, relabelled or not.
+
+    Differences that change no distribution: SB3 draws rows with ``np.random.choice`` over the
+    valid ones, here each member redraws its invalid rows (uniform over valid rows either way,
+    from the member's own generator, so no member depends on the group); achieved goals are kept
+    on the host in float64 (SB3's storage dtype), so relabelling needs no device round trip.
+    Tested against HerReplayBuffer fed the same transitions."""
+
+    def __init__(self, members: int, capacity: int, obs_dim: int, act_dim: int, her: dict,
+                 goal_dim: int, desired_goal: slice, compute_reward, device: str = "cpu"):
+        super().__init__(members, capacity, obs_dim, act_dim, device)
+        self.her_ratio = 1 - 1.0 / (her["n_sampled_goal"] + 1)
+        self.strategy = her["goal_selection_strategy"]
+        self.desired_goal = desired_goal              # where the desired goal sits in a flat obs
+        self.next_achieved = np.zeros((members, capacity, goal_dim))
+        self.ep_start = np.zeros((members, capacity), np.int64)
+        self.ep_length = np.zeros((members, capacity), np.int64)
+        self.current_ep_start = np.zeros(members, np.int64)
+        self.valid_rows = np.zeros(members, np.int64)  # rows of ended, not overwritten episodes
+        self.compute_reward = compute_reward
+
+    def add(self, episode_end: np.ndarray, next_achieved: np.ndarray, **rows: torch.Tensor) -> None:
+        for k in np.flatnonzero(self.ep_length[:, self.pos] > 0):   # writing over an old episode
+            end = self.ep_start[k, self.pos] + self.ep_length[k, self.pos]
+            self._set_length(k, np.arange(self.pos, end) % self.capacity, 0)
+        self.ep_start[:, self.pos] = self.current_ep_start
+        self.next_achieved[:, self.pos] = next_achieved
+        super().add(**rows)
+        for k in np.flatnonzero(episode_end):
+            start, end = self.current_ep_start[k], self.pos
+            if end < start:
+                end += self.capacity
+            self._set_length(k, np.arange(start, end) % self.capacity, end - start)
+            self.current_ep_start[k] = self.pos
+
+    def _set_length(self, k: int, rows: np.ndarray, length: int) -> None:
+        self.valid_rows[k] += (length > 0) * len(rows) - np.count_nonzero(self.ep_length[k, rows])
+        self.ep_length[k, rows] = length
+
+    def sample(self, rngs: list[np.random.Generator], batch_size: int) -> dict:
+        n_virtual = int(self.her_ratio * batch_size)
+        rows, goal_rows = [], []
+        for k, rng in enumerate(rngs):  # per member: its rows, then its goals (SB3's order)
+            drawn = self.valid_rows_for(k, rng, batch_size)
+            rows.append(np.concatenate([drawn[n_virtual:], drawn[:n_virtual]]))  # real, then relabelled
+            goal_rows.append(self.goal_rows(k, drawn[:n_virtual], rng))
+        rows, goal_rows = np.stack(rows), np.stack(goal_rows)
+        members = np.arange(len(rngs))[:, None]
+        n_real = batch_size - n_virtual
+        goals = self.next_achieved[members, goal_rows]                        # [K, n_virtual, goal]
+        achieved = self.next_achieved[members, rows[:, n_real:]]
+        rewards = self.compute_reward(achieved.reshape(-1, goals.shape[-1]), goals.reshape(-1, goals.shape[-1]),
+                                      [{} for _ in range(goals.shape[0] * goals.shape[1])])
+        batch = self._gather(rows)
+        device = batch["obs"].device
+        goals = to_device(goals.astype(np.float32), device)
+        batch["obs"][:, n_real:, self.desired_goal] = goals
+        batch["next_obs"][:, n_real:, self.desired_goal] = goals
+        batch["reward"][:, n_real:] = to_device(np.asarray(rewards, np.float32).reshape(goals.shape[:2]), device)
+        return batch
+
+    def valid_rows_for(self, k: int, rng: np.random.Generator, batch_size: int) -> np.ndarray:
+        """``batch_size`` rows of member k, uniform over the rows of its ended episodes."""
+        if self.valid_rows[k] == 0:
+            raise RunError("hindsight relabelling cannot sample before the end of the first "
+                           "episode: make learning_starts longer than an episode")
+        rows = rng.integers(0, self.size, batch_size)
+        invalid = self.ep_length[k, rows] == 0
+        while invalid.any():
+            rows[invalid] = rng.integers(0, self.size, int(invalid.sum()))
+            invalid = self.ep_length[k, rows] == 0
+        return rows
+
+    def goal_rows(self, k: int, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The row whose next achieved goal becomes row ``rows[i]``'s new desired goal."""
+        start, length = self.ep_start[k, rows], self.ep_length[k, rows]
+        if self.strategy == "final":
+            index = length - 1
+        elif self.strategy == "future":
+            index = rng.integers((rows - start) % self.capacity, length)
+        else:  # "episode"
+            index = rng.integers(0, length)
+        return (index + start) % self.capacity
+
+    def state(self) -> dict:
+        """Everything but the env's reward function (which the resuming run brings)."""
+        return {key: value for key, value in self.__dict__.items() if key != "compute_reward"}
 
 
 class OUNoise:
@@ -301,6 +411,20 @@ def _stack_layout(widths: dict, members: int, obs_dim: int, act_dim: int, settin
     return stacks, {name: (name, 0) for name in names}
 
 
+def _flattener(space):
+    """The flat float32 observation of ``space``'s observations (identity for a flat env)."""
+    if not isinstance(space, gym.spaces.Dict):
+        return lambda obs: obs
+    return lambda obs: gym.spaces.flatten(space, obs).astype(np.float32)
+
+
+def _goal_layout(space: gym.spaces.Dict) -> tuple[int, slice]:
+    """The goal's size and where ``desired_goal`` sits in the flattened observation."""
+    sizes = {key: gym.spaces.flatdim(sub) for key, sub in space.spaces.items()}
+    start = sum(sizes[key] for key in list(sizes)[:list(sizes).index("desired_goal")])
+    return sizes["desired_goal"], slice(start, start + sizes["desired_goal"])
+
+
 def member_dirs(out_root: str | Path, seeds: list[int]) -> list[Path]:
     """Where a group's runs go: one folder ``seed<s>`` per seed under ``out_root``."""
     return [Path(out_root) / f"seed{s}" for s in seeds]
@@ -316,9 +440,6 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
     dirs = [Path(d) for d in dirs] if dirs is not None else member_dirs(out_root, seeds)
     configs = group_configs(request, seeds)
     config = configs[0]
-    if config["her"]:
-        raise RunError(f"task '{config['task']}' uses hindsight relabelling, which the batched "
-                       "engine does not implement; train it with --engine sb3")
     finished = [(d / FINISHED_FILE).exists() for d in dirs]
     if all(finished):
         for d, c in zip(dirs, configs):
@@ -344,22 +465,33 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
     K, total_steps, is_asym = len(seeds), config["total_steps"], config["method"] == "asym"
     sac_settings, master_settings = config["sac"], config["master"]
     task = get_task(config["task"], request.registry)
-    envs = [make_env(task, seed=s, max_episode_steps=config["max_episode_steps"]) for s in seeds]
+    her = config["her"]
+    # Goal tasks keep the env's goal dict (relabelling needs its goals); the networks and the
+    # master see it flattened in the Dict's key order, as SB3's MultiInputPolicy concatenates it.
+    envs = [make_env(task, seed=s, max_episode_steps=config["max_episode_steps"], flatten=not her)
+            for s in seeds]
+    observe = _flattener(envs[0].observation_space)
     space = envs[0].action_space
-    obs_dim, act_dim = envs[0].observation_space.shape[0], space.shape[0]
+    obs_dim, act_dim = gym.spaces.flatdim(envs[0].observation_space), space.shape[0]
     low, high = space.low.astype(np.float64), space.high.astype(np.float64)
 
     # Each member starts from the weights stable-baselines3 gives its seed (as --engine sb3 does),
     # and keeps those SAC objects to save its model at the end.
     names = list(config["widths"])
-    sb3 = {name: [make_sac(sac_settings, envs[k], config["widths"][name], s, buffer_size=1)
+    sb3 = {name: [make_sac(sac_settings, envs[k], config["widths"][name], s, buffer_size=1, her=her)
                   for k, s in enumerate(seeds)] for name in names}
     stacks, slots = _stack_layout(config["widths"], K, obs_dim, act_dim, sac_settings, device)
     for name in names:
         stack, offset = slots[name]
         for k in range(K):
             stacks[stack].load_member(offset + k, sb3[name][k])
-    buffer = StackedReplay(K, min(sac_settings["buffer_size"], total_steps), obs_dim, act_dim, device)
+    capacity = min(sac_settings["buffer_size"], total_steps)
+    if her:
+        goal_dim, desired_goal = _goal_layout(envs[0].observation_space)
+        buffer = StackedHerReplay(K, capacity, obs_dim, act_dim, her, goal_dim, desired_goal,
+                                  envs[0].get_wrapper_attr("compute_reward"), device)
+    else:
+        buffer = StackedReplay(K, capacity, obs_dim, act_dim, device)
     master = MasterGroup(master_settings, obs_dim, seeds, total_steps) if is_asym else None
     step_cost = np.zeros(2)
     if is_asym:  # the master's cost per env step, lambda * c(w), with c from the FLOPs
@@ -387,7 +519,7 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
         saved = torch.load(checkpoint, weights_only=False, map_location=device)
         for name, stack in stacks.items():
             stack.restore(saved["stacks"][name])
-        buffer.__dict__.update(saved["buffer"])
+        buffer.restore(saved["buffer"])
         if master is not None:
             master.restore(saved["master"])
         for rng, s in zip(action_rngs + batch_rngs, saved["action_rngs"] + saved["batch_rngs"]):
@@ -398,7 +530,7 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
         print(f"{out_root}: resuming {K} seeds at step {state['step']} of {total_steps}")
 
     # A resumed group starts fresh episodes (environment states are not saved).
-    obs = np.stack([env.reset(seed=s + int(e))[0] for env, s, e in zip(envs, seeds, state["episodes"])])
+    obs = np.stack([observe(env.reset(seed=s + int(e))[0]) for env, s, e in zip(envs, seeds, state["episodes"])])
     episode_return, episode_length, episode_large = np.zeros(K), np.zeros(K, np.int64), np.zeros(K, np.int64)
     choice = np.zeros(K, np.int64)                     # sub-policy index in use (asym)
     macro_obs, macro_reward = obs.copy(), np.zeros(K)
@@ -448,14 +580,16 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
                     scaled[k] = np.clip(scaled[k] + noise_k(action_rngs[k]), -1.0, 1.0)
         actions = low + 0.5 * (scaled + 1.0) * (high - low)
         results = [env.step(a.astype(np.float32)) for env, a in zip(envs, actions)]
-        next_obs = np.stack([r[0] for r in results])
+        next_obs = np.stack([observe(r[0]) for r in results])
         reward = np.array([float(r[1]) for r in results])
         terminated = np.array([bool(r[2]) for r in results])
         done = terminated | np.array([bool(r[3]) for r in results])
         stored_done = done if config["timeouts"] == "terminal" else terminated
 
         # 3. One buffer row per member; both sub-policies learn from it (shared buffer).
-        buffer.add(**{name: to_device(value.astype(np.float32), device) for name, value in (
+        episodes = (dict(episode_end=done, next_achieved=np.stack([r[0]["achieved_goal"] for r in results]))
+                    if her else {})
+        buffer.add(**episodes, **{name: to_device(value.astype(np.float32), device) for name, value in (
             ("obs", obs), ("next_obs", next_obs), ("action", scaled), ("reward", reward),
             ("done", stored_done))})
         state["step"] += 1
@@ -498,7 +632,7 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
                 "episode_return": float(episode_return[k]), "episode_length": int(episode_length[k]),
                 "large_share": float(episode_large[k] / episode_length[k]) if is_asym else None,
                 "wall_s": state["wall_s"] + time.perf_counter() - segment_start})
-            obs[k] = envs[k].reset(seed=seeds[k] + int(state["episodes"][k]))[0]
+            obs[k] = observe(envs[k].reset(seed=seeds[k] + int(state["episodes"][k]))[0])
             episode_return[k], episode_length[k], episode_large[k] = 0.0, 0, 0
             macro_reward[k], macro_steps[k] = 0.0, 0
             if isinstance(noises[k], OUNoise):
@@ -518,7 +652,7 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
             segment_start = time.perf_counter()
             _save_group_checkpoint(checkpoint, {
                 "stacks": {n: stack.state() for n, stack in stacks.items()},
-                "buffer": buffer.__dict__, "master": master.state() if master else None,
+                "buffer": buffer.state(), "master": master.state() if master else None,
                 "action_rngs": [r.bit_generator.state for r in action_rngs],
                 "batch_rngs": [r.bit_generator.state for r in batch_rngs],
                 "torch_rngs": [g.get_state() for g in torch_rngs],

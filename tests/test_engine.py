@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -150,10 +152,126 @@ def test_killed_group_resumes_to_the_same_step_count(tmp_path):
     assert not (tmp_path / "g" / "group_checkpoint.pt").exists()
 
 
-def test_goal_tasks_are_refused(tmp_path):
-    request = TrainRequest(task="FetchPickAndPlace", method="l_only", seed=0, out=tmp_path, steps=10)
-    with pytest.raises(Exception, match="--engine sb3"):
-        train_group(request, [0], tmp_path / "fetch")
+@pytest.mark.parametrize("strategy", ["future", "final", "episode"])
+def test_her_replay_equals_sb3_her_replay_buffer(monkeypatch, strategy):
+    """Two members fed Fetch transitions (short episodes, a buffer that wraps four times), each
+    next to its own SB3 HerReplayBuffer fed the same: the episode bookkeeping is equal after
+    every step; rows are drawn only where SB3 draws them; and from the same rows and goal draws
+    a batch equals SB3's (real rows, then relabelled ones with new goals and rewards)."""
+    from stable_baselines3 import HerReplayBuffer
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from asymbench.engine import StackedHerReplay, _goal_layout
+
+    capacity, members, batch_size, her = 23, 2, 40, {"goal_selection_strategy": strategy, "n_sampled_goal": 4}
+    envs = [make_env(get_task("FetchPickAndPlace"), seed=k, max_episode_steps=7, flatten=False)
+            for k in range(members)]
+    space = envs[0].observation_space
+    flat = lambda o: gym.spaces.flatten(space, o).astype(np.float32)  # noqa: E731
+    references = [HerReplayBuffer(capacity, space, env.action_space, env=DummyVecEnv([lambda e=env: e]), **her)
+                  for env in envs]
+    goal_dim, desired_goal = _goal_layout(space)
+    ours = StackedHerReplay(members, capacity, flat(space.sample()).shape[0], 4, her, goal_dim,
+                            desired_goal, envs[0].get_wrapper_attr("compute_reward"))
+    obs = [env.reset(seed=k)[0] for k, env in enumerate(envs)]
+    jitter = np.random.default_rng(0)
+    for _ in range(4 * capacity):
+        steps = [env.step(env.action_space.sample()) for env in envs]
+        for step in steps:  # random actions rarely move the object: make every achieved goal differ
+            step[0]["achieved_goal"] = step[0]["achieved_goal"] + jitter.normal(0, 0.03, goal_dim)
+        done = np.array([s[2] or s[3] for s in steps])
+        for k, (ref, (next_obs, reward, *_)) in enumerate(zip(references, steps)):
+            ref.add({key: v[None] for key, v in obs[k].items()}, {key: v[None] for key, v in next_obs.items()},
+                    np.zeros((1, 4)) + k, np.array([reward]), done[k:k + 1], [{}])
+        ours.add(episode_end=done, next_achieved=np.stack([s[0]["achieved_goal"] for s in steps]),
+                 obs=torch.as_tensor(np.stack([flat(o) for o in obs])),
+                 next_obs=torch.as_tensor(np.stack([flat(s[0]) for s in steps])),
+                 action=torch.zeros(members, 4) + torch.arange(members)[:, None],
+                 reward=torch.tensor([s[1] for s in steps], dtype=torch.float32),
+                 done=torch.as_tensor(done, dtype=torch.float32))
+        for k, ref in enumerate(references):
+            np.testing.assert_array_equal(ours.ep_start[k], ref.ep_start[:, 0])
+            np.testing.assert_array_equal(ours.ep_length[k], ref.ep_length[:, 0])
+        obs = [s[0] if not d else env.reset()[0] for s, d, env in zip(steps, done, envs)]
+    assert all((ref.ep_length[:, 0] > 0).sum() > 2 * 7 for ref in references)
+
+    # Every member samples exactly SB3's valid rows (its own ended episodes, none overwritten).
+    for k, ref in enumerate(references):
+        drawn = ours.valid_rows_for(k, np.random.default_rng(k), 5000)
+        assert set(drawn) == set(np.flatnonzero(ref.ep_length[:, 0] > 0))
+
+    batch = ours.sample([np.random.default_rng(10 + k) for k in range(members)], batch_size)
+    for k, ref in enumerate(references):
+        generator = np.random.default_rng(10 + k)
+        rows = ours.valid_rows_for(k, generator, batch_size)   # the member's draw, replayed
+
+        def choice(valid, size, replace):
+            assert np.isin(rows, valid).all() and size == batch_size and replace
+            return rows
+        monkeypatch.setattr(np.random, "choice", choice)
+        monkeypatch.setattr(np.random, "randint", lambda low, high=None, size=None: generator.integers(low, high, size))
+        sample = ref.sample(batch_size)
+        cat = lambda d: torch.cat([d[key] for key in space.spaces], dim=1).float()  # noqa: E731
+        torch.testing.assert_close(batch["obs"][k], cat(sample.observations), rtol=0, atol=0)
+        torch.testing.assert_close(batch["next_obs"][k], cat(sample.next_observations), rtol=0, atol=0)
+        torch.testing.assert_close(batch["action"][k], sample.actions.float(), rtol=0, atol=0)
+        torch.testing.assert_close(batch["reward"][k], sample.rewards.float()[:, 0], rtol=0, atol=0)
+        torch.testing.assert_close(batch["done"][k], sample.dones.float()[:, 0], rtol=0, atol=0)
+        n_real = batch_size - int(0.8 * batch_size)
+        stored = cat({key: torch.as_tensor(ref.observations[key][rows[:batch_size - n_real], 0])
+                      for key in space.spaces})
+        assert not torch.equal(batch["obs"][k][n_real:], stored)  # goals were relabelled
+        assert 0 < batch["reward"][k][n_real:].sum() < batch_size - n_real  # to hits and misses
+
+
+def test_goal_task_member_does_not_depend_on_the_group(tmp_path):
+    """FetchPickAndPlace (hindsight relabelling, the master, both sub-policies): seed 3 alone and
+    in a group of two writes the same learning curve, and its model evaluates as a run of the
+    reference engine does."""
+    from asymbench.evaluation import evaluate_run
+
+    request = TrainRequest(task="FetchPickAndPlace", method="asym", seed=0, out=tmp_path, steps=420,
+                           learning_starts=300, master_learning_starts=300, max_episode_steps=20,
+                           checkpoint_every=10_000, progress=False)
+    train_group(request, [3], tmp_path / "alone")
+    train_group(request, [1, 3], tmp_path / "group")
+    alone = pd.read_csv(tmp_path / "alone" / "seed3" / "progress.csv")
+    grouped = pd.read_csv(tmp_path / "group" / "seed3" / "progress.csv")
+    assert len(alone) >= 20
+    pd.testing.assert_frame_equal(alone.drop(columns="wall_s"), grouped.drop(columns="wall_s"),
+                                  check_exact=True)
+    result = evaluate_run(tmp_path / "group" / "seed3", episodes=2, out=tmp_path / "eval.json")
+    assert result["episodes"] == 2 and np.isfinite(result["mean_return"])
+
+
+def test_goal_task_group_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """The relabelling buffer's episode bookkeeping goes into the group checkpoint and comes
+    back: a group stopped after its checkpoint resumes and finishes at the total, with the
+    episodes before the checkpoint as an uninterrupted run wrote them."""
+    import asymbench.engine as engine
+
+    class Stop(Exception):
+        pass
+
+    def save_then_stop(*args):
+        save(*args)
+        raise Stop
+
+    request = TrainRequest(task="FetchPickAndPlace", method="l_only", seed=0, out=tmp_path, steps=420,
+                           learning_starts=300, max_episode_steps=20, checkpoint_every=360, progress=False)
+    train_group(request, [3], tmp_path / "whole")
+    save = engine._save_group_checkpoint
+    monkeypatch.setattr(engine, "_save_group_checkpoint", save_then_stop)
+    with pytest.raises(Stop):
+        train_group(request, [3], tmp_path / "stopped")
+    monkeypatch.setattr(engine, "_save_group_checkpoint", save)
+    train_group(request, [3], tmp_path / "stopped")
+    assert read_json(tmp_path / "stopped" / "seed3" / "run.json")["steps"] == 420
+    whole = pd.read_csv(tmp_path / "whole" / "seed3" / "progress.csv").drop(columns="wall_s")
+    resumed = pd.read_csv(tmp_path / "stopped" / "seed3" / "progress.csv").drop(columns="wall_s")
+    before = whole["step"] <= 360
+    pd.testing.assert_frame_equal(resumed[resumed["step"] <= 360], whole[before])
+    assert (resumed["step"] > 360).sum() >= 2  # episodes after the resume (at most 20 steps each)
 
 
 def test_zero_padded_small_policy_trains_as_it_would_alone(tmp_path, monkeypatch):

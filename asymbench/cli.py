@@ -303,8 +303,9 @@ def _add_estimate(sub) -> None:
                    "train_throughput*.json; none given: use the labelled fallbacks only)")
     p.add_argument("--engine-throughput", nargs="*", default=None,
                    help="benchmarks/engine_throughput.py JSONs: the batched engine's per-seed "
-                   "rates of training groups (default: benchmarks/results/engine_throughput.json "
-                   "if present; none given: the sb3 rates)")
+                   "rates of training groups (default: every benchmarks/results/"
+                   "engine_throughput*.json run on the CPU of engine_throughput.json's machine "
+                   "kind; the later measurement of a row wins; none given: the sb3 rates)")
     p.add_argument("--env-rates", default=None,
                    help="benchmarks/env_step_rate.py JSON, for evaluation jobs (default: "
                    "benchmarks/results/env_step_rate.json if present)")

@@ -5,12 +5,22 @@ a scale's ``per_task`` overrides, and the methods that its default target builds
 
 - training: ONE job per (task, method) trains all K seeds of the task together (the batched
   engine, ``asymbench.engine``); its CPU work is K x steps / the engine's per-seed rate at that K
-  (``benchmarks/engine_throughput.py``: "engine l_only" and "engine asym" rows, the row of the
-  closest measured K). S-only and fit are narrower than L-only: L-only's engine rate bounds
-  their cost from above. A task without engine rows gets its sb3 L-only rate times the mean
-  engine speedup measured on the other tasks; without any engine measurement, the sb3 rates
-  below ("sb3 engine rates"). Goal tasks (hindsight relabelling) train with the sb3 engine, the
-  K seeds one after another in the one job.
+  (``benchmarks/engine_throughput.py``: the "engine <trainer>" row of the task, trainer s_only,
+  l_only, fit or asym, at the closest measured K). S-only and fit without a row of their own
+  are narrower than L-only: the task's L-only row bounds their cost from above (labelled "upper
+  bound"). A task without such a row gets its sb3 rate times the mean engine speedup of that
+  trainer measured on the other (non-goal) tasks (S-only and fit: their own, else L-only's, an
+  upper bound again); without any engine measurement, the sb3 rates below ("sb3 engine rates").
+  Goal tasks (hindsight relabelling) use their engine rows like any other task; one without
+  engine rows keeps the sb3 rate, the K seeds one after another in the one job (labelled so).
+- engine rows come from every ``benchmarks/results/engine_throughput*.json`` measured on the
+  CPU of one machine kind (CPU model and core count, the JSON's ``machine``): the machine of
+  ``engine_throughput.json``, or this one where that file is absent. Other machines' files are
+  left out, and GPU rows (``device`` cuda) everywhere, each named in the printed estimate. Where
+  two files measured the same (task, trainer, K), the later measurement wins (its row's
+  ``measured_utc``, else its file's ``finished_utc``; equal or unknown: the later file); the
+  rate's source names its file. Files given explicitly (``--engine-throughput``) are all used,
+  GPU rows excepted.
 - distillation (BC, GAIL), expert data and evaluation: one job per seed, at a measured rate per
   CPU-second (``benchmarks/train_throughput.py``, ``benchmarks/env_step_rate.py``).
 
@@ -30,20 +40,26 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from asymbench.tasks import get_task, load_registry
+from asymbench.tasks import RegistryError, get_task, load_registry
 
 # The result folders the pipeline's default target builds (workflow/rules/common.smk), and the
 # trainer whose throughput each one's main job runs at.
 PIPELINE_METHODS = ("s_only", "l_only", "ours", "ours_no_cost", "fit", "bc", "gail")
 TRAINER = {"s_only": "s_only", "l_only": "l_only", "ours": "asym", "ours_no_cost": "asym",
            "fit": "fit", "bc": "bc", "gail": "gail"}
-# The engine_throughput.json row whose per-seed rate each trainer's group runs at: S-only and
-# fit are narrower than L-only, so L-only's rate is an upper bound of their cost.
-ENGINE_ROW = {"s_only": "l_only", "l_only": "l_only", "fit": "l_only", "asym": "asym"}
+# The engine_throughput*.json row ("engine <row>") whose per-seed rate each trainer's group runs
+# at, and, where the task has none, the row that bounds its cost from above: S-only and fit are
+# narrower than L-only, so L-only's rate is an upper bound of their cost.
+ENGINE_ROW = {"s_only": "s_only", "l_only": "l_only", "fit": "fit", "asym": "asym"}
+UPPER_BOUND_ROW = {"s_only": "l_only", "fit": "l_only"}
+# The SAC.learn reference an engine row's speedup is relative to, where the row does not name
+# it (files before the s_only / fit rows had only the large one).
+SB3_REFERENCE = {"s_only": "SAC.learn (small)", "fit": "SAC.learn (fit)"}
 
 DEFAULT_CONFIG = "config/config.yaml"
 DEFAULT_THROUGHPUT = "benchmarks/results/train_throughput.json"  # and train_throughput_*.json
-DEFAULT_ENGINE_THROUGHPUT = "benchmarks/results/engine_throughput.json"
+DEFAULT_ENGINE_THROUGHPUT = "benchmarks/results/engine_throughput.json"  # its machine: the kind
+DEFAULT_ENGINE_GLOB = "benchmarks/results/engine_throughput*.json"         # all files, that kind's
 DEFAULT_ENV_RATES = "benchmarks/results/env_step_rate.json"
 
 # Fallbacks: /work/shared/notes/dependencies.md, "Measured speeds" (single process, one torch
@@ -98,13 +114,15 @@ class Rate:
 
 @dataclass(frozen=True)
 class EngineRow:
-    """One engine_throughput.json measurement: per-seed env steps per CPU-second of K seeds
-    trained together, and its ratio to plain SAC.learn at the large width in the same run."""
+    """One engine_throughput*.json measurement: per-seed env steps per CPU-second of K seeds
+    trained together, and its ratio to plain SAC.learn at the trainer's width (l_only, asym:
+    the large one) in the same run; ``measured``: when (UTC, ISO 8601; "" if not recorded)."""
 
     k: int
     per_cpu_s: float
     speedup: float | None
     source: str
+    measured: str = ""
 
 
 # ----------------------------------------------------------------------------- the job list
@@ -200,38 +218,120 @@ def read_env_rates(path: str | Path) -> dict[str, Rate]:
 
 
 def read_engine_throughput(path: str | Path) -> dict[tuple[str, str], dict[int, EngineRow]]:
-    """(task, "l_only" | "asym") -> {K: per-seed rate}, from benchmarks/engine_throughput.py's
-    JSON ("engine l_only" / "engine asym" rows; the "SAC.learn (large)" rows give the speedup
-    where a row does not carry its own)."""
+    """(task, "s_only" | "l_only" | "fit" | "asym") -> {K: per-seed rate}, from
+    benchmarks/engine_throughput.py's JSON ("engine <trainer>" rows; the "SAC.learn (...)" row a
+    row names as its ``reference``, by default the large one, gives the speedup where a row does
+    not carry its own). Rows run on a GPU (``device`` cuda, the row's or else the file's) are
+    left out: their CPU time does not measure the work."""
+    data = _data(path)
     rows = [r for r in _rows(path, ("task", "trainer")) if "error" not in r]
-    sb3 = {r["task"]: r.get("per_seed_steps_per_cpu_s") for r in rows
+    sb3 = {(r["task"], str(r["trainer"])): r.get("per_seed_steps_per_cpu_s") for r in rows
            if str(r["trainer"]).startswith("SAC.learn")}
+    file_device = data.get("device") or "cpu"
+    file_time = data.get("finished_utc") or data.get("started_utc") or ""
     engine = {}
     for r in rows:
         trainer = str(r["trainer"])
-        if not trainer.startswith("engine "):
+        if not trainer.startswith("engine ") or (r.get("device") or file_device) != "cpu":
             continue
+        name = trainer[len("engine "):]
         k, rate = r.get("K"), r.get("per_seed_steps_per_cpu_s")
         if not (isinstance(k, int) and k >= 1 and isinstance(rate, (int, float)) and rate > 0):
             raise ValueError(f"{path}: row {r['task']}/{trainer} needs an integer K >= 1 and a "
                              "positive per_seed_steps_per_cpu_s")
         speedup = r.get("speedup_vs_sb3")
         if not isinstance(speedup, (int, float)) or not speedup > 0:
-            base = sb3.get(r["task"])
+            reference = r.get("reference") or SB3_REFERENCE.get(name, "SAC.learn (large)")
+            base = sb3.get((r["task"], str(reference)))
             speedup = rate / base if isinstance(base, (int, float)) and base > 0 else None
         load = r.get("load")
         source = f"{Path(path).name}" + (f", load {load:.1f}" if load else "")
-        engine.setdefault((r["task"], trainer[len("engine "):]), {})[k] = EngineRow(
-            k, float(rate), None if speedup is None else float(speedup), source)
+        engine.setdefault((r["task"], name), {})[k] = EngineRow(
+            k, float(rate), None if speedup is None else float(speedup), source,
+            str(r.get("measured_utc") or file_time))
     return engine
 
 
-def _rows(path, keys) -> list[dict]:
+def _data(path) -> dict:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"cannot read measurements {path}: {exc}") from exc
-    rows = data.get("rows") if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def machine_kind(machine: dict | None) -> tuple[str, int] | None:
+    """(CPU model, core count) of a benchmark JSON's ``machine``; None where not recorded."""
+    if not isinstance(machine, dict) or not machine.get("cpu"):
+        return None
+    return str(machine["cpu"]), machine.get("cpu_count")
+
+
+def this_machine_kind() -> tuple[str, int]:
+    """The kind of the machine running this, as benchmarks/_common.py records it."""
+    import os
+    import platform
+
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                if line.startswith("model name")), platform.processor())
+    return cpu, os.cpu_count()
+
+
+def engine_files(given=None) -> tuple[list[str], dict[str, str]]:
+    """The engine_throughput JSONs to read, and those left out with the reason. None (the
+    default): every benchmarks/results/engine_throughput*.json measured on the CPU of one machine
+    kind, that of engine_throughput.json (else this machine); a file run on a GPU (``device``
+    cuda) or on another kind of machine is left out. A path or a list: those files (GPU rows are
+    still left out, by read_engine_throughput)."""
+    if given is not None:
+        return _paths(given, DEFAULT_ENGINE_GLOB), {}
+    paths = _paths(None, DEFAULT_ENGINE_GLOB)
+    primary = Path(DEFAULT_ENGINE_THROUGHPUT)
+    reference = (machine_kind(_data(primary).get("machine")) if primary.exists() else None) \
+        or this_machine_kind()
+    used, left_out = [], {}
+    for path in paths:
+        data = _data(path)
+        kind = machine_kind(data.get("machine"))
+        if (data.get("device") or "cpu") != "cpu":
+            left_out[path] = f"GPU run, device {data.get('device')}"
+        elif kind is not None and kind != reference:
+            left_out[path] = f"another machine: {kind[0]}, {kind[1]} cores"
+        else:
+            used.append(path)
+    return used, left_out
+
+
+def merge_engine(tables) -> dict[tuple[str, str], dict[int, EngineRow]]:
+    """read_engine_throughput's results of several files, in order: where two measured the same
+    (task, trainer, K), the later measurement wins (an equal or unknown time: the later file)."""
+    merged = {}
+    for table in tables:
+        for key, rows in table.items():
+            for k, row in rows.items():
+                old = merged.setdefault(key, {}).get(k)
+                if old is None or _when(row.measured) >= _when(old.measured):
+                    merged[key][k] = row
+    return merged
+
+
+def _when(stamp: str):
+    from datetime import datetime, timezone
+
+    try:
+        when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _rows(path, keys) -> list[dict]:
+    data = _data(path)
+    rows = data.get("rows")
     if not isinstance(rows, list) or not all(isinstance(r, dict) and all(k in r for k in keys)
                                              for r in rows):
         raise ValueError(f"{path}: not a benchmark result (needs a 'rows' list with {keys})")
@@ -288,31 +388,49 @@ def _closest(rows: dict[int, EngineRow], k: int) -> EngineRow:
     return rows[min(rows, key=lambda m: (abs(m - k), m))]
 
 
+def _is_goal(task_name: str, registry) -> bool:
+    try:
+        return bool(get_task(task_name, registry).her)
+    except RegistryError:  # a task of a measurement that this registry does not know
+        return False
+
+
 def engine_rate(task_name: str, trainer: str, k: int, engine: dict, sb3_rate,
                 registry: str | Path | None = None) -> Rate:
     """Per-seed rate of a training group of ``k`` seeds. ``engine``: read_engine_throughput's
-    rows; ``sb3_rate(task, trainer)``: the per-seed stable-baselines3 rate (measured or
-    fallback). In order: the task's engine row at the closest K; its sb3 L-only rate times the
-    mean engine speedup on the other tasks (at their K closest to ``k``); the sb3 rate."""
-    if get_task(task_name, registry).her:
+    rows (merged); ``sb3_rate(task, trainer)``: the per-seed stable-baselines3 rate (measured or
+    fallback). In order: the task's own engine row at the closest K; S-only and fit: the task's
+    L-only row (an upper bound); a goal task: its sb3 rate, seeds one after another; the task's
+    sb3 rate times the mean engine speedup of the trainer on the other non-goal tasks (at their
+    K closest to ``k``; S-only and fit: their own speedup on their sb3 rate, else L-only's on
+    sb3 L-only's, an upper bound); the sb3 rate."""
+    row_of, bound_row = ENGINE_ROW[trainer], UPPER_BOUND_ROW.get(trainer)
+    for row_name, bound in ((row_of, ""), (bound_row, "upper bound: ")):
+        rows = engine.get((task_name, row_name)) if row_name else None
+        if rows:
+            row = _closest(rows, k)
+            return Rate(row.per_cpu_s, f"{bound}engine {row_name} measured K={row.k} ({row.source})")
+    if _is_goal(task_name, registry):
         rate = sb3_rate(task_name, trainer)
         return Rate(rate.per_cpu_s, f"sb3 engine, goal task: seeds one after another; {rate.source}")
-    row_of = ENGINE_ROW[trainer]
-    bound = "" if trainer == row_of else "upper bound: "
-    rows = engine.get((task_name, row_of))
-    if rows:
-        row = _closest(rows, k)
-        return Rate(row.per_cpu_s, f"{bound}engine {row_of} measured K={row.k} ({row.source})")
-    others = {t: _closest(r, k) for (t, tr), r in engine.items() if tr == row_of and t != task_name}
-    speedups = {t: row.speedup for t, row in others.items() if row.speedup}
-    if speedups:
-        base = sb3_rate(task_name, "l_only")
-        factor = float(np.mean(list(speedups.values())))
-        ks = "/".join(str(m) for m in sorted({others[t].k for t in speedups}))
-        kind = "fallback" if base.source.startswith("fallback") else "measured"
-        return Rate(base.per_cpu_s * factor,
-                    f"{bound}extrapolated: sb3 L-only rate ({kind}) x {factor:.2f} (mean engine "
-                    f"{row_of} speedup, K={ks}, on {', '.join(sorted(speedups))})")
+    # Extrapolated: a row's speedup is against SAC.learn at its trainer's width (l_only and
+    # asym: the large one), so it multiplies that trainer's sb3 rate (asym: L-only's).
+    for row_name, base_trainer, bound in ((row_of, "l_only" if row_of == "asym" else row_of, ""),
+                                          (bound_row, "l_only", "upper bound: ")):
+        if not row_name:
+            continue
+        others = {t: _closest(r, k) for (t, tr), r in engine.items()
+                  if tr == row_name and t != task_name and not _is_goal(t, registry)}
+        speedups = {t: row.speedup for t, row in others.items() if row.speedup}
+        if speedups:
+            base = sb3_rate(task_name, base_trainer)
+            factor = float(np.mean(list(speedups.values())))
+            ks = "/".join(str(m) for m in sorted({others[t].k for t in speedups}))
+            kind = "fallback" if base.source.startswith("fallback") else "measured"
+            who = {"s_only": "S-only", "l_only": "L-only", "fit": "fit"}[base_trainer]
+            return Rate(base.per_cpu_s * factor,
+                        f"{bound}extrapolated: sb3 {who} rate ({kind}) x {factor:.2f} (mean engine "
+                        f"{row_name} speedup, K={ks}, on {', '.join(sorted(speedups))})")
     rate = sb3_rate(task_name, trainer)
     return Rate(rate.per_cpu_s, f"sb3 engine rates: {rate.source}")
 
@@ -433,23 +551,27 @@ def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None 
                  engine_throughput=None) -> dict:
     """``asymbench estimate``: prints the estimate and returns it (and writes it to ``out``).
     ``throughput``: one or more train_throughput JSONs (default: every
-    benchmarks/results/train_throughput*.json); ``engine_throughput``: one or more
-    engine_throughput JSONs (default: benchmarks/results/engine_throughput.json if present; an
-    empty list: none, the sb3 rates); ``env_rates``: an env_step_rate JSON. A later file's row
-    replaces an earlier one's."""
+    benchmarks/results/train_throughput*.json; a later file's row replaces an earlier one's);
+    ``engine_throughput``: one or more engine_throughput JSONs (default: every
+    benchmarks/results/engine_throughput*.json of one machine kind, see ``engine_files``; an
+    empty list: none, the sb3 rates; the later measurement of a row wins); ``env_rates``: an
+    env_step_rate JSON."""
     plan = load_scale(scale, config, tasks, seeds, registry)
     methods = tuple(methods or PIPELINE_METHODS)
     jobs = jobs_of(plan, methods)
     throughput = _paths(throughput, str(Path(DEFAULT_THROUGHPUT).parent / "train_throughput*.json"))
-    engine_throughput = _paths(engine_throughput, DEFAULT_ENGINE_THROUGHPUT)
+    engine_throughput, engine_left_out = engine_files(engine_throughput)
     if env_rates is None and Path(DEFAULT_ENV_RATES).exists():
         env_rates = DEFAULT_ENV_RATES
-    measured, engine = {}, {}
+    measured = {}
     for path in throughput:
         measured.update(read_throughput(path))
-    for path in engine_throughput:
-        for key, rows in read_engine_throughput(path).items():
-            engine.setdefault(key, {}).update(rows)
+    tables = {path: read_engine_throughput(path) for path in engine_throughput}
+    for path, table in tables.items():  # e.g. an explicitly given GPU run
+        if not table:
+            engine_left_out[path] = "no CPU engine rows"
+    engine_throughput = [p for p in engine_throughput if tables[p]]
+    engine = merge_engine(tables[p] for p in engine_throughput)
     env = read_env_rates(env_rates) if env_rates else {}
     if env:  # evaluation = env steps + one decision per step, unless measured otherwise
         for task, rate in env.items():
@@ -458,7 +580,9 @@ def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None 
     result = estimate(jobs, rates_for(jobs, measured, env, registry, engine), cores)
     result.update({"scale": asdict(plan), "methods": list(methods),
                    "throughput": ", ".join(throughput) or None,
-                   "engine_throughput": ", ".join(engine_throughput) or None, "env_rates": env_rates})
+                   "engine_throughput": ", ".join(engine_throughput) or None,
+                   "engine_throughput_left_out": {p: why for p, why in engine_left_out.items()},
+                   "env_rates": env_rates})
     _print(result, plan, methods)
     if out:
         from asymbench.runs import write_json
@@ -473,9 +597,14 @@ def _print(result: dict, plan: Scale, methods) -> None:
     counts = {plan.seeds[t] for t in plan.tasks}
     seeds = (f"{len(next(iter(counts)))} seeds each" if len(counts) == 1 else
              "seeds " + ", ".join(f"{t} {len(plan.seeds[t])}" for t in plan.tasks))
+    left_out = result.get("engine_throughput_left_out") or {}
     print(f"scale '{plan.name}': {len(plan.tasks)} tasks, {seeds}; {result['jobs']} jobs\n"
           f"measurements: engine {result['engine_throughput'] or 'none'}; sb3 "
-          f"{result['throughput'] or 'none'}; env {result['env_rates'] or 'none'}\n")
+          f"{result['throughput'] or 'none'}; env {result['env_rates'] or 'none'}")
+    if left_out:
+        print("engine measurements not used: " + "; ".join(
+            f"{Path(p).name} ({why})" for p, why in left_out.items()))
+    print()
 
     trains = [r for r in result["rows"] if r["stage"] == "train"]
     if trains:

@@ -2,14 +2,27 @@
 
     .venv/bin/python benchmarks/engine_throughput.py --tasks MountainCarContinuous walker-stand \
         --members 5 10 --steps 300 --repeats 2
+    .venv/bin/python benchmarks/engine_throughput.py --trainers s_only fit --members 5 \
+        --out benchmarks/results/engine_throughput_s_fit.json
 
-For every task and group size K: the batched engine (``asymbench.engine.train_group``) training
-K seeds of L-only and of Ours together, and plain ``SAC.learn`` at the large width with the same
-settings (one seed, CPU), measured in turns in this process. As in train_throughput.py, every figure
-is the DIFFERENCE of two runs with budgets B and B + steps (B = learning starts + 100), so
-set-up and warm-up cancel: what remains is ``steps`` steady-state env steps with a gradient step
-each (Ours: both sub-policies and the master, which starts learning at once). The engine's rate
-is per seed: K x steps / CPU seconds. Ratios use CPU time; wall time and load are recorded too.
+For every task, trainer and group size K: the batched engine (``asymbench.engine.train_group``)
+training K seeds together, and plain ``SAC.learn`` with the same settings (one seed, CPU) at
+the trainer's own width, measured in turns in this process. Trainers (``--trainers``, default
+all): ``l_only`` (the large width), ``asym`` (Ours: small and large sub-policies and the master),
+``s_only`` (the small width) and ``fit`` (the registry's ``paper_fit_width``). The reference of
+l_only and asym is ``SAC.learn`` at the large width ("SAC.learn (large)"), of s_only at the small
+width ("SAC.learn (small)"), of fit at the fit width ("SAC.learn (fit)"), so every row's
+speed-up is like-for-like; each engine row names its reference and that reference's width.
+Goal tasks (FetchPickAndPlace) are measured like any other: their reference uses SB3's
+HerReplayBuffer on the goal dict, as train_throughput.py's does; a variant that fails (e.g. an
+engine that refuses goal tasks) is recorded as an error row and the others still run.
+
+As in train_throughput.py, every figure is the DIFFERENCE of two runs with budgets B and
+B + steps (B = learning starts + 100), so set-up and warm-up cancel: what remains is ``steps``
+steady-state env steps with a gradient step each (Ours: both sub-policies and the master, which
+starts learning at once). The engine's rate is per seed: K x steps / CPU seconds. Ratios use
+CPU time; wall time and load are recorded too, and every row the UTC time its task finished
+(``measured_utc``: asymbench estimate keeps the later of two measurements of the same row).
 
 ``--device cuda`` runs the engine on a GPU (SAC.learn stays on the CPU, its reference): there the
 ratios use WALL time, since the host process's CPU time no longer measures the work, e.g.
@@ -23,6 +36,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import _common  # noqa: F401  (one BLAS thread, set before torch loads)
@@ -36,12 +50,27 @@ from asymbench.engine import train_group
 from asymbench.tasks import get_task
 from asymbench.training import TrainRequest
 
-DEFAULT_TASKS = ("MountainCarContinuous", "Swimmer", "Ant", "walker-stand", "finger-spin")
+DEFAULT_TASKS = ("MountainCarContinuous", "Swimmer", "Ant", "FetchPickAndPlace", "walker-stand",
+                 "finger-spin")
+TRAINERS = ("l_only", "asym", "s_only", "fit")
+
+
+def trainer_width(task, method: str) -> int:
+    """The width the trainer's policy has (asym: its large sub-policy's)."""
+    return {"s_only": task.small, "fit": task.paper_fit_width}.get(method, task.large)
+
+
+def reference_name(task, width: int) -> str:
+    """The SAC.learn row at ``width``: "SAC.learn (large)" (l_only's and asym's reference, as in
+    the earlier files), "(small)" (s_only's) or "(fit)" (fit's)."""
+    role = "large" if width == task.large else "small" if width == task.small else "fit"
+    return f"SAC.learn ({role})"
 
 
 def engine_run(task, method: str, members: int, ls: int, tmp: Path, device: str = "cpu"):
     def make_run(budget):
         request = TrainRequest(task=task.name, method=method, seed=0, steps=budget, out="unused",
+                               width=task.paper_fit_width if method == "fit" else None,
                                learning_starts=ls, master_learning_starts=0,
                                checkpoint_every=10**9, progress=False, engine="batched")
         out = tempfile.mkdtemp(dir=tmp, prefix=f"{method}-{members}-")
@@ -57,9 +86,76 @@ def median_of(runs: list[dict], key: str = "cpu_s") -> dict:
             "cpu_spread_pct": 100 * (max(times) - min(times)) / float(np.median(times))}
 
 
+def measure_task(name: str, trainers, members, steps: int, repeats: int, device: str,
+                 tmp: Path) -> list[dict]:
+    """The rows of one task: one SAC.learn row per reference width, one engine row per (trainer,
+    K); a variant that raised gives an error row instead."""
+    task = get_task(name)
+    basis = "cpu_s" if device == "cpu" else "wall_s"
+    ls = task.sac["batch_size"]
+    short, long = ls + 100, ls + 100 + steps
+    widths = {m: trainer_width(task, m) for m in trainers}
+    # key -> make_run: references first, then the engine variants; all measured in turns, so
+    # that load changes hit every variant alike.
+    plan = {("sb3", w): plain_sb3_sac(task, w, ls) for w in dict.fromkeys(widths.values())}
+    plan.update({(m, k): engine_run(task, m, k, ls, tmp, device) for k in members for m in trainers})
+    measured, errors = {key: [] for key in plan}, {}
+    for r in range(repeats):
+        for key, make_run in plan.items():
+            if key in errors:
+                continue
+            what = f"SAC.learn width {key[1]}" if key[0] == "sb3" else f"engine {key[0]} K={key[1]}"
+            print(f"{name}: {what} (repeat {r + 1}/{repeats}) ...", flush=True)
+            try:
+                measured[key].append(twice(make_run, short, long))
+            except Exception as exc:  # recorded in the results, the other variants still run
+                errors[key] = f"{type(exc).__name__}: {exc}"
+                print(f"{name}: {what} FAILED: {errors[key]}", flush=True)
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    m = {key: median_of(v, basis) for key, v in measured.items() if v and key not in errors}
+
+    rows, sb3_rate = [], {}
+    for key in [k for k in plan if k[0] == "sb3"]:
+        w = key[1]
+        if key in errors:
+            rows.append({"task": name, "trainer": reference_name(task, w), "width": w,
+                         "error": errors[key]})
+            continue
+        sb3 = m[key]
+        sb3_rate[w] = steps / sb3[basis]
+        rows.append({"task": name, "trainer": reference_name(task, w), "device": "cpu", "K": 1,
+                     "width": w, "per_seed_steps_per_cpu_s": steps / sb3["cpu_s"],
+                     "wall_steps_per_s": steps / sb3["wall_s"], "speedup_vs_sb3": 1.0,
+                     "cpu_spread_pct": sb3["cpu_spread_pct"], "load": sb3["load"],
+                     "measured_utc": when})
+    for k in members:
+        l_only = m.get(("l_only", k))
+        l_rate = k * steps / l_only[basis] if l_only else None
+        for method in trainers:
+            w = widths[method]
+            width = f"{task.small}/{task.large}" if method == "asym" else w
+            if (method, k) in errors:
+                rows.append({"task": name, "trainer": f"engine {method}", "device": device, "K": k,
+                             "width": width, "error": errors[(method, k)]})
+                continue
+            run = m[(method, k)]
+            rate = k * steps / run[basis]
+            rows.append({"task": name, "trainer": f"engine {method}", "device": device, "K": k,
+                         "width": width, "per_seed_steps_per_cpu_s": k * steps / run["cpu_s"],
+                         "wall_steps_per_s": k * steps / run["wall_s"],
+                         "speedup_vs_sb3": rate / sb3_rate[w] if w in sb3_rate else None,
+                         "reference": reference_name(task, w), "reference_width": w,
+                         "cost_vs_l_only": l_rate / rate if l_rate else None,
+                         "cpu_spread_pct": run["cpu_spread_pct"], "load": run["load"],
+                         "measured_utc": when})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS))
+    parser.add_argument("--trainers", nargs="+", choices=TRAINERS, default=list(TRAINERS),
+                        help="engine trainers to measure (each next to SAC.learn at its own width)")
     parser.add_argument("--members", nargs="+", type=int, default=[5, 10])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=2)
@@ -69,48 +165,29 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     basis = "cpu_s" if args.device == "cpu" else "wall_s"
+    trainers = list(dict.fromkeys(args.trainers))
     started = time.time()
     rows = []
     with tempfile.TemporaryDirectory() as tmp_dir:
-        tmp = Path(tmp_dir)
         for name in args.tasks:
-            task = get_task(name)
-            ls = task.sac["batch_size"]
-            short, long = ls + 100, ls + 100 + args.steps
-            measured = {"sb3": [], **{(m, k): [] for m in ("l_only", "asym") for k in args.members}}
-            for _ in range(args.repeats):  # in turns, so that load changes hit every variant alike
-                measured["sb3"].append(twice(plain_sb3_sac(task, task.large, ls), short, long))
-                for k in args.members:
-                    for method in ("l_only", "asym"):
-                        measured[(method, k)].append(
-                            twice(engine_run(task, method, k, ls, tmp, args.device), short, long))
-            sb3 = median_of(measured["sb3"], basis)
-            sb3_rate = args.steps / sb3[basis]
-            rows.append({"task": name, "trainer": "SAC.learn (large)", "device": "cpu", "K": 1,
-                         "width": task.large, "per_seed_steps_per_cpu_s": args.steps / sb3["cpu_s"],
-                         "wall_steps_per_s": args.steps / sb3["wall_s"], "speedup_vs_sb3": 1.0,
-                         "cpu_spread_pct": sb3["cpu_spread_pct"], "load": sb3["load"]})
-            for k in args.members:
-                l_only = median_of(measured[("l_only", k)], basis)
-                l_rate = k * args.steps / l_only[basis]
-                for method, m in (("l_only", l_only), ("asym", median_of(measured[("asym", k)], basis))):
-                    rate = k * args.steps / m[basis]
-                    rows.append({"task": name, "trainer": f"engine {method}", "device": args.device, "K": k,
-                                 "width": task.large if method == "l_only" else f"{task.small}/{task.large}",
-                                 "per_seed_steps_per_cpu_s": k * args.steps / m["cpu_s"],
-                                 "wall_steps_per_s": k * args.steps / m["wall_s"],
-                                 "speedup_vs_sb3": rate / sb3_rate, "cost_vs_l_only": l_rate / rate,
-                                 "cpu_spread_pct": m["cpu_spread_pct"], "load": m["load"]})
-            print_table([r for r in rows if r["task"] == name],
+            task_rows = measure_task(name, trainers, args.members, args.steps, args.repeats,
+                                     args.device, Path(tmp_dir))
+            rows += task_rows
+            print_table([r for r in task_rows if "error" not in r],
                         ["task", "trainer", "device", "K", "width", "per_seed_steps_per_cpu_s",
-                         "wall_steps_per_s", "speedup_vs_sb3", "cost_vs_l_only", "cpu_spread_pct", "load"],
+                         "wall_steps_per_s", "speedup_vs_sb3", "reference_width", "cost_vs_l_only",
+                         "cpu_spread_pct", "load"],
                         {"per_seed_steps_per_cpu_s": ".0f", "wall_steps_per_s": ".0f",
                          "speedup_vs_sb3": ".2f", "cost_vs_l_only": ".2f", "cpu_spread_pct": ".0f",
                          "load": ".1f"})
+            for r in task_rows:
+                if "error" in r:
+                    print(f"{r['task']}: {r['trainer']} (K={r.get('K', 1)}) FAILED: {r['error']}")
             # Written after every task, so an interrupted run keeps what it measured.
             write_results("engine_throughput", {"steps": args.steps, "repeats": args.repeats,
                                                 "device": args.device, "ratio_basis": basis,
-                                                "rows": rows}, started, args.out, quiet=True)
+                                                "trainers": trainers, "rows": rows},
+                          started, args.out, quiet=True)
     print(f"-> {args.out or 'benchmarks/results/engine_throughput.json'}")
 
 

@@ -4,8 +4,9 @@ import pytest
 import yaml
 
 from asymbench.cli import main
-from asymbench.estimate import (NOTE_SAC_STEPS_PER_S, Job, Rate, engine_rate, estimate,
-                                fallback_rate, jobs_of, load_scale, note_sac_seconds_per_step,
+from asymbench.estimate import (NOTE_SAC_STEPS_PER_S, Job, Rate, engine_files, engine_rate,
+                                estimate, fallback_rate, jobs_of, load_scale, merge_engine,
+                                note_sac_seconds_per_step,
                                 rates_for, read_engine_throughput, read_throughput, run_estimate,
                                 wall_time_bounds)
 from asymbench.tasks import get_task
@@ -145,6 +146,139 @@ def test_goal_tasks_train_their_seeds_one_after_another_at_the_sb3_rate(tmp_path
     rate = rates_for([job], measured, engine=engine)[("FetchPickAndPlace", "asym")]
     assert rate.per_cpu_s == 20.0 and "goal task: seeds one after another" in rate.source
     assert estimate([job], {("FetchPickAndPlace", "asym"): rate}, 4)["total_cpu_h"] == pytest.approx(0.3)
+
+
+# ----------------------------------------------------------------------------- engine rows of S-only / fit,
+# several files, goal tasks
+AMD = {"cpu": "AMD EPYC", "cpu_count": 2}
+
+
+def _engine_file(folder, name, rows, machine=AMD, device="cpu", finished="2026-11-27T02:00:00+00:00"):
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(json.dumps({"benchmark": "engine_throughput", "machine": machine,
+                                "finished_utc": finished, "device": device, "rows": rows}))
+    return path
+
+
+def _engine_row(task, trainer, k, rate, **extra):
+    return {"task": task, "trainer": f"engine {trainer}", "K": k, "per_seed_steps_per_cpu_s": rate,
+            "device": "cpu", **extra}
+
+
+def test_s_only_and_fit_use_their_own_engine_rows_and_l_only_as_an_upper_bound_without(tmp_path):
+    rows = [{"task": CAR, "trainer": "SAC.learn (large)", "K": 1, "width": 64,
+             "per_seed_steps_per_cpu_s": 100.0},
+            {"task": CAR, "trainer": "SAC.learn (small)", "K": 1, "width": 8,
+             "per_seed_steps_per_cpu_s": 200.0},
+            _engine_row(CAR, "l_only", 5, 300.0),
+            # as benchmarks/engine_throughput.py writes it; no speedup: read off its reference
+            _engine_row(CAR, "s_only", 5, 900.0, reference="SAC.learn (small)", reference_width=8),
+            _engine_row(CAR, "fit", 5, 700.0, speedup_vs_sb3=3.5, reference="SAC.learn (fit)"),
+            _engine_row(WALKER, "l_only", 5, 400.0, speedup_vs_sb3=2.0)]
+    engine = read_engine_throughput(_engine_file(tmp_path, "engine_throughput.json", rows))
+    assert engine[(CAR, "s_only")][5].speedup == pytest.approx(900.0 / 200.0)
+    assert engine[(CAR, "l_only")][5].speedup == pytest.approx(300.0 / 100.0)
+    sb3 = lambda task, trainer: pytest.fail("a measured task needs no sb3 rate")  # noqa: E731
+    for trainer, rate in (("s_only", 900.0), ("fit", 700.0)):
+        own = engine_rate(CAR, trainer, 5, engine, sb3)
+        assert own.per_cpu_s == rate
+        assert own.source.startswith(f"engine {trainer} measured K=5 (engine_throughput.json")
+        assert "upper bound" not in own.source
+        # walker-stand has no S-only / fit row: its L-only row bounds them, labelled
+        bound = engine_rate(WALKER, trainer, 5, engine, sb3)
+        assert bound.per_cpu_s == 400.0
+        assert bound.source.startswith("upper bound: engine l_only measured K=5")
+    # finger-spin has no row at all: its sb3 S-only rate x the S-only speedup measured elsewhere
+    measured = read_throughput(_sb3_json(tmp_path))
+    rates = rates_for([Job(FINGER, "s_only", (0, 1, 2, 3, 4), "train", "s_only", 5.0)],
+                      measured, engine=engine)
+    s_only = rates[(FINGER, "s_only")]
+    assert s_only.per_cpu_s == pytest.approx(80.0 * 4.5)
+    assert s_only.source.startswith("extrapolated: sb3 S-only rate (measured) x 4.50 (mean engine s_only")
+
+
+def test_default_engine_files_are_this_machine_kinds_cpu_runs_and_the_later_measurement_wins(
+        tmp_path, monkeypatch, capsys):
+    results = tmp_path / "benchmarks" / "results"
+    config = _config(tmp_path)
+    _engine_file(results, "engine_throughput.json", [_engine_row(CAR, "l_only", 3, 300.0),
+                                                     _engine_row(CAR, "asym", 3, 150.0),
+                                                     _engine_row(WALKER, "l_only", 3, 111.0)],
+                 finished="2026-11-27T02:00:00+00:00")
+    # the same machine, measured later: its CAR l_only K=3 row replaces the first file's
+    _engine_file(results, "engine_throughput_a_later.json",
+                 [_engine_row(CAR, "l_only", 3, 333.0, measured_utc="2026-11-28T01:00:00+00:00")],
+                 finished="2026-11-28T01:00:00+00:00")
+    # the same machine, measured EARLIER, though its name sorts last: it does not win
+    _engine_file(results, "engine_throughput_z_earlier.json", [_engine_row(CAR, "asym", 3, 99.0)],
+                 finished="2026-11-26T01:00:00+00:00")
+    # a GPU run and another machine's CPU: left out, however fast
+    _engine_file(results, "engine_throughput_cuda.json",
+                 [_engine_row(CAR, "l_only", 3, 9999.0, device="cuda"),
+                  _engine_row(WALKER, "l_only", 3, 9999.0, device="cuda")], device="cuda",
+                 machine={"cpu": "Intel Xeon", "cpu_count": 16, "gpu": "H100"},
+                 finished="2026-11-29T01:00:00+00:00")
+    _engine_file(results, "engine_throughput_host_cpu.json", [_engine_row(WALKER, "l_only", 3, 8888.0)],
+                 machine={"cpu": "Intel Xeon", "cpu_count": 16, "gpu": "H100"},
+                 finished="2026-11-29T01:00:00+00:00")
+    monkeypatch.chdir(tmp_path)
+    used, left_out = engine_files()
+    assert [p.split("/")[-1] for p in used] == ["engine_throughput.json", "engine_throughput_a_later.json",
+                                                "engine_throughput_z_earlier.json"]
+    assert {p.split("/")[-1]: why.split(",")[0] for p, why in left_out.items()} == {
+        "engine_throughput_cuda.json": "GPU run",
+        "engine_throughput_host_cpu.json": "another machine: Intel Xeon"}
+
+    result = run_estimate("tiny", 2, throughput=[], config=config, env_rates=None,
+                          methods=["l_only", "ours"])
+    rows = {(r["task"], r["method"]): r for r in result["rows"] if r["stage"] == "train"}
+    assert rows[(CAR, "l_only")]["rate_per_cpu_s"] == 333.0
+    assert "engine_throughput_a_later.json" in rows[(CAR, "l_only")]["source"]
+    assert rows[(CAR, "ours")]["rate_per_cpu_s"] == 150.0
+    assert "(engine_throughput.json" in rows[(CAR, "ours")]["source"]
+    assert rows[(WALKER, "l_only")]["rate_per_cpu_s"] == 111.0
+    assert "cuda" not in result["engine_throughput"] and "host_cpu" not in result["engine_throughput"]
+    printed = capsys.readouterr().out
+    assert "not used: engine_throughput_cuda.json (GPU run" in printed
+
+    # Given explicitly, a file is used whatever its machine, but GPU rows never are.
+    cuda = str(results / "engine_throughput_cuda.json")
+    assert read_engine_throughput(cuda) == {}
+    result = run_estimate("tiny", 2, throughput=[], config=config, env_rates=None, methods=["l_only"],
+                          engine_throughput=[cuda, str(results / "engine_throughput_host_cpu.json")])
+    rows = {(r["task"], r["method"]): r for r in result["rows"] if r["stage"] == "train"}
+    assert rows[(WALKER, "l_only")]["rate_per_cpu_s"] == 8888.0
+    assert result["engine_throughput_left_out"] == {cuda: "no CPU engine rows"}
+    assert rows[(CAR, "l_only")]["source"].startswith("sb3 engine rates")  # no CPU row, no speedup
+
+
+def test_rows_of_one_file_without_times_the_later_file_wins(tmp_path):
+    first = read_engine_throughput(_engine_json(tmp_path, [_engine_row(CAR, "asym", 5, 1.0)], "a.json"))
+    second = read_engine_throughput(_engine_json(tmp_path, [_engine_row(CAR, "asym", 5, 2.0)], "b.json"))
+    assert merge_engine([first, second])[(CAR, "asym")][5].per_cpu_s == 2.0
+    assert merge_engine([second, first])[(CAR, "asym")][5].per_cpu_s == 1.0
+
+
+def test_a_goal_task_uses_its_engine_rows_when_measured_and_the_sb3_rate_when_not(tmp_path):
+    fetch = "FetchPickAndPlace"
+    measured = read_throughput(_sb3_json(tmp_path))
+    jobs = [Job(fetch, m, (0, 1, 2), "train", t, 3 * 7200.0)
+            for m, t in (("s_only", "s_only"), ("l_only", "l_only"), ("ours", "asym"))]
+    engine = read_engine_throughput(_engine_file(tmp_path, "engine_throughput.json", [
+        _engine_row(fetch, "l_only", 5, 120.0, speedup_vs_sb3=1.5),
+        _engine_row(CAR, "asym", 5, 400.0, speedup_vs_sb3=3.0)]))
+    rates = rates_for(jobs, measured, engine=engine)
+    assert rates[(fetch, "l_only")].per_cpu_s == 120.0
+    assert rates[(fetch, "l_only")].source.startswith("engine l_only measured K=5")
+    assert rates[(fetch, "s_only")].per_cpu_s == 120.0  # like any task: L-only bounds S-only
+    assert rates[(fetch, "s_only")].source.startswith("upper bound: engine l_only")
+    # no asym row for the goal task: the sb3 rate, not another task's speedup
+    assert rates[(fetch, "asym")].per_cpu_s == 20.0
+    assert "goal task: seeds one after another" in rates[(fetch, "asym")].source
+    # and another task does not borrow the goal task's speedup
+    other = rates_for([Job(FINGER, "l_only", (0, 1), "train", "l_only", 2.0)], measured, engine=engine)
+    assert other[(FINGER, "l_only")].source.startswith("sb3 engine rates")
 
 
 def test_a_malformed_engine_json_is_refused_with_its_path(tmp_path):

@@ -276,7 +276,7 @@ def tables_of(scale, tables=("table3", "table4", "table5")):
 
 # ----------------------------------------------------------------------------- estimate
 MEASUREMENTS = {"throughput": sorted(str(p) for p in Path("benchmarks/results").glob("train_throughput*.json")),
-                "engine_throughput": [p for p in ["benchmarks/results/engine_throughput.json"] if Path(p).exists()],
+                "engine_throughput": sorted(str(p) for p in Path("benchmarks/results").glob("engine_throughput*.json")),
                 "env_rates": [p for p in ["benchmarks/results/env_step_rate.json"] if Path(p).exists()]}
 
 
@@ -296,8 +296,10 @@ def estimate_options(wildcards, input):
     options = [f"--tasks {' '.join(tasks_of(SCALE))}"]
     if config.get("seeds"):  # else each task's seeds of the scale (its per_task ones included)
         options.append(f"--seeds {' '.join(str(s) for s in config['seeds'])}")
+    # The engine files are inputs (a new measurement reruns the rule) but not options: by
+    # default `asymbench estimate` reads those of one machine kind and leaves out GPU runs.
     options += [f"--{key.replace('_', '-')} {' '.join(paths)}" for key, paths in MEASUREMENTS.items()
-                if paths]
+                if paths and key != "engine_throughput"]
     if workflow.configfiles:
         options.append(f"--config {workflow.configfiles[-1]}")
     if registry_option():

@@ -2,7 +2,7 @@
 # the wall time on the cores this invocation is given (local: --cores N; cluster: --jobs N, one
 # single-threaded job per core). Training is one job per (task, method) for all its K seeds
 # (train.smk), at the batched engine's per-seed rate at K (benchmarks/results/
-# engine_throughput.json); the other jobs are per seed. Rates come from the measurements in
+# engine_throughput*.json of one machine kind, CPU runs); the other jobs are per seed. Rates come from the measurements in
 # benchmarks/results/ when present (benchmarks/README.md says how to make them), else from
 # labelled fallbacks. Each task's seeds are the scale's (its per_task ones included).
 # Not part of `all`:

@@ -257,12 +257,12 @@ class StackedHerReplay(StackedReplay):
 
     - a row can be sampled once its episode has ended; writing over a row of an old episode
       first drops that whole episode (``ep_start`` / ``ep_length`` bookkeeping, as SB3's);
-    - a batch is ``her_ratio = 1 - 1 / (n_sampled_goal + 1)`` relabelled rows, whose desired
-      goal (in obs and next_obs) becomes an achieved goal of the same episode ("future": a next
-      state from this row to the episode's end, inclusive; "final"; "episode") and whose reward
-      is recomputed with the env's ``compute_reward`` (empty infos, SB3's default), followed,
-      as SB3 concatenates them, by real rows first;
-    - stored dones are kept, relabelled or not.
+    - of a batch's rows, ``int(her_ratio * batch)`` (``her_ratio = 1 - 1 / (n_sampled_goal + 1)``)
+      are relabelled: their desired goal (in obs and next_obs) becomes an achieved goal of the
+      same episode ("future": a next state from this row to the episode's end, inclusive;
+      "final"; "episode") and their reward is recomputed with the env's ``compute_reward``
+      (empty infos, SB3's default); the batch is the real rows, then the relabelled ones (SB3's
+      order); stored dones are kept, relabelled or not.
 
     Differences that change no distribution: SB3 draws rows with ``np.random.choice`` over the
     valid ones, here each member redraws its invalid rows (uniform over valid rows either way,

@@ -3,8 +3,9 @@ stable-baselines3 reference? (issue 10: L-only on MountainCarContinuous at the p
 >= 10 seeds; the batched engine's success rate must not be worse within binomial noise).
 
 A seed succeeds when its deterministic evaluation return (mean over the evaluation episodes)
-exceeds the environment's own ``reward_threshold`` (90 for MountainCarContinuous-v0). The two
-sets of runs are trained and evaluated with the same commands, seeds and evaluation episodes:
+exceeds the environment's own ``reward_threshold`` (90 for MountainCarContinuous-v0); on a goal
+task, when its evaluation success rate reaches ``--min-success-rate``. The two sets of runs are
+trained and evaluated with the same commands, seeds and evaluation episodes:
 
     # batched engine (the verify scale trains these):
     asymbench train --task MountainCarContinuous --method l_only --seeds 0 1 2 3 4 5 6 7 8 9 \\
@@ -20,6 +21,19 @@ sets of runs are trained and evaluated with the same commands, seeds and evaluat
 prints each seed's return, the success counts with Wilson 95% intervals, and Fisher's exact test
 of "the batched engine succeeds less often" (one-sided), and writes
 ``benchmarks/results/learning_parity.json``.
+
+Hindsight relabelling, on FetchReach (benchmarks/goal_task_registry.py says why not
+FetchPickAndPlace), 5 seeds, 30k steps:
+
+    R=results/parity_fetch_reach
+    python benchmarks/goal_task_registry.py --out $R/registry.yaml
+    asymbench train --registry $R/registry.yaml --task FetchReach --method l_only \
+        --seeds 0 1 2 3 4 --steps 30000 --out $R/batched
+    asymbench train --registry $R/registry.yaml --engine sb3 --task FetchReach --method l_only \
+        --seed S --steps 30000 --out $R/sb3/seedS                      # S = 0 ... 4
+    asymbench evaluate RUN --out RUN/eval.json --episodes 100 --seed 1000  # every run
+    python benchmarks/learning_parity.py --batched $R/batched --sb3 $R/sb3 \
+        --out benchmarks/results/learning_parity_fetch_reach.json
 """
 
 from __future__ import annotations
@@ -46,26 +60,38 @@ def engine_runs(root: Path) -> list[dict]:
         finished = json.loads((eval_path.parent / "run.json").read_text())
         runs.append({"seed": config["seed"], "task": evaluation["task"],
                      "method": evaluation["method"], "engine": config["engine"],
-                     "steps": finished["steps"], "episodes": evaluation["episodes"],
-                     "mean_return": evaluation["mean_return"]})
+                     "env_id": config["env_id"], "steps": finished["steps"],
+                     "episodes": evaluation["episodes"], "mean_return": evaluation["mean_return"],
+                     "success_rate": evaluation.get("success_rate")})
     if not runs:
         raise SystemExit(f"{root}: no seed*/eval.json (train and evaluate the runs first)")
     return runs
 
 
-def summary(runs: list[dict], threshold: float) -> dict:
-    successes = sum(r["mean_return"] > threshold for r in runs)
+def succeeded(run: dict, threshold: float, goal_task: bool) -> bool:
+    return run["success_rate"] >= threshold if goal_task else run["mean_return"] > threshold
+
+
+def summary(runs: list[dict], threshold: float, goal_task: bool) -> dict:
+    successes = sum(succeeded(r, threshold, goal_task) for r in runs)
     interval = stats.binomtest(successes, len(runs)).proportion_ci(method="wilson")
     returns = np.array([r["mean_return"] for r in runs])
-    return {"seeds": len(runs), "successes": int(successes), "success_rate": successes / len(runs),
-            "wilson95": [interval.low, interval.high], "mean_return": float(returns.mean()),
-            "std_return_over_seeds": float(returns.std(ddof=1)) if len(runs) > 1 else 0.0}
+    result = {"seeds": len(runs), "successes": int(successes), "success_rate": successes / len(runs),
+              "wilson95": [interval.low, interval.high], "mean_return": float(returns.mean()),
+              "std_return_over_seeds": float(returns.std(ddof=1)) if len(runs) > 1 else 0.0}
+    if goal_task:
+        rates = np.array([r["success_rate"] for r in runs])
+        result.update(mean_eval_success_rate=float(rates.mean()),
+                      std_eval_success_rate_over_seeds=float(rates.std(ddof=1)) if len(runs) > 1 else 0.0)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batched", type=Path, required=True, help="parent of the batched engine's seed<S>/")
     parser.add_argument("--sb3", type=Path, required=True, help="parent of the reference engine's seed<S>/")
+    parser.add_argument("--min-success-rate", type=float, default=0.9,
+                        help="goal tasks: a seed succeeds when its evaluation success rate reaches this")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     started = time.time()
@@ -78,24 +104,33 @@ def main() -> None:
         wrong = [r["seed"] for r in rs if r["engine"] != engine]
         if wrong:
             raise SystemExit(f"--{engine}: seeds {wrong} were trained with another engine")
-    threshold = gym.spec(f"{task}-v0").reward_threshold
-    results = {engine: summary(rs, threshold) for engine, rs in runs.items()}
+    goal_task = all(r["success_rate"] is not None for rs in runs.values() for r in rs)
+    env_id = runs["batched"][0]["env_id"]
+    threshold = args.min_success_rate if goal_task else gym.spec(env_id).reward_threshold
+    if threshold is None:
+        raise SystemExit(f"{env_id} has no reward_threshold to count a seed as a success")
+    results = {engine: summary(rs, threshold, goal_task) for engine, rs in runs.items()}
     b, r = results["batched"], results["sb3"]
     table = [[b["successes"], b["seeds"] - b["successes"]], [r["successes"], r["seeds"] - r["successes"]]]
     _, p_worse = stats.fisher_exact(table, alternative="less")
     verdict = ("parity: the batched engine is not worse within binomial noise" if p_worse >= 0.05
                else "the batched engine succeeds less often (p < 0.05)")
 
-    print_table([{"seed": x["seed"], "batched": x["mean_return"], "sb3": y["mean_return"]}
+    score = "success_rate" if goal_task else "mean_return"
+    print_table([{"seed": x["seed"], "batched": x[score], "sb3": y[score]}
                  for x, y in zip(runs["batched"], runs["sb3"])],
-                ["seed", "batched", "sb3"], {"batched": ".1f", "sb3": ".1f"})
+                ["seed", "batched", "sb3"], {"batched": ".2f" if goal_task else ".1f",
+                                             "sb3": ".2f" if goal_task else ".1f"})
     print_table([{"engine": e, **{k: v for k, v in s.items() if k != "wilson95"},
                   "wilson95": f"{s['wilson95'][0]:.2f}-{s['wilson95'][1]:.2f}"} for e, s in results.items()],
                 ["engine", "seeds", "successes", "success_rate", "wilson95", "mean_return", "std_return_over_seeds"],
                 {"success_rate": ".2f", "mean_return": ".1f", "std_return_over_seeds": ".1f"})
-    print(f"success: mean evaluation return > {threshold} ({task}-v0 reward_threshold); "
+    criterion = (f"evaluation success rate >= {threshold}" if goal_task
+                 else f"mean evaluation return > {threshold} ({env_id} reward_threshold)")
+    print(f"success: {criterion}; "
           f"Fisher's exact test, one-sided (batched worse): p = {p_worse:.3f} -> {verdict}")
-    write_results("learning_parity", {"task": task, "success_threshold": threshold,
+    write_results("learning_parity", {"task": task, "success_criterion": criterion,
+                                      "success_threshold": threshold,
                                       "engines": results, "fisher_p_batched_worse": p_worse,
                                       "verdict": verdict, "runs": runs}, started, args.out)
 

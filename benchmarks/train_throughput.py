@@ -33,6 +33,7 @@ from _common import difference, print_table, timed, write_results
 import numpy as np
 import torch
 from stable_baselines3 import PPO, SAC, HerReplayBuffer
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -70,6 +71,12 @@ def asymbench_sac(task, method: str, width: int | None, ls: int, tmp: Path):
     return make_run
 
 
+def quiet_logger() -> Logger:
+    """What SB3's learn() sets up at verbose 0, minus the empty log folder it makes in /tmp
+    for every call."""
+    return Logger(folder=None, output_formats=[])
+
+
 def plain_sb3_sac(task, width: int, ls: int):
     settings = task.sac
 
@@ -87,6 +94,7 @@ def plain_sb3_sac(task, width: int, ls: int):
                     ent_coef=settings["ent_coef"] if settings["ent_coef"] == "auto" else float(settings["ent_coef"]),
                     action_noise=make_action_noise(settings["action_noise"], env.action_space.shape[0]),
                     policy_kwargs={"net_arch": [width, width]})
+        model.set_logger(quiet_logger())
         return lambda: model.learn(budget)
     return make_run
 
@@ -128,6 +136,7 @@ def plain_sb3_ppo(task, width):
                     n_epochs=s["n_epochs"], learning_rate=s["learning_rate"], gamma=s["gamma"],
                     gae_lambda=s["gae_lambda"], ent_coef=s["ent_coef"], clip_range=s["clip_range"],
                     policy_kwargs=student_policy_kwargs(width), seed=0, device="cpu", verbose=0)
+        model.set_logger(quiet_logger())
         return lambda: model.learn(budget)
     return make_run
 

@@ -40,7 +40,7 @@ from asymbench.master import MasterGroup
 from asymbench.networks import StackedLinear, StackedMLP, costs, sac_actor_flops
 from asymbench.runs import (CONFIG_FILE, FINISHED_FILE, RunError, atomic_path,
                             provenance, read_json, write_json)
-from asymbench.tasks import get_task, make_env
+from asymbench.tasks import get_task, make_env, observation_flattener
 from asymbench.training import (TrainRequest, _save_model, _write_progress, checkpoint_line,
                                 resolve_config)
 
@@ -411,13 +411,6 @@ def _stack_layout(widths: dict, members: int, obs_dim: int, act_dim: int, settin
     return stacks, {name: (name, 0) for name in names}
 
 
-def _flattener(space):
-    """The flat float32 observation of ``space``'s observations (identity for a flat env)."""
-    if not isinstance(space, gym.spaces.Dict):
-        return lambda obs: obs
-    return lambda obs: gym.spaces.flatten(space, obs).astype(np.float32)
-
-
 def _goal_layout(space: gym.spaces.Dict) -> tuple[int, slice]:
     """The goal's size and where ``desired_goal`` sits in the flattened observation."""
     sizes = {key: gym.spaces.flatdim(sub) for key, sub in space.spaces.items()}
@@ -470,7 +463,7 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
     # master see it flattened in the Dict's key order, as SB3's MultiInputPolicy concatenates it.
     envs = [make_env(task, seed=s, max_episode_steps=config["max_episode_steps"], flatten=not her)
             for s in seeds]
-    observe = _flattener(envs[0].observation_space)
+    observe = observation_flattener(envs[0].observation_space)
     space = envs[0].action_space
     obs_dim, act_dim = gym.spaces.flatdim(envs[0].observation_space), space.shape[0]
     low, high = space.low.astype(np.float64), space.high.astype(np.float64)

@@ -224,7 +224,7 @@ def read_engine_throughput(path: str | Path) -> dict[tuple[str, str], dict[int, 
     not carry its own). Rows run on a GPU (``device`` cuda, the row's or else the file's) are
     left out: their CPU time does not measure the work."""
     data = _data(path)
-    rows = [r for r in _rows(path, ("task", "trainer")) if "error" not in r]
+    rows = [r for r in _rows(path, ("task", "trainer"), data) if "error" not in r]
     sb3 = {(r["task"], str(r["trainer"])): r.get("per_seed_steps_per_cpu_s") for r in rows
            if str(r["trainer"]).startswith("SAC.learn")}
     file_device = data.get("device") or "cpu"
@@ -270,15 +270,10 @@ def machine_kind(machine: dict | None) -> tuple[str, int] | None:
 def this_machine_kind() -> tuple[str, int]:
     """The kind of the machine running this, as benchmarks/_common.py records it."""
     import os
-    import platform
 
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        cpuinfo = ""
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-                if line.startswith("model name")), platform.processor())
-    return cpu, os.cpu_count()
+    from asymbench.runs import cpu_model
+
+    return cpu_model(), os.cpu_count()
 
 
 def engine_files(given=None) -> tuple[list[str], dict[str, str]]:
@@ -329,8 +324,9 @@ def _when(stamp: str):
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
-def _rows(path, keys) -> list[dict]:
-    data = _data(path)
+def _rows(path, keys, data: dict | None = None) -> list[dict]:
+    """The "rows" of a benchmark JSON (``data``: the file, where already read)."""
+    data = _data(path) if data is None else data
     rows = data.get("rows")
     if not isinstance(rows, list) or not all(isinstance(r, dict) and all(k in r for k in keys)
                                              for r in rows):

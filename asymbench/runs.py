@@ -96,6 +96,17 @@ def git_commit() -> str | None:
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what ``platform`` knows: how benchmark
+    results tell one kind of machine from another."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    return next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                 if line.startswith("model name")), platform.processor())
+
+
 def provenance() -> dict[str, Any]:
     """Package versions, git commit and machine: saved with every run."""
     versions = {}

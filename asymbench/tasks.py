@@ -577,6 +577,15 @@ class DoneOnSuccess(gym.Wrapper):
         return self.env.get_wrapper_attr("compute_reward")(achieved_goal, desired_goal, info) + self.REWARD_OFFSET
 
 
+def observation_flattener(space: gym.spaces.Space):
+    """The flat float32 observation of ``space``'s observations, in the order ``make_env``
+    flattens them (the identity for an env that is flat already). For the goal dicts that
+    ``make_env(..., flatten=False)`` keeps: the master and the deployed actors see them flat."""
+    if not isinstance(space, gym.spaces.Dict):
+        return lambda obs: obs
+    return lambda obs: gym.spaces.flatten(space, obs).astype(np.float32)
+
+
 def _seeded(env: gym.Env, seed: int | None) -> gym.Env:
     if seed is not None:
         env.reset(seed=seed)

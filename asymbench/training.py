@@ -35,7 +35,7 @@ from asymbench.master import MasterGroup
 from asymbench.networks import costs, fit_width, sac_actor_flops
 from asymbench.runs import (CONFIG_FILE, FINISHED_FILE, PROGRESS_FILE, RunError, atomic_path,
                             load_finished_run, provenance, read_json, write_json)
-from asymbench.tasks import env_dims, get_task, make_env
+from asymbench.tasks import env_dims, get_task, make_env, observation_flattener
 
 METHODS = ("s_only", "l_only", "fit", "asym")
 ENGINES = ("sb3", "batched")  # sb3: this module, one seed per process; batched: asymbench.engine
@@ -297,8 +297,7 @@ def train(request: TrainRequest) -> dict:
                    flatten=not config["her"])
     act_dim = env.action_space.shape[0]
     obs_dim = _flat_space(env).shape[0]
-    flat = ((lambda o: gym.spaces.flatten(env.observation_space, o).astype(np.float32))
-            if config["her"] else (lambda o: o))
+    flat = observation_flattener(env.observation_space)
     is_asym = config["method"] == "asym"
     sac_settings, master_settings = config["sac"], config["master"]
     step_cost = _step_costs(config, obs_dim, act_dim) if is_asym else None

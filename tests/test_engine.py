@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +11,7 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from asymbench.agents import make_sac
 from asymbench.engine import StackedSAC, train_group
 from asymbench.runs import read_json
-from asymbench.tasks import get_task, make_env
+from asymbench.tasks import get_task, make_env, observation_flattener
 from asymbench.training import TrainRequest
 
 
@@ -167,7 +166,7 @@ def test_her_replay_equals_sb3_her_replay_buffer(monkeypatch, strategy):
     envs = [make_env(get_task("FetchPickAndPlace"), seed=k, max_episode_steps=7, flatten=False)
             for k in range(members)]
     space = envs[0].observation_space
-    flat = lambda o: gym.spaces.flatten(space, o).astype(np.float32)  # noqa: E731
+    flat = observation_flattener(space)
     references = [HerReplayBuffer(capacity, space, env.action_space, env=DummyVecEnv([lambda e=env: e]), **her)
                   for env in envs]
     goal_dim, desired_goal = _goal_layout(space)

@@ -292,14 +292,15 @@ def _validate(name: str, settings: dict, where: str = "task registry", schema: d
 
 
 # env id -> None (usable) or the problem; filled once per process per id.
-_ENV_PROBLEMS: dict[str, str | None] = {}
+_ENV_PROBLEMS: dict[str, tuple[str | None, bool]] = {}  # env id -> (problem, has goal dict)
+GOAL_KEYS = ("achieved_goal", "desired_goal")
 
 
 def env_problem(env_id: str) -> str | None:
     """Why ``env_id`` cannot be a task's environment (unknown id, no Box action space, no Box or
     Dict observation space), or None. Builds the env once per process and id."""
     if env_id not in _ENV_PROBLEMS:
-        problem = None
+        problem, has_goals = None, False
         try:
             _register_optional_suites(env_id)
             gym.spec(env_id)
@@ -321,17 +322,24 @@ def env_problem(env_id: str) -> str | None:
                 elif not isinstance(env.observation_space, (gym.spaces.Box, gym.spaces.Dict)):
                     problem = (f"'{env_id}' has a {env.observation_space} observation space; "
                                "expected a Box or a Dict of Boxes")
+                has_goals = (isinstance(env.observation_space, gym.spaces.Dict)
+                             and all(key in env.observation_space.spaces for key in GOAL_KEYS))
                 env.close()
-        _ENV_PROBLEMS[env_id] = problem
-    return _ENV_PROBLEMS[env_id]
+        _ENV_PROBLEMS[env_id] = problem, has_goals
+    return _ENV_PROBLEMS[env_id][0]
 
 
 def _check_task(name: str, settings: dict, where: str, check_env: bool) -> Task:
     _validate(name, settings, where)
     if check_env:
-        problem = env_problem(settings["env_id"])
+        env_id = settings["env_id"]
+        problem = env_problem(env_id)
         if problem:
             raise RegistryError(f"{where}: task '{name}', field 'env_id': {problem}")
+        if settings.get("her") and not _ENV_PROBLEMS[env_id][1]:
+            raise RegistryError(f"{where}: task '{name}', field 'her': hindsight relabelling needs "
+                                f"a goal dict observation (keys {', '.join(GOAL_KEYS)}), which "
+                                f"'{env_id}' does not have; set `her: null` for this task")
     return Task(name=name, settings=settings)
 
 

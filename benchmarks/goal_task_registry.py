@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from asymbench.tasks import REGISTRY_PATH, load_registry
+from asymbench.tasks import REGISTRY_PATH, parse_registry
 
 PAPER_ONLY = ("paper_name", "paper_obs_dim", "paper_fit_width")  # FetchPickAndPlace's, not Reach's
 
@@ -30,9 +30,9 @@ def main() -> None:
     raw = yaml.safe_load(Path(REGISTRY_PATH).read_text())
     entry = {k: v for k, v in raw["tasks"]["FetchPickAndPlace"].items() if k not in PAPER_ONLY}
     raw["tasks"] = {"FetchReach": {**entry, "env_id": "FetchReach-v4"}}
+    parse_registry(raw, source=args.out)  # validates it (and that the env builds) before writing
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(yaml.safe_dump(raw, sort_keys=False))
-    load_registry(args.out)  # validates it (and that the env builds)
     print(f"-> {args.out}")
 
 

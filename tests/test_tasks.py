@@ -61,6 +61,18 @@ def test_missing_environment_id_is_reported_with_the_task(tmp_path):
         make_env(get_task("Ghost", path))
 
 
+def test_relabelling_on_an_env_without_goals_is_refused_before_training(tmp_path):
+    """`her` on a task whose env has no goal dict is a registry error naming the field, not a
+    failure deep inside a replay buffer once training starts."""
+    raw = raw_registry()
+    raw["tasks"] = {"Car": {"env_id": "MountainCarContinuous-v0", "small": 4, "large": 8, "lambda": 0.0,
+                            "her": {"goal_selection_strategy": "future", "n_sampled_goal": 4}}}
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(RegistryError, match="'Car'.*field 'her'.*achieved_goal, desired_goal"):
+        get_task("Car", path)
+
+
 def test_a_user_adds_tasks_without_code_changes(tmp_path):
     path = tmp_path / "tasks.yaml"
     path.write_text(REGISTRY_PATH.read_text() + textwrap.dedent("""

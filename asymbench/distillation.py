@@ -160,36 +160,72 @@ class ExpertData:
         return obs, acts
 
 
+EXPERT_PAIRS = ("first", "evenly")
+
+
+def evenly_spaced_steps(episode_length: int, pairs: int) -> list[int]:
+    """``pairs`` step indices evenly spaced over an episode of ``episode_length`` steps, first
+    and last step included (every step when the episode is shorter)."""
+    if episode_length <= pairs:
+        return list(range(episode_length))
+    return np.round(np.linspace(0, episode_length - 1, pairs)).astype(int).tolist()
+
+
 def make_expert_data(teacher_dir: str | Path, out_path: str | Path,
                      trajectories: int | None = 25, length: int | None = 50, seed: int = 0,
                      max_episode_steps: int | None = None,
-                     registry: str | Path | None = None) -> ExpertData:
-    """Rolls the teacher out deterministically and saves the first ``length`` state-action pairs
-    of ``trajectories`` episodes (episode i is reset with seed ``seed + i``) to ``out_path``.
+                     registry: str | Path | None = None, pairs: str | None = None) -> ExpertData:
+    """Rolls the teacher out deterministically (its mean action) over ``trajectories``
+    episodes (episode i is reset with seed ``seed + i``) and saves ``length`` state-action
+    pairs of each to ``out_path``.
+
+    ``pairs`` (default: the registry's ``distill.expert_pairs``) says which:
+
+    * ``first``: the episode's first ``length`` steps, one trajectory per episode. An episode
+      that ends before ``length`` steps is kept whole (and marked terminal if the env
+      terminated it). On a 1000-step task these are the first 50 steps only (the start, never
+      the steady gait).
+    * ``evenly``: the whole episode is run and ``length`` steps evenly spaced over it are kept
+      (``evenly_spaced_steps``: the first and the last step included). Each kept pair is stored
+      as a one-step trajectory (its observation, action, reward and true next observation), so
+      the data hold true transitions; ``meta["kept_steps"]`` lists the steps per episode.
 
     ``None`` for ``trajectories`` / ``length`` takes the registry's ``distill`` setting (the
-    paper's 25 x 50). An episode that ends before ``length`` steps is kept whole (and marked
-    terminal if the env terminated it). ``max_episode_steps`` defaults to the teacher run's own
-    override.
+    paper's 25 x 50). ``max_episode_steps`` defaults to the teacher run's own override. Episode
+    seeds must lie in [0, 2**31), as evaluation seeds do (training's are [2**31, 2**32)).
     """
     from imitation.data.types import TrajectoryWithRew
+
+    from asymbench.evaluation import check_episode_seeds
 
     config, task, teacher = load_teacher(teacher_dir, registry)
     if trajectories is None:
         trajectories = task.distill["expert_trajectories"]
     if length is None:
         length = task.distill["expert_length"]
+    if pairs is None:
+        pairs = task.distill.get("expert_pairs", "first")
+    if pairs not in EXPERT_PAIRS:
+        raise ValueError(f"--pairs: got {pairs!r}; expected one of {', '.join(EXPERT_PAIRS)}")
     if trajectories < 1 or length < 1:
         raise ValueError(f"need at least one trajectory of at least one step, got "
                          f"trajectories={trajectories}, length={length}")
+    check_episode_seeds(seed, trajectories)
     limit = max_episode_steps or _teacher_max_episode_steps(config)
     env = make_env(task, seed=seed, max_episode_steps=limit)
     obs_dim, act_dim = _env_dims(env)
-    trajs, returns = [], []
+
+    def trajectory(observations, actions, rewards, terminal):
+        return TrajectoryWithRew(
+            obs=np.asarray(observations, dtype=np.float32).reshape(-1, obs_dim),
+            acts=np.asarray(actions, dtype=np.float32).reshape(-1, act_dim), infos=None,
+            terminal=terminal, rews=np.asarray(rewards, dtype=np.float32))
+
+    trajs, returns, episode_returns, kept_steps = [], [], [], []
     for i in range(trajectories):
         obs, _ = env.reset(seed=seed + i)
         observations, actions, rewards, terminal = [obs], [], [], False
-        for _ in range(length):
+        while pairs == "evenly" or len(actions) < length:
             with torch.no_grad():
                 action = teacher(torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
             obs, reward, terminated, truncated, _ = env.step(action)
@@ -199,17 +235,26 @@ def make_expert_data(teacher_dir: str | Path, out_path: str | Path,
             if terminated or truncated:
                 terminal = bool(terminated)
                 break
-        trajs.append(TrajectoryWithRew(
-            obs=np.asarray(observations, dtype=np.float32).reshape(-1, obs_dim),
-            acts=np.asarray(actions, dtype=np.float32), infos=None, terminal=terminal,
-            rews=np.asarray(rewards, dtype=np.float32)))
-        returns.append(float(np.sum(rewards)))
+        if pairs == "first":
+            trajs.append(trajectory(observations, actions, rewards, terminal))
+            returns.append(float(np.sum(rewards)))
+            continue
+        steps = evenly_spaced_steps(len(actions), length)
+        for t in steps:
+            last = t == len(actions) - 1
+            trajs.append(trajectory(observations[t:t + 2], actions[t:t + 1], rewards[t:t + 1],
+                                    terminal and last))
+        kept_steps.append(steps)
+        returns.append(float(np.sum([rewards[t] for t in steps])))
+        episode_returns.append(float(np.sum(rewards)))
     env.close()
     meta = {"format": EXPERT_FORMAT, "task": task.name, "env_id": task.env_id,
             "obs_dim": obs_dim, "act_dim": act_dim, "teacher": str(Path(teacher_dir)),
             "teacher_seed": config.get("seed"), "seed": seed, "trajectories": trajectories,
-            "length": length, "max_episode_steps": limit,
+            "length": length, "pairs": pairs, "max_episode_steps": limit,
             "mean_snippet_return": float(np.mean(returns))}
+    if pairs == "evenly":
+        meta.update(kept_steps=kept_steps, mean_episode_return=float(np.mean(episode_returns)))
     save_expert_data(out_path, trajs, meta)
     return ExpertData(Path(out_path), trajs, meta)
 
@@ -328,9 +373,11 @@ def student_deployed_module(policy) -> nn.Module:
 
 
 def resolve_width(task: Task, obs_dim: int, act_dim: int, width: int | None = None,
-                  width_from: str | Path | None = None) -> tuple[int, dict]:
-    """The student width: ``width`` as given, or the fit width for an asym evaluation's
-    Avg-FLOPs/Inf. Returns (width, how it was chosen)."""
+                  width_from: str | Path | list | tuple | None = None) -> tuple[int, dict]:
+    """The student width: ``width`` as given, or the fit width for the mean Avg-FLOPs/Inf of
+    one or more asym evaluations (the pipeline passes every seed's, so fit, BC and GAIL share
+    one width per task, the one ``asymbench train --method fit --width-from`` computes from
+    the same files). Returns (width, how it was chosen)."""
     from asymbench.networks import fit_width
 
     if (width is None) == (width_from is None):
@@ -339,20 +386,30 @@ def resolve_width(task: Task, obs_dim: int, act_dim: int, width: int | None = No
         if int(width) < 1:
             raise ValueError(f"--width must be a positive integer, got {width}")
         return int(width), {"width_source": "given"}
-    evaluation = read_json(width_from)
-    if not isinstance(evaluation, dict):
-        raise ValueError(f"{width_from}: not an evaluation JSON")
-    if evaluation.get("method") != "asym":
-        raise ValueError(f"{width_from}: an evaluation of a '{evaluation.get('method')}' run; "
-                         "--width-from needs the asymmetric agent's (method asym)")
-    if evaluation.get("task") != task.name:
-        raise ValueError(f"{width_from}: evaluation of task '{evaluation.get('task')}', "
-                         f"the teacher is of task '{task.name}'")
-    target = evaluation.get("flops_per_inf")
-    if not isinstance(target, (int, float)) or not np.isfinite(target) or target <= 0:
-        raise ValueError(f"{width_from}: 'flops_per_inf' must be a positive number, got {target!r}")
-    return fit_width(float(target), obs_dim, act_dim), {"width_source": str(width_from),
-                                                        "target_flops_per_inf": float(target)}
+    paths = [width_from] if isinstance(width_from, (str, Path)) else list(width_from)
+    if not paths:
+        raise ValueError("--width-from: no evaluation files")
+    targets = []
+    for path in paths:
+        evaluation = read_json(path)
+        if not isinstance(evaluation, dict):
+            raise ValueError(f"{path}: not an evaluation JSON")
+        if evaluation.get("method") != "asym":
+            raise ValueError(f"{path}: an evaluation of a '{evaluation.get('method')}' run; "
+                             "--width-from needs the asymmetric agent's (method asym)")
+        if evaluation.get("task") != task.name:
+            raise ValueError(f"{path}: evaluation of task '{evaluation.get('task')}', "
+                             f"the teacher is of task '{task.name}'")
+        target = evaluation.get("flops_per_inf")
+        if (isinstance(target, bool) or not isinstance(target, (int, float))
+                or not np.isfinite(target) or target <= 0):
+            raise ValueError(f"{path}: 'flops_per_inf' must be a positive number, got {target!r}")
+        targets.append(float(target))
+    # The same arithmetic as the fit baseline's width (training._widths): the mean, then fit_width.
+    mean = float(np.mean(targets))
+    return fit_width(mean, obs_dim, act_dim), {
+        "width_source": [str(p) for p in paths] if len(paths) > 1 else str(paths[0]),
+        "target_flops_per_inf": mean, "target_flops_per_inf_each": targets}
 
 
 # ----------------------------------------------------------------------------- training
@@ -563,6 +620,9 @@ def distill(method: str, teacher_dir: str | Path, expert_path: str | Path, out_d
                             "value_net": list(VALUE_NET), "activation": ACTIVATION,
                             "class": "stable_baselines3 ActorCriticPolicy", **width_info},
                 "expert_pairs": expert.n_pairs, "expert_trajectories": len(expert.trajectories),
+                # teacher episodes the pairs come from, and which pairs (first | evenly)
+                "expert_episodes": expert.meta.get("trajectories", len(expert.trajectories)),
+                "expert_pairs_drawn": expert.meta.get("pairs", "first"),
                 "imitation_workarounds": list(IMITATION_WORKAROUNDS)}
     if method == "bc":
         settings["bc"] = {**BC_SETTINGS, "epochs": epochs}

@@ -152,7 +152,7 @@ def flops_table(task_names: list[str] | None = None, registry: str | None = None
                          "small": task.small, "large": task.large, "flops_small": small,
                          "flops_large": large, "flops_master": paper_master,
                          "flops_master_macs": macs_master,
-                         "c_large": round(costs(small, large)["large"], 1)})
+                         "c_large": round(costs(small, large)["large"], 2)})
     return pd.DataFrame(rows)
 
 

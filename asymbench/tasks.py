@@ -99,6 +99,7 @@ DISTILL_SCHEMA = {
     "properties": {
         "expert_trajectories": _POSITIVE_INT,
         "expert_length": _POSITIVE_INT,
+        "expert_pairs": {"enum": ["first", "evenly"]},
         "bc_epochs": _POSITIVE_INT,
         "gail_generator": {"enum": ["ppo"]},
         "gail_steps": _POSITIVE_INT,
@@ -122,6 +123,12 @@ TASK_SCHEMA = {
         "total_steps": _POSITIVE_INT,
         "eval_episodes": _POSITIVE_INT,
         "max_episode_steps": {"anyOf": [{"type": "null"}, _POSITIVE_INT]},
+        # keyword arguments of gymnasium.make(env_id, ...) (e.g. Ant-v5's reward weights)
+        "env_kwargs": {"anyOf": [{"type": "null"}, {"type": "object"}]},
+        # zero-pad the flat observation to this many dims (the paper's input size)
+        "pad_observation": {"anyOf": [{"type": "null"}, _POSITIVE_INT]},
+        # a named variant of another task of the same registry: merges over that task's entry
+        "variant_of": {"type": "string", "minLength": 1},
         "timeouts": {"enum": ["terminal", "bootstrap"]},
         "asym_action_noise": {"enum": ["dropped", "as_sac"]},
         "done_on_success": {"type": "boolean"},
@@ -175,7 +182,8 @@ TOP_LEVEL_KEYS = ("defaults", "tasks")
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DEFAULTS_SCHEMA = {**TASK_SCHEMA, "required": []}
 # A task entry, defaults merged in, must give every setting the code reads (all but these).
-OPTIONAL_TASK_KEYS = ("paper_name", "paper_obs_dim", "paper_fit_width")
+OPTIONAL_TASK_KEYS = ("paper_name", "paper_obs_dim", "paper_fit_width", "env_kwargs",
+                      "pad_observation", "variant_of")
 ENTRY_SCHEMA = {
     **TASK_SCHEMA,
     "required": [k for k in TASK_SCHEMA["properties"] if k not in OPTIONAL_TASK_KEYS],
@@ -291,16 +299,22 @@ def _validate(name: str, settings: dict, where: str = "task registry", schema: d
                             f"must be less than large ({settings['large']})")
 
 
-# env id -> None (usable) or the problem; filled once per process per id.
-_ENV_PROBLEMS: dict[str, tuple[str | None, bool]] = {}  # env id -> (problem, has goal dict)
+# (env id, env kwargs) -> (problem or None, has a goal dict, flat observation dims); filled once
+# per process per id and kwargs.
+_ENV_PROBLEMS: dict[tuple[str, str], tuple[str | None, bool, int | None]] = {}
 GOAL_KEYS = ("achieved_goal", "desired_goal")
+# gymnasium.make arguments that asymbench sets itself (make_env): not accepted in `env_kwargs`.
+RESERVED_ENV_KWARGS = ("render_mode", "max_episode_steps")
 
 
-def env_problem(env_id: str) -> str | None:
-    """Why ``env_id`` cannot be a task's environment (unknown id, no Box action space, no Box or
-    Dict observation space), or None. Builds the env once per process and id."""
-    if env_id not in _ENV_PROBLEMS:
-        problem, has_goals = None, False
+def _kwargs_key(env_kwargs: dict | None) -> str:
+    return json.dumps(env_kwargs or {}, sort_keys=True, default=str)
+
+
+def _env_facts(env_id: str, env_kwargs: dict | None = None) -> tuple[str | None, bool, int | None]:
+    key = (env_id, _kwargs_key(env_kwargs))
+    if key not in _ENV_PROBLEMS:
+        problem, has_goals, obs_dim = None, False, None
         try:
             _register_optional_suites(env_id)
             gym.spec(env_id)
@@ -312,7 +326,7 @@ def env_problem(env_id: str) -> str | None:
         if problem is None:
             try:
                 with _quiet_imports():
-                    env = gym.make(env_id)
+                    env = gym.make(env_id, **(env_kwargs or {}))
             except Exception as exc:  # any failure of third-party construction code
                 problem = f"cannot build '{env_id}': {type(exc).__name__}: {exc}"
             else:
@@ -322,25 +336,82 @@ def env_problem(env_id: str) -> str | None:
                 elif not isinstance(env.observation_space, (gym.spaces.Box, gym.spaces.Dict)):
                     problem = (f"'{env_id}' has a {env.observation_space} observation space; "
                                "expected a Box or a Dict of Boxes")
+                else:
+                    obs_dim = int(gym.spaces.flatdim(env.observation_space))
                 has_goals = (isinstance(env.observation_space, gym.spaces.Dict)
                              and all(key in env.observation_space.spaces for key in GOAL_KEYS))
                 env.close()
-        _ENV_PROBLEMS[env_id] = problem, has_goals
-    return _ENV_PROBLEMS[env_id][0]
+        _ENV_PROBLEMS[key] = problem, has_goals, obs_dim
+    return _ENV_PROBLEMS[key]
+
+
+def env_problem(env_id: str, env_kwargs: dict | None = None) -> str | None:
+    """Why ``env_id`` (built with ``env_kwargs``) cannot be a task's environment (unknown id, bad
+    keyword arguments, no Box action space, no Box or Dict observation space), or None. Builds
+    the env once per process, id and kwargs."""
+    return _env_facts(env_id, env_kwargs)[0]
 
 
 def _check_task(name: str, settings: dict, where: str, check_env: bool) -> Task:
     _validate(name, settings, where)
+    env_kwargs = settings.get("env_kwargs") or {}
+    reserved = [k for k in RESERVED_ENV_KWARGS if k in env_kwargs]
+    if reserved:
+        raise RegistryError(f"{where}: task '{name}', field 'env_kwargs.{reserved[0]}': set by "
+                            "asymbench itself (use the task's `max_episode_steps`; rendering is "
+                            "asked for by `evaluate --frames`); remove it from env_kwargs")
+    pad = settings.get("pad_observation")
+    if pad is not None and settings.get("her"):
+        raise RegistryError(f"{where}: task '{name}', field 'pad_observation': a goal task "
+                            "(`her` set) keeps its goal dict for hindsight relabelling, which "
+                            "cannot be padded; set `pad_observation: null` for this task")
     if check_env:
         env_id = settings["env_id"]
-        problem = env_problem(env_id)
+        problem, has_goals, obs_dim = _env_facts(env_id, env_kwargs)
         if problem:
-            raise RegistryError(f"{where}: task '{name}', field 'env_id': {problem}")
-        if settings.get("her") and not _ENV_PROBLEMS[env_id][1]:
+            field = "env_kwargs" if env_kwargs and env_problem(env_id) is None else "env_id"
+            raise RegistryError(f"{where}: task '{name}', field '{field}': {problem}")
+        if settings.get("her") and not has_goals:
             raise RegistryError(f"{where}: task '{name}', field 'her': hindsight relabelling needs "
                                 f"a goal dict observation (keys {', '.join(GOAL_KEYS)}), which "
                                 f"'{env_id}' does not have; set `her: null` for this task")
+        if pad is not None and pad < obs_dim:
+            raise RegistryError(f"{where}: task '{name}', field 'pad_observation': got {pad}, but "
+                                f"'{env_id}' observations have {obs_dim} dims already; expected "
+                                f"an integer >= {obs_dim} (or null: no padding)")
     return Task(name=name, settings=settings)
+
+
+def _resolve_variants(entries: dict, where: str) -> dict:
+    """Each entry with ``variant_of: BASE`` merged over BASE's (resolved) entry, so a named
+    variant states only what differs from its task. The key itself is kept (it is recorded in
+    a run's config.json with the other settings)."""
+    resolved: dict = {}
+
+    def resolve(name: str, chain: tuple) -> dict:
+        if name in resolved:
+            return resolved[name]
+        entry = entries[name]
+        base = entry.get("variant_of") if isinstance(entry, dict) else None
+        if base is None:
+            resolved[name] = entry
+            return entry
+        if not isinstance(base, str) or base not in entries:
+            known = ", ".join(n for n in entries if n != name)
+            raise RegistryError(f"{where}: task '{name}', field 'variant_of': got {_short(base)}, "
+                                f"expected the name of another task of this registry ({known})")
+        if base in chain + (name,):
+            raise RegistryError(f"{where}: task '{name}', field 'variant_of': a cycle "
+                                f"({' -> '.join(chain + (name, base))})")
+        if not isinstance(entries[base], dict):
+            resolved[name] = entry  # the base's own check reports it
+            return entry
+        resolved[name] = _merge(resolve(base, chain + (name,)), entry)
+        return resolved[name]
+
+    for name in entries:
+        resolve(name, ())
+    return resolved
 
 
 def parse_registry(raw: dict, source: str | Path | None = None,
@@ -370,7 +441,8 @@ def parse_registry(raw: dict, source: str | Path | None = None,
                             f"got {_short(defaults)}")
     _validate("defaults", defaults, where, DEFAULTS_SCHEMA, label="defaults")
     tasks = {}
-    for name, entry in raw["tasks"].items():
+    entries = _resolve_variants(raw["tasks"], where)
+    for name, entry in entries.items():
         if not isinstance(name, str) or not TASK_NAME.match(name):
             raise RegistryError(f"{where}: task name {_short(name)}: expected letters, digits, "
                                 "'_', '-' or '.' (it names folders and Snakemake targets)")
@@ -537,11 +609,16 @@ def make_env(task: Task, seed: int | None = None, render: bool = False,
     Dict observations (Fetch, dm_control) are flattened key by key in the Dict space's order,
     the order stable-baselines3's CombinedExtractor concatenates them in. ``flatten=False``
     keeps a goal task's dict (hindsight relabelling needs its achieved and desired goals).
+    The registry's ``env_kwargs`` go to ``gymnasium.make``; ``pad_observation: N`` appends
+    zeros to the flat observation up to N dims (Ant: the authors' Ant-v3, whose 84 contact
+    dims were always zero under MuJoCo 2.0, see tasks.yaml).
     """
     _register_optional_suites(task.env_id)
     # An override only shortens episodes (reduced-budget scales); it never lengthens a task's.
     limit = min(filter(None, (max_episode_steps, task.max_episode_steps)), default=None)
-    kwargs = {"render_mode": "rgb_array"} if render else {}
+    kwargs = dict(task.settings.get("env_kwargs") or {})
+    if render:
+        kwargs["render_mode"] = "rgb_array"
     if render:
         with _quiet_imports():  # classic-control rendering imports pygame on first render
             with contextlib.suppress(ImportError):
@@ -566,7 +643,27 @@ def make_env(task: Task, seed: int | None = None, render: bool = False,
         env = gym.wrappers.TransformObservation(
             env, lambda obs: obs.astype(np.float32),
             gym.spaces.Box(-np.inf, np.inf, env.observation_space.shape, np.float32))
+    pad = task.settings.get("pad_observation")
+    if pad is not None:
+        env = _pad_observation(env, int(pad), task.name)
     return _seeded(env, seed)
+
+
+def _pad_observation(env: gym.Env, dims: int, name: str) -> gym.Env:
+    """Appends zeros to a flat float32 observation up to ``dims`` entries (the padded entries'
+    bounds are [0, 0])."""
+    space = env.observation_space
+    have = int(np.prod(space.shape))
+    if len(space.shape) != 1 or dims < have:
+        raise RegistryError(f"task '{name}', field 'pad_observation': got {dims}, but the "
+                            f"observation has shape {space.shape}; expected an integer >= {have}")
+    if dims == have:
+        return env
+    zeros = np.zeros(dims - have, np.float32)
+    padded = gym.spaces.Box(np.concatenate([space.low.astype(np.float32), zeros]),
+                            np.concatenate([space.high.astype(np.float32), zeros]), (dims,), np.float32)
+    return gym.wrappers.TransformObservation(
+        env, lambda obs: np.concatenate([obs, zeros]), padded)
 
 
 class DoneOnSuccess(gym.Wrapper):

@@ -281,6 +281,115 @@ def test_students_of_a_trained_teacher_go_through_evaluate(l_only_run, asym_run,
     assert result["flops_per_inf"] == 2 * (2 * width + width * width + width)
     teacher_limit = read_json(l_only_run / "config.json")["max_episode_steps"]
     assert teacher_limit and result["max_episode_steps"] == teacher_limit
+    # the stochastic protocol samples the student's Gaussian (clipped to the bounds)
+    sampled = result["stochastic"]
+    assert sampled["returns"] != result["returns"] and sampled["flops_per_inf"] == result["flops_per_inf"]
+    assert sampled["large_share"] is None and sampled["episodes"] == 2
+
+
+def test_stochastic_student_action_is_its_gaussian_clipped(teacher, expert, tmp_path):
+    from asymbench.evaluation import _DeployedStudent, sample_action
+
+    out = tmp_path / "bc"
+    dist.distill("bc", teacher, expert.path, out, width=8, epochs=1, progress=False)
+    policy = dist.load_student(out)
+    with torch.no_grad():
+        policy.log_std.fill_(-1.0)
+    net = _DeployedStudent(dist.student_deployed_module(policy), policy.action_space, policy.log_std)
+    x = torch.tensor([[-0.5, 0.01]])
+
+    class FixedNoise:
+        def __init__(self, value):
+            self.value = value
+
+        def standard_normal(self, shape):
+            return np.full(shape, self.value)
+
+    with torch.no_grad():
+        mean = policy.get_distribution(x).distribution.mean
+        np.testing.assert_allclose(sample_action(net, x, FixedNoise(0.0)).numpy(),
+                                   torch.clamp(mean, -1, 1).numpy(), atol=1e-6)
+        np.testing.assert_allclose(sample_action(net, x, FixedNoise(0.5)).numpy(),
+                                   torch.clamp(mean + np.exp(-1.0) * 0.5, -1, 1).numpy(), atol=1e-6)
+        assert sample_action(net, x, FixedNoise(1e3)).item() == 1.0  # clipped to the bound
+
+
+# ----------------------------------------------------------------------------- issue 20 item 5
+def test_students_share_one_width_from_ours_mean_over_seeds(teacher, expert, tmp_path):
+    """BC and GAIL, every seed, get the width fit gets: the one matching Ours' mean
+    Avg-FLOPs/Inf over seeds (train --method fit --width-from with the same files)."""
+    from asymbench.training import TrainRequest, _widths
+
+    paths = []
+    for seed, flops in enumerate((3000.0, 4100.0, 7000.0)):
+        paths.append(tmp_path / f"ours{seed}.json")
+        write_json(paths[-1], {"task": TASK, "method": "asym", "flops_per_inf": flops})
+    width, info = dist.resolve_width(get_task(TASK), 2, 1, width_from=paths)
+    assert width == fit_width(np.mean([3000.0, 4100.0, 7000.0]), 2, 1)
+    assert width != fit_width(3000.0, 2, 1)  # not the first seed's own
+    assert info["target_flops_per_inf"] == pytest.approx(4700.0)
+    assert info["target_flops_per_inf_each"] == [3000.0, 4100.0, 7000.0]
+    fit = _widths(TrainRequest(task=TASK, method="fit", seed=0, out=tmp_path,
+                               width_from=[str(p) for p in paths]), get_task(TASK))
+    assert fit["policy"] == width
+    out = tmp_path / "bc"
+    assert main(["distill", "--method", "bc", "--teacher", str(teacher), "--expert", str(expert.path),
+                 "--width-from", *map(str, paths), "--out", str(out), "--epochs", "1",
+                 "--quiet"]) == 0
+    config = read_json(out / "config.json")
+    assert config["widths"]["policy"] == width
+    assert config["settings"]["student"]["width_source"] == [str(p) for p in paths]
+
+
+def test_evenly_subsampled_expert_pairs_span_the_whole_episode(teacher, tmp_path, capsys):
+    first = dist.make_expert_data(teacher, tmp_path / "first.npz", trajectories=3, length=10, seed=3)
+    evenly = dist.make_expert_data(teacher, tmp_path / "even.npz", trajectories=3, length=10,
+                                   seed=3, pairs="evenly")
+    assert first.meta["pairs"] == "first" and evenly.meta["pairs"] == "evenly"
+    assert first.n_pairs == evenly.n_pairs == 30
+    data = dist.load_expert_data(evenly.path, task=TASK, obs_dim=2, act_dim=1)
+    assert len(data.trajectories) == 30 and {len(t) for t in data.trajectories} == {1}
+    # the teacher's 200-step episodes (LIMIT): steps 0, 22, ..., 199 of each
+    assert data.meta["kept_steps"] == [dist.evenly_spaced_steps(LIMIT, 10)] * 3
+    assert dist.evenly_spaced_steps(LIMIT, 10)[0] == 0 and dist.evenly_spaced_steps(LIMIT, 10)[-1] == LIMIT - 1
+    assert dist.evenly_spaced_steps(5, 10) == [0, 1, 2, 3, 4]
+    # the first kept pair of every episode is the first pair of `first`; each pair is a true
+    # transition (the next observation of that step)
+    env = make_env(get_task(TASK), max_episode_steps=LIMIT)
+    from stable_baselines3 import SAC
+
+    model = SAC.load(teacher / "model" / "policy.zip", device="cpu")
+    for episode in range(3):
+        pairs = data.trajectories[10 * episode:10 * (episode + 1)]
+        np.testing.assert_allclose(pairs[0].obs[0], first.trajectories[episode].obs[0])
+        np.testing.assert_allclose(pairs[0].obs[1], first.trajectories[episode].obs[1])
+        obs, _ = env.reset(seed=3 + episode)
+        for t in range(LIMIT):
+            action, _ = model.predict(obs, deterministic=True)
+            kept = data.meta["kept_steps"][episode]
+            if t in kept:
+                pair = pairs[kept.index(t)]
+                np.testing.assert_allclose(pair.obs[0], obs, atol=1e-6)
+                np.testing.assert_allclose(pair.acts[0], action, atol=1e-6)
+            obs, *_ = env.step(action)
+            if t in kept:
+                np.testing.assert_allclose(pair.obs[1], obs, atol=1e-6)
+    # the CLI's named setting, recorded in the data and in a student's config.json
+    out = tmp_path / "cli.npz"
+    assert main(["expert", "--teacher", str(teacher), "--out", str(out), "--trajectories", "2",
+                 "--length", "5", "--pairs", "evenly"]) == 0
+    assert "(evenly)" in capsys.readouterr().out
+    student = tmp_path / "bc"
+    dist.distill("bc", teacher, out, student, width=8, epochs=1, progress=False)
+    settings = read_json(student / "config.json")["settings"]
+    assert settings["expert_pairs_drawn"] == "evenly" and settings["expert_episodes"] == 2
+    assert get_task(TASK).distill["expert_pairs"] == "first"
+
+
+def test_expert_seeds_stay_below_the_training_range(teacher, tmp_path):
+    with pytest.raises(ValueError, match=r"2\*\*31"):
+        dist.make_expert_data(teacher, tmp_path / "x.npz", trajectories=3, length=2, seed=2**31 - 2)
+    assert not (tmp_path / "x.npz").exists()
 
 
 def test_a_goal_task_teacher_trained_with_relabelling_gives_flat_expert_data(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 
 from asymbench.cli import main
 from asymbench.evaluation import evaluate_run
-from asymbench.runs import RunError
+from asymbench.runs import RunError, read_json
 from asymbench.training import TrainRequest, train
 
 from conftest import TINY
@@ -76,9 +76,9 @@ def test_per_episode_share_is_the_mean_of_episode_fractions(asym_run, monkeypatc
     episodes = iter([(0.0, 10, 10, None, []), (0.0, 40, 0, None, [])])  # all large, then all small
     first = evaluation._run_episode
     monkeypatch.setattr(evaluation, "_run_episode",
-                        lambda env, policy, seed, record: first(env, policy, seed, record) if record
-                        else next(episodes))
-    result = evaluate_run(asym_run, episodes=3)
+                        lambda env, policy, seed, record, stochastic=False:
+                        first(env, policy, seed, record) if record else next(episodes))
+    result = evaluate_run(asym_run, episodes=3, protocol="deterministic")
     # episode 0 is a real 50-step one with large_0 large steps; then 10 of 10, 0 of 40
     large_0 = result["large_share"] * (50 + 10 + 40) - 10  # pooled: (large_0 + 10) / 100
     assert result["large_share_per_episode"] == pytest.approx((large_0 / 50 + 1.0 + 0.0) / 3)
@@ -118,3 +118,109 @@ def _wrappers(env):
     while hasattr(env, "env"):
         yield env
         env = env.env
+
+
+# ----------------------------------------------------------------------------- protocols (issue 20)
+def test_both_protocols_share_episode_seeds_and_keep_the_deterministic_top_level(asym_run, tmp_path):
+    from asymbench.evaluation import METRIC_KEYS
+
+    both = evaluate_run(asym_run, episodes=3, seed=20, out=tmp_path / "both.json",
+                        trace=tmp_path / "both.csv")
+    deterministic = evaluate_run(asym_run, episodes=3, seed=20, protocol="deterministic",
+                                 trace=tmp_path / "det.csv")
+    stochastic = evaluate_run(asym_run, episodes=3, seed=20, protocol="stochastic",
+                              trace=tmp_path / "sto.csv")
+    assert json.loads((tmp_path / "both.json").read_text()) == both
+    assert both["protocol"] == "both" and deterministic["protocol"] == "deterministic"
+    assert stochastic["protocol"] == "stochastic"
+    assert "stochastic" not in deterministic and "stochastic" not in stochastic
+    # the top level of `both` is exactly the deterministic file (latency aside: it is measured)
+    for key in set(deterministic) - {"latency_us", "protocol"}:
+        assert both[key] == deterministic[key], key
+    assert set(both["stochastic"]) == set(METRIC_KEYS)
+    for key in METRIC_KEYS:
+        assert both["stochastic"][key] == stochastic[key], key
+    assert both["stochastic"]["seed"] == 20 and both["stochastic"]["episodes"] == 3
+    assert both["stochastic"]["returns"] != both["returns"]  # sampled actions differ
+    # traces (and so timelines and frames) always follow the greedy master
+    traces = [pd.read_csv(tmp_path / f"{n}.csv") for n in ("both", "det", "sto")]
+    pd.testing.assert_frame_equal(traces[0], traces[1])
+    pd.testing.assert_frame_equal(traces[0], traces[2])
+    # the sampling has its own generator, seeded from the episode seeds: reproducible
+    again = evaluate_run(asym_run, episodes=3, seed=20, protocol="stochastic")
+    assert again["returns"] == stochastic["returns"]
+    assert again["large_share"] == stochastic["large_share"]
+    other = evaluate_run(asym_run, episodes=3, seed=21, protocol="stochastic")
+    assert other["returns"][:2] == stochastic["returns"][1:]  # episode seeds 21, 22 again
+    # the stochastic metrics are computed like the deterministic ones
+    s = both["stochastic"]
+    expected = s["large_share"] * 8707 + (1 - s["large_share"]) * 195 + 2307 / 5
+    assert s["flops_per_inf"] == pytest.approx(expected)
+    assert s["flops_reduction_pct"] == pytest.approx(100 * (1 - expected / 8707))
+    assert s["mean_return"] == pytest.approx(np.mean(s["returns"]))
+
+
+def test_stochastic_sac_action_is_sb3s_squashed_gaussian(l_only_run):
+    """The SAC samples tanh(mu + exp(clip(log_std, -20, 2)) * eps), rescaled: stable-baselines3's
+    own distribution parameters (and stable-baselines 2's, sac/policies.py)."""
+    import torch
+
+    from asymbench.agents import DeployedActor, load_sac
+    from asymbench.evaluation import sample_action
+
+    sac = load_sac(l_only_run / "model" / "policy.zip")
+    actor = DeployedActor.from_sac(sac)
+    x = torch.tensor([[-0.5, 0.01]])
+    eps = np.array([[0.7]])
+
+    class FixedNoise:
+        def standard_normal(self, shape):
+            return eps.reshape(shape)
+
+    with torch.no_grad():
+        mean, log_std, _ = sac.actor.get_action_dist_params(x)
+        expected = torch.tanh(mean + log_std.exp() * torch.as_tensor(eps, dtype=torch.float32))
+        expected = sac.policy.unscale_action(expected.numpy())
+        np.testing.assert_allclose(sample_action(actor, x, FixedNoise()).numpy(), expected, atol=1e-6)
+        eps = np.zeros((1, 1))  # no noise: the deterministic action
+        np.testing.assert_allclose(sample_action(actor, x, FixedNoise()).numpy(), actor(x).numpy(),
+                                   atol=1e-6)
+
+
+def test_stochastic_master_samples_softmax_of_q():
+    import torch
+
+    from asymbench.evaluation import episode_generator, sample_choice
+    from asymbench.master import DeployedMaster, QNetwork
+
+    torch.manual_seed(0)
+    master = DeployedMaster(QNetwork(3, [8, 8], dueling=True))
+    x = torch.tensor([[0.3, -1.0, 2.0]])
+    with torch.no_grad():
+        p_large = float(torch.softmax(master.q_net(x)[0].double(), -1)[1])
+        rng = episode_generator(5)
+        draws = [sample_choice(master, x, rng) for _ in range(4000)]
+    assert abs(np.mean(draws) - p_large) < 0.03
+    assert episode_generator(5).random() == episode_generator(5).random() != episode_generator(6).random()
+
+
+def test_evaluation_seeds_stay_below_the_training_range(asym_run, tmp_path, capsys):
+    out = tmp_path / "e.json"
+    assert main(["evaluate", str(asym_run), "--out", str(out), "--episodes", "3",
+                 "--seed", str(2**31 - 2)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "2**31" in err and "--seed" in err
+    assert not out.exists()
+    assert main(["evaluate", str(asym_run), "--out", str(out), "--episodes", "2",
+                 "--seed", str(2**31 - 2), "--protocol", "deterministic"]) == 0
+    assert read_json(out)["seed"] == 2**31 - 2
+    text = capsys.readouterr().out
+    assert "(deterministic)" in text and "(stochastic)" not in text
+
+
+def test_cli_reports_both_protocols(asym_run, tmp_path, capsys):
+    out = tmp_path / "e.json"
+    assert main(["evaluate", str(asym_run), "--out", str(out), "--episodes", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "(deterministic)" in text and "(stochastic)" in text
+    assert read_json(out)["protocol"] == "both" and "stochastic_sampling" in read_json(out)

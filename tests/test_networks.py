@@ -95,4 +95,6 @@ def test_flops_command_prints_every_task(capsys):
     out = capsys.readouterr().out
     for number in ("8707", "137219", "196099", "42755", "12803", "9859"):
         assert number in out
-    assert "193027" in out  # Ant-v5 today: 105 inputs, not 111
+    assert "193027" in out  # the Ant-v5-contacts variant: 105 inputs, not 111
+    ant = [line.split() for line in out.splitlines() if line.split()[:2] == ["Ant", "today"]]
+    assert ant and ant[0][2] == "111" and ant[0][7] == "196099" and ant[0][-1] == "8.02"

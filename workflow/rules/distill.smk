@@ -1,5 +1,6 @@
 # Baselines distilled from the L-only teacher: expert data (trajectories x length state-action
-# pairs), then BC and GAIL students sized after Ours' Avg-FLOPs/Inf.
+# pairs), then BC and GAIL students sized after Ours' mean Avg-FLOPs/Inf over the task's seeds:
+# every seed's student gets the same width, the one the fit baseline gets (train.smk).
 
 
 rule expert:
@@ -27,7 +28,7 @@ rule distill:
     input:
         run="results/{scale}/{task}/l_only/seed{seed}/run.json",
         expert="results/{scale}/{task}/expert/seed{seed}.npz",
-        width_from="results/{scale}/{task}/ours/seed{seed}/eval.json",
+        width_from=ours_evaluations,
     output:
         run="results/{scale}/{task}/{method}/seed{seed}/run.json",
     log:

@@ -22,6 +22,7 @@ include: "workflow/rules/common.smk"
 read_command_line_numbers(config)
 validate(config, "workflow/schemas/config.schema.yaml")
 check_config()
+check_milestones(config["scale"])
 
 SCALE = config["scale"]
 
@@ -40,6 +41,7 @@ report: "workflow/report/workflow.rst"
 rule all:
     input:
         tables_of(SCALE),
+        aggregate_of(SCALE),
         figures_of(SCALE),
     default_target: True
 
@@ -47,6 +49,12 @@ rule all:
 rule ablation_no_cost:
     input:
         tables_of(SCALE, ["table5"]),
+
+
+# The aggregate over tasks (IQM, probability of improvement, performance profile; tables.smk).
+rule aggregate:
+    input:
+        aggregate_of(SCALE),
 
 
 include: "workflow/rules/train.smk"

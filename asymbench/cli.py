@@ -90,6 +90,13 @@ def _add_train(sub) -> None:
                    help="asym: exploration noise of the sub-policies: dropped (the authors' script) "
                         "or the task's sac.action_noise (the paper) (default: the registry's)")
     p.add_argument("--checkpoint-every", type=int, default=50000, help="env steps between checkpoints")
+    p.add_argument("--until", type=int, default=None,
+                   help="batched engine: end this segment at this env step, a milestone below the "
+                        "budget (every schedule still follows the budget); writes the snapshot "
+                        "OUT/milestones/<until>/seed<S>/ and keeps the checkpoint there")
+    p.add_argument("--segment-start", type=int, default=None,
+                   help="the milestone the previous segment ended at: the group's checkpoint must "
+                        "stand there (a segment of a pipeline never silently restarts from step 0)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _registry_arg(p)
@@ -118,8 +125,11 @@ def _run_train(args) -> None:
     seeds = args.seeds or [0 if args.seed is None else args.seed]
     dirs = member_dirs(args.out, seeds) if args.seeds else [Path(args.out)]
     if engine == "batched":
-        train_group(request, seeds, args.out, dirs, device=args.device)
+        train_group(request, seeds, args.out, dirs, device=args.device, until=args.until,
+                    segment_start=args.segment_start)
         return
+    if args.until is not None or args.segment_start is not None:
+        raise UsageError("--until and --segment-start need --engine batched")
     if args.device != "cpu":
         raise UsageError("--device cuda needs --engine batched (the reference engine runs on the CPU)")
     for seed, run in zip(seeds, dirs):  # the reference engine: one seed after another
@@ -127,11 +137,17 @@ def _run_train(args) -> None:
 
 
 def _add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="deterministic evaluation of a finished run",
+    p = sub.add_parser("evaluate", help="deterministic and stochastic evaluation of a finished run",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("run", help="a finished run folder (train or distill)")
     p.add_argument("--episodes", type=int, default=None, help="default: the task's (200)")
-    p.add_argument("--seed", type=int, default=1000, help="seed of the first evaluation episode")
+    p.add_argument("--seed", type=int, default=1000,
+                   help="seed of the first evaluation episode (episode seeds must stay below 2**31)")
+    p.add_argument("--protocol", choices=("both", "deterministic", "stochastic"), default="both",
+                   help="deterministic: greedy master, mean actions; stochastic: the master samples "
+                        "softmax(Q) and the networks sample their actions (the authors' second "
+                        "evaluation); both: deterministic metrics at the top level, stochastic "
+                        "ones under 'stochastic', same episode seeds")
     p.add_argument("--out", required=True, help="evaluation JSON to write")
     p.add_argument("--trace", default=None, help="per-step trace CSV of the first episode")
     p.add_argument("--frames", default=None,
@@ -146,11 +162,15 @@ def _run_evaluate(args) -> None:
 
     result = evaluate_run(args.run, episodes=args.episodes, seed=args.seed, out=args.out,
                           trace=args.trace, frames=args.frames, max_episode_steps=args.max_episode_steps,
-                          threads=args.threads)
-    print(f"{result['task']} {result['method']}: return {result['mean_return']:.2f} "
-          f"± {result['std_return']:.2f} over {result['episodes']} episodes, "
-          f"large share {result['large_share']}, {result['flops_per_inf']:.0f} FLOPs/Inf "
-          f"({result['flops_reduction_pct']:.1f}% fewer than L-only)")
+                          threads=args.threads, protocol=args.protocol)
+    rows = [("deterministic" if args.protocol != "stochastic" else "stochastic", result)]
+    if "stochastic" in result:
+        rows.append(("stochastic", result["stochastic"]))
+    for name, r in rows:
+        print(f"{result['task']} {result['method']} ({name}): return {r['mean_return']:.2f} "
+              f"± {r['std_return']:.2f} over {r['episodes']} episodes, "
+              f"large share {r['large_share']}, {r['flops_per_inf']:.0f} FLOPs/Inf "
+              f"({r['flops_reduction_pct']:.1f}% fewer than L-only)")
 
 
 # ----------------------------------------------------------------------------- expert / distill
@@ -163,7 +183,12 @@ def _add_expert(sub) -> None:
                    help="episodes (default: the registry's distill.expert_trajectories, 25)")
     p.add_argument("--length", type=int, default=None,
                    help="state-action pairs kept per episode (default: distill.expert_length, 50)")
-    p.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
+    p.add_argument("--seed", type=int, default=0,
+                   help="episode i is reset with seed + i (seeds must stay below 2**31)")
+    p.add_argument("--pairs", choices=("first", "evenly"), default=None,
+                   help="first: each episode's first LENGTH steps; evenly: LENGTH steps evenly "
+                        "spaced over the whole episode (default: the registry's "
+                        "distill.expert_pairs, first)")
     p.add_argument("--max-episode-steps", type=int, default=None,
                    help="default: the teacher run's own override")
     _registry_arg(p)
@@ -175,9 +200,11 @@ def _run_expert(args) -> None:
 
     data = make_expert_data(args.teacher, args.out, trajectories=args.trajectories,
                             length=args.length, seed=args.seed,
-                            max_episode_steps=args.max_episode_steps, registry=args.registry)
-    print(f"{data.task}: {len(data.trajectories)} trajectories, {data.n_pairs} state-action pairs "
-          f"-> {args.out} (mean return of the kept steps {data.meta['mean_snippet_return']:.2f})")
+                            max_episode_steps=args.max_episode_steps, registry=args.registry,
+                            pairs=args.pairs)
+    print(f"{data.task}: {data.meta['trajectories']} episodes, {data.n_pairs} state-action pairs "
+          f"({data.meta['pairs']}) -> {args.out} (mean return of the kept steps "
+          f"{data.meta['mean_snippet_return']:.2f})")
 
 
 def _add_distill(sub) -> None:
@@ -189,8 +216,9 @@ def _add_distill(sub) -> None:
     p.add_argument("--out", required=True, help="run folder to create")
     width = p.add_mutually_exclusive_group(required=True)
     width.add_argument("--width", type=int, default=None, help="student hidden width")
-    width.add_argument("--width-from", default=None,
-                       help="an asym evaluation JSON; the width whose FLOPs/Inf is closest to its Avg")
+    width.add_argument("--width-from", default=None, nargs="+",
+                       help="asym evaluation JSON(s), one per seed; the width whose FLOPs/Inf is "
+                            "closest to their mean Avg-FLOPs/Inf (as train --method fit)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None,
                    help="gail: generator env steps (default: the registry's distill.gail_steps)")
@@ -215,10 +243,17 @@ def _add_tables(sub) -> None:
     # asymbench.tables.METHODS, spelt out: importing pandas/scipy here would slow every command
     # (tests/test_tables.py checks the two agree).
     methods = ("s_only", "l_only", "ours", "ours_no_cost", "fit", "bc", "gail")
-    p = sub.add_parser("tables", help="rebuild Table 3, 4 or 5 from evaluation JSONs (CSV + .md + .tex)")
-    p.add_argument("table", choices=("table3", "table4", "table5"))
+    p = sub.add_parser("tables", help="rebuild Table 3, 4 or 5 from evaluation JSONs (CSV + .md + .tex), "
+                       "or the aggregate over tasks (CSV + .md)")
+    p.add_argument("table", choices=("table3", "table4", "table5", "aggregate"))
     p.add_argument("--scale", required=True, help="the budget's name, written into every row and caption")
     p.add_argument("--out", required=True, help="CSV to write; .md and .tex go beside it")
+    p.add_argument("--protocol", choices=("deterministic", "stochastic"), default="deterministic",
+                   help="which evaluation protocol's metrics to read (stochastic: eval.json's "
+                        "'stochastic' entry)")
+    p.add_argument("--delta", type=float, default=0.2,
+                   help="verdict margin: Ours' return claim holds when its normalized score's 95%% "
+                        "interval lies at or above 1 - delta (0 < delta < 1)")
     for method in methods:
         p.add_argument(f"--{method.replace('_', '-')}", dest=method, nargs="+", default=[],
                        metavar="EVAL_JSON", help=f"evaluations of {method}, one per seed")
@@ -227,11 +262,15 @@ def _add_tables(sub) -> None:
 
 
 def _run_tables(args) -> None:
-    from asymbench.tables import METHODS, write_table
+    from asymbench.tables import METHODS, write_aggregate, write_table
 
     paths = {m: getattr(args, m) for m in METHODS if getattr(args, m)}
-    df = write_table(args.table, paths, args.scale, args.out, args.registry)
-    print(f"{args.table} ({args.scale}, {len(df)} tasks) -> {args.out}")
+    if args.table == "aggregate":
+        df = write_aggregate(paths, args.scale, args.out, args.registry, args.delta, args.protocol)
+        print(f"aggregate ({args.scale}, {args.protocol}, {df['n_tasks'].iloc[0]} tasks) -> {args.out}")
+        return
+    df = write_table(args.table, paths, args.scale, args.out, args.registry, args.delta, args.protocol)
+    print(f"{args.table} ({args.scale}, {args.protocol}, {len(df)} tasks) -> {args.out}")
 
 
 def _add_figures(sub) -> None:
@@ -259,7 +298,25 @@ def _add_figures(sub) -> None:
         for method in ("s_only", "l_only", "ours", "ours_no_cost", "fit", "bc", "gail"):  # tables.METHODS
             q.add_argument(f"--{method.replace('_', '-')}", dest=method, nargs="+", default=[],
                            metavar="EVAL_JSON", help=f"evaluations of {method}, one per seed")
-    for q in (t, c, r, f):
+    pp = kinds.add_parser("profile", help="performance profile across tasks: share of runs above "
+                          "each normalized score, per method (rliable's)")
+    _registry_arg(pp)
+    for method in ("s_only", "l_only", "ours", "fit", "bc", "gail"):  # tables.AGGREGATE_METHODS
+        pp.add_argument(f"--{method.replace('_', '-')}", dest=method, nargs="+", default=[],
+                        metavar="EVAL_JSON", help=f"evaluations of {method}, every task and seed")
+    pp.add_argument("--protocol", choices=("deterministic", "stochastic"), default="deterministic")
+    pp.add_argument("--delta", type=float, default=0.2, help="verdict margin, marked at 1 - delta")
+    v = kinds.add_parser("verdict", help="claim (a) at every milestone of one task: scores and "
+                         "Ours' normalized score against 1 - delta, best over training")
+    v.add_argument("--task", required=True)
+    _registry_arg(v)
+    for method in ("s_only", "l_only", "ours"):  # figures.MILESTONE_METHODS
+        v.add_argument(f"--{method.replace('_', '-')}", dest=method, nargs="+", required=True,
+                       metavar="EVAL_JSON", help=f"evaluations of {method}, every milestone and seed")
+    v.add_argument("--delta", type=float, default=0.2, help="verdict margin, marked at 1 - delta")
+    v.add_argument("--csv", default=None, help="also write the plotted numbers and the "
+                   "best-over-training scores as CSV")
+    for q in (t, c, r, f, pp, v):
         q.add_argument("--scale", required=True, help="the budget's name, for the title")
         q.add_argument("--out", required=True, nargs="+", help="figure files (.png, .pdf, ...)")
     p.set_defaults(handler=_run_figures)
@@ -267,15 +324,21 @@ def _add_figures(sub) -> None:
 
 def _run_figures(args) -> None:
     from asymbench import figures
-    from asymbench.tables import RL_METHODS
-
-    from asymbench.tables import METHODS
+    from asymbench.tables import METHODS, RL_METHODS
 
     if args.figure == "timeline":
         figures.timeline(args.trace, args.eval, args.frames, args.scale, args.run_seed, args.out)
     elif args.figure == "curves":
         runs = {m: getattr(args, m) for m in RL_METHODS if getattr(args, m)}
         figures.learning_curves(args.task, runs, args.scale, args.out)
+    elif args.figure == "verdict":
+        evaluations = {m: getattr(args, m) for m in figures.MILESTONE_METHODS}
+        figures.milestone_verdicts(args.task, evaluations, args.scale, args.out, args.csv,
+                                   args.delta, args.registry)
+    elif args.figure == "profile":
+        evaluations = {m: getattr(args, m) for m in METHODS if getattr(args, m, None)}
+        figures.performance_profile(evaluations, args.scale, args.out, args.delta, args.protocol,
+                                    args.registry)
     else:
         evaluations = {m: getattr(args, m) for m in METHODS if getattr(args, m)}
         if args.figure == "tradeoff":
@@ -361,8 +424,8 @@ COMMANDS = [_add_tasks, _add_flops, _add_train, _add_evaluate, _add_expert, _add
 # option dest -> least accepted integer, for every command that has the option
 AT_LEAST = {"seed": 0, "seeds": 0, "run_seed": 0, "threads": 1, "steps": 1, "episodes": 1,
             "max_episode_steps": 1, "learning_starts": 0, "master_learning_starts": 0,
-            "checkpoint_every": 1, "width": 1, "trajectories": 1, "length": 1, "epochs": 1,
-            "cores": 1}
+            "checkpoint_every": 1, "until": 1, "segment_start": 0, "width": 1, "trajectories": 1,
+            "length": 1, "epochs": 1, "cores": 1}
 # command -> (option dest, kind) of what it reads ...
 INPUTS = {"train": [("width_from", "file")], "evaluate": [("run", "dir")],
           "expert": [("teacher", "dir")],
@@ -538,13 +601,16 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or os.environ.get("ASYMBENCH_DEBUG", "") not in ("", "0")
     prog = f"asymbench {args.command}"
     snapshot = _snapshot_outputs(args)
-    from asymbench.runs import RunError
+    from asymbench.runs import Interrupted, RunError
     from asymbench.tasks import RegistryError
 
     try:
         _check_args(args)
         with _run_task(args):
             args.handler(args)
+    except Interrupted as exc:  # a training job stopped by a signal, its checkpoint written
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         _remove_partial_outputs(snapshot)
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -25,7 +25,10 @@ with every per-seed quantity carrying a leading member axis.
 from __future__ import annotations
 
 import math
+import pickle
+import signal
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,11 +38,13 @@ import torch
 from stable_baselines3.common.utils import LinearSchedule
 from tqdm import tqdm
 
+from asymbench import envstate
 from asymbench.agents import SUB_POLICIES, make_sac
 from asymbench.master import MasterGroup
 from asymbench.networks import StackedLinear, StackedMLP, costs, sac_actor_flops
-from asymbench.runs import (CONFIG_FILE, FINISHED_FILE, RunError, atomic_path,
-                            provenance, read_json, write_json)
+from asymbench.runs import (CONFIG_FILE, FINISHED_FILE, SNAPSHOT_FILE, Interrupted, RunError,
+                            atomic_path, load_state, provenance, read_json, write_json)
+from asymbench.seeding import run_streams
 from asymbench.tasks import get_task, make_env, observation_flattener
 from asymbench.training import (TrainRequest, _save_model, _write_progress, checkpoint_line,
                                 resolve_config)
@@ -47,6 +52,9 @@ from asymbench.training import (TrainRequest, _save_model, _write_progress, chec
 LOG_STD_MIN, LOG_STD_MAX = -20, 2  # stable-baselines3's clamp of the actor's log-std
 SQUASH_EPS = 1e-6                  # stable-baselines3's epsilon in the tanh log-det correction
 GROUP_CHECKPOINT = "group_checkpoint.pt"
+CHECKPOINT_FORMAT = 2  # 2: environment states and episodes in progress, seed streams
+MILESTONES_DIR = "milestones"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
 def to_device(array, device) -> torch.Tensor:
@@ -245,10 +253,16 @@ class StackedReplay:
         return {name: tensor.flatten(0, 1)[flat] for name, tensor in self.tensors.items()}
 
     def state(self) -> dict:
-        return dict(self.__dict__)
+        """Position, size and the rows written so far (a buffer fills over the run, so an early
+        checkpoint is small)."""
+        return {"pos": self.pos, "size": self.size,
+                "tensors": {name: tensor if self.size == self.capacity else tensor[:, :self.size].clone()
+                            for name, tensor in self.tensors.items()}}
 
     def restore(self, state: dict) -> None:
-        self.__dict__.update(state)
+        self.pos, self.size = state["pos"], state["size"]
+        for name, rows in state["tensors"].items():
+            self.tensors[name][:, :self.size] = rows
 
 
 class StackedHerReplay(StackedReplay):
@@ -346,9 +360,16 @@ class StackedHerReplay(StackedReplay):
             index = rng.integers(0, length)
         return (index + start) % self.capacity
 
+    HER_STATE = ("next_achieved", "ep_start", "ep_length", "current_ep_start", "valid_rows")
+
     def state(self) -> dict:
-        """Everything but the env's reward function (which the resuming run brings)."""
-        return {key: value for key, value in self.__dict__.items() if key != "compute_reward"}
+        """The rows and the episode bookkeeping (the env's reward function comes with the run)."""
+        return {**super().state(), **{name: getattr(self, name) for name in self.HER_STATE}}
+
+    def restore(self, state: dict) -> None:
+        super().restore(state)
+        for name in self.HER_STATE:
+            setattr(self, name, state[name])
 
 
 class OUNoise:
@@ -423,25 +444,70 @@ def member_dirs(out_root: str | Path, seeds: list[int]) -> list[Path]:
     return [Path(out_root) / f"seed{s}" for s in seeds]
 
 
+def milestone_dirs(out_root: str | Path, seeds: list[int], step: int) -> list[Path]:
+    """Where a group's snapshots at milestone ``step`` go: ``milestones/<step>/seed<s>``."""
+    return [Path(out_root) / MILESTONES_DIR / str(step) / f"seed{s}" for s in seeds]
+
+
+@contextmanager
+def stop_signals():
+    """SIGTERM (SLURM's time limit, preemption), SIGINT and SIGUSR1 set a flag that the loop
+    reads after each env step; the previous handlers come back afterwards."""
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum))
+                for sig in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _check_segment(checkpoint: Path, step: int, segment_start: int | None, until: int) -> None:
+    """A segment starts where its predecessor's checkpoint stands and never runs past its end."""
+    if segment_start and step < segment_start:
+        raise RunError(f"{checkpoint} is missing or behind (step {step:,}): the segment from "
+                       f"step {segment_start:,} resumes from the checkpoint its predecessor "
+                       f"left there; rerun the predecessor, or delete {checkpoint.parent} to "
+                       "restart from step 0")
+    if step > until:
+        raise RunError(f"{checkpoint} is at step {step:,}, past this segment's end {until:,}: "
+                       "that milestone's snapshot can no longer be written from it")
+
+
 def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
-                dirs: list[Path] | None = None, device: str = "cpu") -> list[dict]:
+                dirs: list[Path] | None = None, device: str = "cpu", until: int | None = None,
+                segment_start: int | None = None) -> list[dict]:
     """Trains (or resumes, or skips) every seed's run together: ``dirs`` (default
-    ``out_root/seed<s>``); the group's checkpoint lives in ``out_root``."""
+    ``out_root/seed<s>``); the group's checkpoint lives in ``out_root``.
+
+    ``until``: end this segment at that env step, a milestone below the budget: every member's
+    snapshot goes to ``out_root/milestones/<until>/seed<s>/`` and the checkpoint stays at that
+    step for the next segment. Every schedule follows the full budget, so a snapshot is the
+    full run observed at its milestone. ``segment_start``: the step the previous segment ended
+    at; the checkpoint must stand there (or later, after a kill inside this segment)."""
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ValueError(f"--seeds must list distinct seeds, got {seeds}")
     out_root = Path(out_root)
     dirs = [Path(d) for d in dirs] if dirs is not None else member_dirs(out_root, seeds)
     configs = group_configs(request, seeds)
     config = configs[0]
-    finished = [(d / FINISHED_FILE).exists() for d in dirs]
+    total_steps = config["total_steps"]
+    stop = total_steps if until is None else until
+    if not 0 < stop <= total_steps or (segment_start or 0) >= stop:
+        raise ValueError(f"a segment from step {segment_start or 0:,} to {stop:,} does not lie "
+                         f"within the run's budget of {total_steps:,} env steps")
+    targets = dirs if stop == total_steps else milestone_dirs(out_root, seeds, stop)
+    marker = FINISHED_FILE if stop == total_steps else SNAPSHOT_FILE
+    finished = [(d / marker).exists() for d in targets]
     if all(finished):
-        for d, c in zip(dirs, configs):
+        for d, c in zip(targets, configs):
             if read_json(d / CONFIG_FILE) != c:
-                raise RunError(f"{d} holds a finished run with a different config; "
+                raise RunError(f"{d} holds a run with a different config; "
                                "choose another output folder or delete it")
-        print(f"{out_root}: all {len(seeds)} seeds already finished, nothing to do")
-        return [read_json(d / FINISHED_FILE) for d in dirs]
-    if any(finished):
+        print(f"{out_root}: all {len(seeds)} seeds already reached step {stop:,}, nothing to do")
+        return [read_json(d / marker) for d in targets]
+    if any(finished) and stop == total_steps:
         raise RunError(f"{out_root}: seeds {[s for s, f in zip(seeds, finished) if f]} are finished "
                        "but others are not; a group trains together: delete the finished ones "
                        "or train the others as their own group")
@@ -455,14 +521,15 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
         write_json(d / CONFIG_FILE, c)
 
     torch.set_num_threads(request.threads)
-    K, total_steps, is_asym = len(seeds), config["total_steps"], config["method"] == "asym"
+    K, is_asym = len(seeds), config["method"] == "asym"
     sac_settings, master_settings = config["sac"], config["master"]
     task = get_task(config["task"], request.registry)
     her = config["her"]
+    streams = [run_streams(s) for s in seeds]
     # Goal tasks keep the env's goal dict (relabelling needs its goals); the networks and the
     # master see it flattened in the Dict's key order, as SB3's MultiInputPolicy concatenates it.
-    envs = [make_env(task, seed=s, max_episode_steps=config["max_episode_steps"], flatten=not her)
-            for s in seeds]
+    envs = [make_env(task, max_episode_steps=config["max_episode_steps"], flatten=not her)
+            for _ in seeds]
     observe = observation_flattener(envs[0].observation_space)
     space = envs[0].action_space
     obs_dim, act_dim = gym.spaces.flatdim(envs[0].observation_space), space.shape[0]
@@ -485,7 +552,8 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
                                   envs[0].get_wrapper_attr("compute_reward"), device)
     else:
         buffer = StackedReplay(K, capacity, obs_dim, act_dim, device)
-    master = MasterGroup(master_settings, obs_dim, seeds, total_steps) if is_asym else None
+    master = (MasterGroup(master_settings, obs_dim, seeds, total_steps, [st.master for st in streams])
+              if is_asym else None)
     step_cost = np.zeros(2)
     if is_asym:  # the master's cost per env step, lambda * c(w), with c from the FLOPs
         with torch.random.fork_rng():
@@ -497,19 +565,28 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
     random_until = master_settings["learning_starts"] if is_asym else sac_settings["learning_starts"]
     use_noise = not is_asym or config["asym_action_noise"] == "as_sac"
     noises = [_make_noise(sac_settings["action_noise"] if use_noise else None, act_dim) for _ in seeds]
-    action_rngs = [np.random.default_rng([s, 2]) for s in seeds]   # random actions, noise
-    batch_rngs = [np.random.default_rng([s, 3]) for s in seeds]    # replay indices
+    action_rngs = [st.actions for st in streams]      # exploration noise
+    batch_rngs = [st.batches for st in streams]       # replay indices
     # Policy-sampling noise is drawn on the host whatever the device, so a member draws the same
     # numbers on a GPU as on the CPU (and K draws cost no K kernel launches); one upload a step.
-    torch_rngs = [torch.Generator().manual_seed(s) for s in seeds]
-    for env, rng in zip(envs, action_rngs):
-        env.action_space.seed(int(rng.integers(2**31)))
+    torch_rngs = [st.policy_noise for st in streams]
+    # Each training env is seeded once, from a range evaluation never uses, and then continues
+    # its own generator from episode to episode (seeding.py).
+    first_obs = [observe(env.reset(seed=st.env_seed)[0]) for env, st in zip(envs, streams)]
+    for env, st in zip(envs, streams):
+        env.action_space.seed(st.action_space_seed)
 
-    # Per-member bookkeeping, saved whole in the checkpoint.
+    # Per-member bookkeeping and the episodes in progress, saved whole in the checkpoint.
     state = {"step": 0, "episodes": np.zeros(K, np.int64), "large_steps": np.zeros(K, np.int64),
              "rows": [[] for _ in seeds], "wall_s": 0.0}
+    live = {"obs": np.stack(first_obs),
+            "episode_return": np.zeros(K), "episode_length": np.zeros(K, np.int64),
+            "episode_large": np.zeros(K, np.int64),
+            "choice": np.zeros(K, np.int64),           # sub-policy index in use (asym)
+            "macro_obs": np.stack(first_obs), "macro_reward": np.zeros(K),
+            "macro_steps": np.zeros(K, np.int64)}      # 0: the master decides before acting
     if checkpoint.exists():
-        saved = torch.load(checkpoint, weights_only=False, map_location=device)
+        saved = _load_group_checkpoint(checkpoint, device)
         for name, stack in stacks.items():
             stack.restore(saved["stacks"][name])
         buffer.restore(saved["buffer"])
@@ -519,150 +596,169 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
             rng.bit_generator.state = s
         for gen, s in zip(torch_rngs, saved["torch_rngs"]):
             gen.set_state(s)
-        noises, state = saved["noises"], saved["state"]
-        print(f"{out_root}: resuming {K} seeds at step {state['step']} of {total_steps}")
-
-    # A resumed group starts fresh episodes (environment states are not saved).
-    obs = np.stack([observe(env.reset(seed=s + int(e))[0]) for env, s, e in zip(envs, seeds, state["episodes"])])
-    episode_return, episode_length, episode_large = np.zeros(K), np.zeros(K, np.int64), np.zeros(K, np.int64)
-    choice = np.zeros(K, np.int64)                     # sub-policy index in use (asym)
-    macro_obs, macro_reward = obs.copy(), np.zeros(K)
-    macro_steps = np.zeros(K, np.int64)                # 0: the master decides before acting
-    segment_start = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=state["step"], disable=not request.progress,
+        for noise, s in zip(noises, saved["noises"]):
+            if isinstance(noise, OUNoise):
+                noise.state = s
+        for env, s in zip(envs, saved["envs"]):
+            envstate.restore(env, s)
+        state, live = saved["state"], saved["live"]
+        print(f"{out_root}: resuming {K} seeds at step {state['step']:,} of {total_steps:,}")
+    _check_segment(checkpoint, state["step"], segment_start, stop)
+    obs, choice = live["obs"], live["choice"]
+    episode_return, episode_length, episode_large = (live["episode_return"], live["episode_length"],
+                                                     live["episode_large"])
+    macro_obs, macro_reward, macro_steps = live["macro_obs"], live["macro_reward"], live["macro_steps"]
+    segment_clock = time.perf_counter()
+    bar = tqdm(total=stop, initial=state["step"], disable=not request.progress,
                desc=f"{config['task']}/{config['method']}/{K} seeds", unit="step",
                mininterval=2.0, smoothing=0.05)
 
     def draw_noise(shape) -> torch.Tensor:
         return to_device(torch.stack([torch.randn(shape, generator=g) for g in torch_rngs]), device)
 
-    while state["step"] < total_steps:
-        t = state["step"]  # env steps taken so far (the authors' num_timesteps)
-        progress_remaining = 1.0 - t / total_steps
+    def save_checkpoint() -> None:
+        state["wall_s"] += time.perf_counter() - segment_clock
+        live.update(obs=obs, choice=choice, macro_obs=macro_obs)
+        _save_group_checkpoint(checkpoint, {
+            "format": CHECKPOINT_FORMAT,
+            "stacks": {n: stack.state() for n, stack in stacks.items()},
+            "buffer": buffer.state(), "master": master.state() if master else None,
+            "action_rngs": [r.bit_generator.state for r in action_rngs],
+            "batch_rngs": [r.bit_generator.state for r in batch_rngs],
+            "torch_rngs": [g.get_state() for g in torch_rngs],
+            "noises": [n.state if isinstance(n, OUNoise) else None for n in noises],
+            "envs": [envstate.capture(env) for env in envs], "state": state, "live": live})
+        for d, rows in zip(dirs, state["rows"]):
+            _write_progress(d, rows)
 
-        # 1. The masters pick a sub-policy where a macro starts (epsilon-greedy, per member).
-        if master is not None:
-            deciding = macro_steps == 0
-            if deciding.any():
-                picks = master.choose(obs, deciding, t)
-                choice = np.where(deciding, picks, choice)
-                macro_obs = np.where(deciding[:, None], obs, macro_obs)
+    with stop_signals() as received:
+        while state["step"] < stop:
+            t = state["step"]  # env steps taken so far (the authors' num_timesteps)
+            progress_remaining = 1.0 - t / total_steps
 
-        # 2. Every member acts: uniform random during warm-up, else its (chosen) SAC samples.
-        if t < random_until:
-            scaled = np.stack([2.0 * (env.action_space.sample() - low) / (high - low) - 1.0
-                               for env in envs])
-        else:
-            obs_t = to_device(obs.astype(np.float32), device)[:, None]
-            with torch.no_grad():
-                noise = draw_noise((1, act_dim))
-                sampled = {}
-                for stack_name, stack in stacks.items():
-                    copies = stack.members // K
-                    out = stack.sample(obs_t.repeat(copies, 1, 1), noise.repeat(copies, 1, 1))[0][:, 0]
-                    sampled.update({name: out[offset:offset + K] for name, (sn, offset) in slots.items()
-                                    if sn == stack_name})
+            # 1. The masters pick a sub-policy where a macro starts (epsilon-greedy, per member).
             if master is not None:
-                pick = to_device(choice == 1, device)[:, None]
-                scaled = torch.where(pick, sampled["large"], sampled["small"])
+                deciding = macro_steps == 0
+                if deciding.any():
+                    picks = master.choose(obs, deciding, t)
+                    choice = np.where(deciding, picks, choice)
+                    macro_obs = np.where(deciding[:, None], obs, macro_obs)
+
+            # 2. Every member acts: uniform random during warm-up, else its (chosen) SAC samples.
+            if t < random_until:
+                scaled = np.stack([2.0 * (env.action_space.sample() - low) / (high - low) - 1.0
+                                   for env in envs])
             else:
-                scaled = sampled["policy"]
-            scaled = scaled.cpu().numpy().astype(np.float64)
-            for k, noise_k in enumerate(noises):
-                if noise_k is not None:
-                    scaled[k] = np.clip(scaled[k] + noise_k(action_rngs[k]), -1.0, 1.0)
-        actions = low + 0.5 * (scaled + 1.0) * (high - low)
-        results = [env.step(a.astype(np.float32)) for env, a in zip(envs, actions)]
-        next_obs = np.stack([observe(r[0]) for r in results])
-        reward = np.array([float(r[1]) for r in results])
-        terminated = np.array([bool(r[2]) for r in results])
-        done = terminated | np.array([bool(r[3]) for r in results])
-        stored_done = done if config["timeouts"] == "terminal" else terminated
+                obs_t = to_device(obs.astype(np.float32), device)[:, None]
+                with torch.no_grad():
+                    noise = draw_noise((1, act_dim))
+                    sampled = {}
+                    for stack_name, stack in stacks.items():
+                        copies = stack.members // K
+                        out = stack.sample(obs_t.repeat(copies, 1, 1), noise.repeat(copies, 1, 1))[0][:, 0]
+                        sampled.update({name: out[offset:offset + K] for name, (sn, offset) in slots.items()
+                                        if sn == stack_name})
+                if master is not None:
+                    pick = to_device(choice == 1, device)[:, None]
+                    scaled = torch.where(pick, sampled["large"], sampled["small"])
+                else:
+                    scaled = sampled["policy"]
+                scaled = scaled.cpu().numpy().astype(np.float64)
+                for k, noise_k in enumerate(noises):
+                    if noise_k is not None:
+                        scaled[k] = np.clip(scaled[k] + noise_k(action_rngs[k]), -1.0, 1.0)
+            actions = low + 0.5 * (scaled + 1.0) * (high - low)
+            results = [env.step(a.astype(np.float32)) for env, a in zip(envs, actions)]
+            next_obs = np.stack([observe(r[0]) for r in results])
+            reward = np.array([float(r[1]) for r in results])
+            terminated = np.array([bool(r[2]) for r in results])
+            done = terminated | np.array([bool(r[3]) for r in results])
+            stored_done = done if config["timeouts"] == "terminal" else terminated
 
-        # 3. One buffer row per member; both sub-policies learn from it (shared buffer).
-        episodes = (dict(episode_end=done, next_achieved=np.stack([r[0]["achieved_goal"] for r in results]))
-                    if her else {})
-        buffer.add(**episodes, **{name: to_device(value.astype(np.float32), device) for name, value in (
-            ("obs", obs), ("next_obs", next_obs), ("action", scaled), ("reward", reward),
-            ("done", stored_done))})
-        state["step"] += 1
-        episode_return += reward
-        episode_length += 1
-        if master is not None:
-            episode_large += choice
-            state["large_steps"] += choice
+            # 3. One buffer row per member; both sub-policies learn from it (shared buffer).
+            episodes = (dict(episode_end=done, next_achieved=np.stack([r[0]["achieved_goal"] for r in results]))
+                        if her else {})
+            buffer.add(**episodes, **{name: to_device(value.astype(np.float32), device) for name, value in (
+                ("obs", obs), ("next_obs", next_obs), ("action", scaled), ("reward", reward),
+                ("done", stored_done))})
+            state["step"] += 1
+            episode_return += reward
+            episode_length += 1
+            if master is not None:
+                episode_large += choice
+                state["large_steps"] += choice
 
-        # 4. One SAC gradient step per env step for every policy of every member.
-        if state["step"] > sac_settings["learning_starts"] and buffer.size >= sac_settings["batch_size"]:
-            shape = (sac_settings["batch_size"], act_dim)
-            for stack_name, stack in stacks.items():
-                # Each policy draws its own batch and noise, in the order the reference engine does.
-                parts = [(buffer.sample(batch_rngs, sac_settings["batch_size"]), draw_noise(shape),
-                          draw_noise(shape)) for name in names if slots[name][0] == stack_name]
-                batch = {key: torch.cat([b[key] for b, _, _ in parts]) for key in parts[0][0]}
-                stack.update(batch, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]),
-                             progress_remaining)
+            # 4. One SAC gradient step per env step for every policy of every member.
+            if state["step"] > sac_settings["learning_starts"] and buffer.size >= sac_settings["batch_size"]:
+                shape = (sac_settings["batch_size"], act_dim)
+                for stack_name, stack in stacks.items():
+                    # Each policy draws its own batch and noise, in the order the reference engine does.
+                    parts = [(buffer.sample(batch_rngs, sac_settings["batch_size"]), draw_noise(shape),
+                              draw_noise(shape)) for name in names if slots[name][0] == stack_name]
+                    batch = {key: torch.cat([b[key] for b, _, _ in parts]) for key in parts[0][0]}
+                    stack.update(batch, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]),
+                                 progress_remaining)
 
-        # 5. The masters store whole macros (reward minus lambda * c(w) per step) and learn
-        #    on the env-step schedule.
-        if master is not None:
-            macro_reward += reward - step_cost[choice]
-            macro_steps += 1
-            for k in np.flatnonzero((macro_steps == config["macro_len"]) | done):
-                master.store(k, macro_obs[k], int(choice[k]), float(macro_reward[k]), next_obs[k],
-                             bool(stored_done[k]))
+            # 5. The masters store whole macros (reward minus lambda * c(w) per step) and learn
+            #    on the env-step schedule.
+            if master is not None:
+                macro_reward += reward - step_cost[choice]
+                macro_steps += 1
+                for k in np.flatnonzero((macro_steps == config["macro_len"]) | done):
+                    master.store(k, macro_obs[k], int(choice[k]), float(macro_reward[k]), next_obs[k],
+                                 bool(stored_done[k]))
+                    macro_reward[k], macro_steps[k] = 0.0, 0
+                master.after_env_step(t)
+
+            obs = next_obs
+            for k in np.flatnonzero(done):
+                if not np.isfinite(episode_return[k]):
+                    raise RunError(f"seed {seeds[k]}: training diverged: non-finite episode return "
+                                   f"at step {state['step']}")
+                state["episodes"][k] += 1
+                state["rows"][k].append({
+                    "step": state["step"], "episode": int(state["episodes"][k]),
+                    "episode_return": float(episode_return[k]), "episode_length": int(episode_length[k]),
+                    "large_share": float(episode_large[k] / episode_length[k]) if is_asym else None,
+                    "wall_s": state["wall_s"] + time.perf_counter() - segment_clock})
+                obs[k] = observe(envs[k].reset()[0])   # the env's own generator continues
+                episode_return[k], episode_length[k], episode_large[k] = 0.0, 0, 0
                 macro_reward[k], macro_steps[k] = 0.0, 0
-            master.after_env_step(t)
+                if isinstance(noises[k], OUNoise):
+                    noises[k].reset()
+            if done.any():
+                recent = [rows[-1]["episode_return"] for rows in state["rows"] if rows]
+                postfix = {"return": f"{np.mean(recent):.1f}"}
+                if is_asym:
+                    postfix["large"] = f"{state['large_steps'].sum() / (K * state['step']):.2f}"
+                bar.set_postfix(postfix, refresh=False)
+            bar.update(1)
 
-        obs = next_obs
-        for k in np.flatnonzero(done):
-            if not np.isfinite(episode_return[k]):
-                raise RunError(f"seed {seeds[k]}: training diverged: non-finite episode return "
-                               f"at step {state['step']}")
-            state["episodes"][k] += 1
-            state["rows"][k].append({
-                "step": state["step"], "episode": int(state["episodes"][k]),
-                "episode_return": float(episode_return[k]), "episode_length": int(episode_length[k]),
-                "large_share": float(episode_large[k] / episode_length[k]) if is_asym else None,
-                "wall_s": state["wall_s"] + time.perf_counter() - segment_start})
-            obs[k] = observe(envs[k].reset(seed=seeds[k] + int(state["episodes"][k]))[0])
-            episode_return[k], episode_length[k], episode_large[k] = 0.0, 0, 0
-            macro_reward[k], macro_steps[k] = 0.0, 0
-            if isinstance(noises[k], OUNoise):
-                noises[k].reset()
-        if done.any():
-            recent = [rows[-1]["episode_return"] for rows in state["rows"] if rows]
-            postfix = {"return": f"{np.mean(recent):.1f}"}
-            if is_asym:
-                postfix["large"] = f"{state['large_steps'].sum() / (K * state['step']):.2f}"
-            bar.set_postfix(postfix, refresh=False)
-        bar.update(1)
-
-        if state["step"] % 1000 == 0:
-            _check_finite(stacks, master, seeds, state["step"])
-        if state["step"] % request.checkpoint_every == 0 and state["step"] < total_steps:
-            state["wall_s"] += time.perf_counter() - segment_start
-            segment_start = time.perf_counter()
-            _save_group_checkpoint(checkpoint, {
-                "stacks": {n: stack.state() for n, stack in stacks.items()},
-                "buffer": buffer.state(), "master": master.state() if master else None,
-                "action_rngs": [r.bit_generator.state for r in action_rngs],
-                "batch_rngs": [r.bit_generator.state for r in batch_rngs],
-                "torch_rngs": [g.get_state() for g in torch_rngs],
-                "noises": noises, "state": state})
-            for d, rows in zip(dirs, state["rows"]):
-                _write_progress(d, rows)
-            if not request.progress:
-                recent = [row["episode_return"] for rows in state["rows"] for row in rows[-3:]]
-                large = state["large_steps"].sum() / (K * state["step"]) if is_asym else None
-                print(checkpoint_line(out_root, state["step"], total_steps, state["wall_s"], recent, large),
-                      flush=True)
+            if state["step"] % 1000 == 0:
+                _check_finite(stacks, master, seeds, state["step"])
+            if received or (state["step"] % request.checkpoint_every == 0 and state["step"] < total_steps):
+                save_checkpoint()
+                segment_clock = time.perf_counter()
+                if received:
+                    bar.close()
+                    raise Interrupted(out_root, received[0], state["step"])
+                if not request.progress:
+                    recent = [row["episode_return"] for rows in state["rows"] for row in rows[-3:]]
+                    large = state["large_steps"].sum() / (K * state["step"]) if is_asym else None
+                    print(checkpoint_line(out_root, state["step"], total_steps, state["wall_s"], recent, large),
+                          flush=True)
     bar.close()
-    state["wall_s"] += time.perf_counter() - segment_start
+    if stop < total_steps and state["step"] % request.checkpoint_every:
+        save_checkpoint()            # the next segment starts from this step
+    elif stop == total_steps:
+        state["wall_s"] += time.perf_counter() - segment_clock
 
+    # Every member's deployed model, learning curve and summary (run.json at the budget,
+    # snapshot.json at a milestone below it), the summary written last.
     summaries = []
-    for k, (seed, d) in enumerate(zip(seeds, dirs)):
-        for name in names:
+    for k, (d, member_config) in enumerate(zip(targets, configs)):
+        write_json(d / CONFIG_FILE, member_config)
+        for name in sb3:
             stack, offset = slots[name]
             stacks[stack].store_member(offset + k, sb3[name][k])
             _save_model(sb3[name][k], d / "model" / f"{name}.zip")
@@ -670,21 +766,27 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
             with atomic_path(d / "model" / "master.pt") as tmp:
                 master.save_member(k, tmp)
         _write_progress(d, state["rows"][k])
+        wall = state["wall_s"]
         summary = {
             "steps": state["step"], "episodes": int(state["episodes"][k]),
-            "wall_time_s": state["wall_s"], "group_size": K,
-            "steps_per_s": state["step"] / state["wall_s"] if state["wall_s"] else None,
-            "steps_per_s_per_seed_cpu": K * state["step"] / state["wall_s"] if state["wall_s"] else None,
+            "total_steps": total_steps, "fraction_of_budget": state["step"] / total_steps,
+            "wall_time_s": wall, "group_size": K,
+            "steps_per_s": state["step"] / wall if wall else None,
+            "steps_per_s_per_seed_cpu": K * state["step"] / wall if wall else None,
             "large_share": float(state["large_steps"][k] / state["step"]) if is_asym else None,
             "threads": request.threads, "engine": "batched", "device": str(device),
             "provenance": provenance()}
-        write_json(d / FINISHED_FILE, summary)
+        write_json(d / marker, summary)
         summaries.append(summary)
-    checkpoint.unlink(missing_ok=True)
-    for env in envs:
-        env.close()
-    print(f"{out_root}: finished {K} seeds x {state['step']} steps in {state['wall_s']:.0f} s "
-          f"({K * state['step'] / state['wall_s']:.1f} env steps/s over the group)")
+    if marker == FINISHED_FILE:
+        checkpoint.unlink(missing_ok=True)
+        for env in envs:
+            env.close()
+        print(f"{out_root}: finished {K} seeds x {state['step']} steps in {state['wall_s']:.0f} s "
+              f"({K * state['step'] / state['wall_s']:.1f} env steps/s over the group)")
+    else:
+        print(f"{out_root}: snapshot of {K} seeds at step {state['step']:,} of {total_steps:,} "
+              f"in {targets[0].parent}")
     return summaries
 
 
@@ -709,3 +811,14 @@ def _save_group_checkpoint(path: Path, payload: dict) -> None:
         torch.save(payload, tmp)
 
 
+def _load_group_checkpoint(path: Path, device) -> dict:
+    try:
+        saved = load_state(path, map_location=device)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
+        reason = str(exc).splitlines()[0][:120]
+        raise RunError(f"{path} is damaged ({reason}): delete it to restart from step 0") from None
+    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+        raise RunError(f"{path} is a checkpoint of an earlier asymbench (format "
+                       f"{saved.get('format', 1) if isinstance(saved, dict) else '?'}, this one "
+                       f"reads {CHECKPOINT_FORMAT}): delete it to restart from step 0")
+    return saved

@@ -350,3 +350,139 @@ def pareto(task: str, points: dict[float, list[str | Path]], baselines: dict[str
         with atomic_path(Path(csv_out)) as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")
     return table
+
+
+# ----------------------------------------------------------------------------- performance profile
+def performance_profile(evaluations: dict[str, list[str | Path]], scale: str, outs: list[str | Path],
+                        delta: float = tables.DEFAULT_DELTA, protocol: str = "deterministic",
+                        registry=None, reps: int = 2_000) -> pd.DataFrame:
+    """rliable's performance profile across tasks: per method, the fraction of runs whose
+    normalized score exceeds tau (mean over tasks of each task's fraction), with its
+    stratified-bootstrap 95% band; 0 is S-only's mean, 1 L-only's, 1 - delta marked. With fewer
+    than ``tables.MIN_TASKS`` normalizable tasks the figure says so and nothing is plotted.
+    Returns the plotted numbers (method, tau, fraction, low, high)."""
+    agg = tables.normalized_scores(tables.load_evaluations(evaluations, protocol), scale, registry,
+                                   delta, protocol)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    rows = []
+    if agg.computed:
+        pooled = np.concatenate([s for per_task in agg.scores.values() for s in per_task])
+        taus = np.linspace(min(0.0, float(pooled.min())) - 0.05, max(1.0, float(pooled.max())) + 0.05, 121)
+        for method, per_task in agg.scores.items():
+            profile, low, high = tables.performance_profile(
+                per_task, taus, tables.bootstrap_rng("aggregate", "profile", method), reps)
+            colour = METHOD_COLOURS.get(method)
+            ax.plot(taus, profile, color=colour, lw=1.6, label=f"{METHOD_LABELS[method]} "
+                    f"(n={sum(len(t) for t in per_task)})")
+            ax.fill_between(taus, low, high, color=colour, alpha=0.15, lw=0)
+            rows += [{"method": method, "tau": t, "fraction": p, "low": lo, "high": hi}
+                     for t, p, lo, hi in zip(taus, profile, low, high)]
+        for x, text in ((0.0, "S-only"), (1.0, "L-only"), (1 - agg.delta, f"1 − δ = {1 - agg.delta:g}")):
+            ax.axvline(x, color="0.4", lw=0.8, ls=":" if x not in (0.0, 1.0) else "--")
+            ax.annotate(text, (x, 1.02), xycoords=("data", "axes fraction"), fontsize=7, ha="center")
+        ax.set_xlabel("normalized score τ ((R − mean S-only) / (mean L-only − mean S-only))")
+        ax.set_ylabel("fraction of runs with score > τ")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        ax.axis("off")
+        left = "; ".join(f"{t}: {why}" for t, why in agg.excluded.items()) or "none"
+        ax.text(0.5, 0.5, f"fewer than {tables.MIN_TASKS} tasks with a resolved normalization "
+                f"({len(agg.tasks)}): nothing is plotted\nleft out: {left}", ha="center", va="center",
+                fontsize=9, wrap=True, transform=ax.transAxes)
+    fig.suptitle(f"Performance profile across tasks ({', '.join(agg.tasks) or 'none'}), {protocol} "
+                 f"protocol, scale '{scale}'\nline: fraction of runs above τ (mean over tasks); band: "
+                 "stratified-bootstrap 95% interval", fontsize=10)
+    save(fig, outs)
+    return pd.DataFrame(rows, columns=["method", "tau", "fraction", "low", "high"])
+
+
+MILESTONE_METHODS = ("s_only", "l_only", "ours")
+
+
+def milestone_verdicts(task: str, evaluations: dict[str, list[str | Path]], scale: str,
+                       outs: list[str | Path], csv: str | Path | None = None,
+                       delta: float = tables.DEFAULT_DELTA, registry=None) -> pd.DataFrame:
+    """Claim (a) along training: at every milestone reached, each method's score (mean and 95%
+    t-interval over seeds) and Ours' normalized score with its stratified-bootstrap 95% interval
+    against the non-inferiority line 1 - delta, the paper's points at its budget beside them.
+    The milestone of an evaluation is the number of env steps its run was trained for. Returns
+    (and writes to ``csv``) the plotted numbers and, per method, the best-over-training score:
+    each run's best milestone, averaged over seeds, beside the last milestone's mean."""
+    runs, metric = tables.with_score(tables.load_evaluations(evaluations))
+    if set(runs["task"]) != {task}:
+        raise ValueError(f"evaluations of task '{task}' expected, got {sorted(set(runs['task']))}")
+    steps = sorted(int(s) for s in runs["total_steps"].unique())
+    rows = []
+    for step in steps:
+        at = runs[runs["total_steps"] == step]
+        scores = {m: at.loc[at["method"] == m, "score"].to_numpy() for m in MILESTONE_METHODS}
+        for method, values in scores.items():
+            if len(values):
+                mean, half = tables.mean_ci95(values)
+                rows.append({"kind": "milestone", "step": step, "method": method, "quantity": metric,
+                             "n": len(values), "mean": mean, "low": mean - half, "high": mean + half,
+                             "verdict": ""})
+        if all(len(v) for v in scores.values()):
+            v = tables.verdict_return(scores["s_only"], scores["l_only"], scores["ours"], delta,
+                                      task, step)
+            rows.append({"kind": "milestone", "step": step, "method": "ours",
+                         "quantity": "normalized score", "n": v.n, "mean": v.mean, "low": v.low,
+                         "high": v.high, "verdict": v.verdict})
+    last = steps[-1]
+    for (method, seed), group in runs.groupby(["method", "seed"]):
+        best = group.loc[group["score"].idxmax()]
+        rows.append({"kind": "best_of_run", "step": int(best["total_steps"]), "method": method,
+                     "quantity": metric, "n": 1, "mean": float(best["score"]), "low": math.nan,
+                     "high": math.nan, "verdict": f"seed {seed}"})
+    summary = pd.DataFrame(rows)
+    best_runs = summary[summary["kind"] == "best_of_run"]
+    for method, group in best_runs.groupby("method", sort=False):
+        mean, half = tables.mean_ci95(group["mean"])
+        summary.loc[len(summary)] = {"kind": "best_over_training", "step": last, "method": method,
+                                     "quantity": metric, "n": len(group), "mean": mean,
+                                     "low": mean - half, "high": mean + half, "verdict": ""}
+    if csv is not None:
+        with atomic_path(csv) as tmp:
+            summary.to_csv(tmp, index=False)
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    milestones = summary[(summary["kind"] == "milestone") & (summary["quantity"] == metric)]
+    for method, group in milestones.groupby("method", sort=False):
+        colour = METHOD_COLOURS[method]
+        top.plot(group["step"], group["mean"], "o-", color=colour, label=tables.method_label(method))
+        top.fill_between(group["step"], group["low"], group["high"], color=colour, alpha=0.2)
+    budget = int(tables.load_registry(registry)[task].total_steps)
+    for method, (_, score) in tables.published_points(task, registry).items():
+        if method in MILESTONE_METHODS:
+            top.plot([budget], [score], "D", mfc="none", mec=METHOD_COLOURS[method], ms=8)
+    top.set_ylabel(tables.METRIC_LABELS[metric])
+    top.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
+    normalized = summary[summary["quantity"] == "normalized score"]
+    bottom.errorbar(normalized["step"], normalized["mean"],
+                    yerr=[(normalized["mean"] - normalized["low"]).clip(lower=0).fillna(0),
+                          (normalized["high"] - normalized["mean"]).clip(lower=0).fillna(0)],
+                    fmt="o-", color=METHOD_COLOURS["ours"], capsize=3, label="Ours (bootstrap 95%)")
+    for _, row in normalized.iterrows():
+        bottom.annotate(row["verdict"], (row["step"], row["mean"]), fontsize=7,
+                        textcoords="offset points", xytext=(4, 6))
+    bottom.axhline(1 - delta, color="0.3", ls="--", lw=1, label=f"1 − δ = {1 - delta:g}")
+    paper = tables.published_normalized_scores()
+    name = tables.load_registry(registry)[task].settings.get("paper_name", task)
+    if name in paper.index:
+        bottom.plot([budget], [paper[name]], "D", mfc="none", mec=METHOD_COLOURS["ours"], ms=8,
+                    label="paper")
+    bottom.set_ylabel("normalized score\n(S-only 0, L-only 1)")
+    bottom.set_xlabel("env steps trained (milestone)")
+    bottom.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
+    for ax in (top, bottom):
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+    seeds = int(milestones["n"].max()) if len(milestones) else 0
+    fig.suptitle(f"{task}: claim (a) at every milestone, scale '{scale}', up to {last:,} of "
+                 f"{budget:,} env steps ({100 * last / budget:.3g}% of the budget), {seeds} seeds\n"
+                 "mean ± 95% interval over seeds; hollow diamonds: the paper at its budget",
+                 fontsize=10)
+    save(fig, outs)
+    return summary

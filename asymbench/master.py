@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from asymbench.networks import StackedMLP, mlp
+from asymbench.seeding import run_streams
 
 N_CHOICES = 2  # small, large
 
@@ -113,7 +114,10 @@ class MasterGroup:
     learning starts after ``learning_starts`` env steps, then one gradient step every
     ``train_freq`` env steps and a target sync every ``target_update_interval`` env steps."""
 
-    def __init__(self, settings: dict, obs_dim: int, seeds: list[int], total_steps: int):
+    def __init__(self, settings: dict, obs_dim: int, seeds: list[int], total_steps: int,
+                 rngs: list[np.random.Generator] | None = None):
+        """``rngs``: each member's generator for its choices and replay sampling (a training
+        run passes its ``seeding.run_streams(seed).master``); default: that stream."""
         self.settings, self.obs_dim, self.total_steps = settings, obs_dim, total_steps
         self.members = len(seeds)
         hidden, dueling = list(settings["hidden"]), settings["dueling"]
@@ -128,7 +132,7 @@ class MasterGroup:
         self.params = list(self.q_net.parameters())
         self.optimizer = torch.optim.Adam(self.params, lr=settings["learning_rate"], foreach=True)
         self.replay = MasterReplay(self.members, settings["buffer_size"], obs_dim)
-        self.rngs = [np.random.default_rng([seed, 1]) for seed in seeds]
+        self.rngs = rngs if rngs is not None else [run_streams(seed).master for seed in seeds]
         self.member_rows = np.arange(self.members)[:, None]  # indexes [K, B] arrays row by row
         self.updates = 0
         self.target_syncs = 0

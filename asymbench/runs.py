@@ -2,7 +2,9 @@
 
 A run folder holds ``config.json`` (what was asked for), ``progress.csv`` (the learning curve),
 ``model/`` (what is deployed), ``checkpoint/`` (what a resumed run needs) and, written last,
-``run.json``: its presence is the only sign that a run finished.
+``run.json``: its presence is the only sign that a run finished. A run trained in segments
+also leaves, at each milestone below its budget, a snapshot folder of the same shape whose
+``snapshot.json`` takes the place of ``run.json``: the run as it was at that step.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Iterator
 
 CONFIG_FILE = "config.json"
 FINISHED_FILE = "run.json"
+SNAPSHOT_FILE = "snapshot.json"
 PROGRESS_FILE = "progress.csv"
 TRACKED_PACKAGES = ("asymbench", "torch", "numpy", "gymnasium", "mujoco", "dm_control",
                     "gymnasium-robotics", "shimmy", "stable-baselines3", "imitation", "thop")
@@ -274,18 +277,44 @@ def check_checkpoint(run_dir: str | Path) -> None:
             raise RunError(f"checkpoint of {run_dir} is damaged: {problem}; {where}")
 
 
+class Interrupted(RuntimeError):
+    """A signal stopped training; the checkpoint of the step it arrived at is written."""
+
+    def __init__(self, where: Path, signum: int, step: int):
+        import signal
+
+        self.signum = signum
+        super().__init__(f"{where}: stopped by {signal.Signals(signum).name} at step {step:,}; "
+                         "the checkpoint of that step is written: rerun the same command to resume")
+
+
+def load_state(path: str | Path, map_location=None) -> Any:
+    """A checkpoint written by ``torch.save`` of tensors, numpy arrays and scalars, numbers,
+    strings and containers; anything else in it is refused rather than unpickled
+    (``torch.load(weights_only=True)`` with numpy's array types allowed)."""
+    import numpy as np
+    import torch
+
+    numpy_types = [bytes, np._core.multiarray._reconstruct, np._core.multiarray.scalar, np.ndarray,
+                   np.dtype, *{type(np.dtype(t)) for t in (np.float32, np.float64, np.int64, np.int32,
+                                                           np.uint32, np.uint64, np.bool_)}]
+    with torch.serialization.safe_globals(numpy_types):
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
 def load_finished_run(run_dir: str | Path, task: str | None = None,
                       methods: tuple[str, ...] | None = None) -> tuple[dict, dict]:
     """Returns (config, run summary) of a finished run, or raises RunError naming the problem."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"run folder does not exist: {run_dir}")
-    if not (run_dir / FINISHED_FILE).exists():
+    marker = next((name for name in (FINISHED_FILE, SNAPSHOT_FILE) if (run_dir / name).exists()), None)
+    if marker is None:
         raise RunError(f"run in {run_dir} is unfinished (no {FINISHED_FILE}); "
                        "rerun its training command to resume it")
     config = read_json(run_dir / CONFIG_FILE)
-    summary = read_json(run_dir / FINISHED_FILE)
-    for name, data in ((CONFIG_FILE, config), (FINISHED_FILE, summary)):
+    summary = read_json(run_dir / marker)
+    for name, data in ((CONFIG_FILE, config), (marker, summary)):
         if not isinstance(data, dict):
             raise RunError(f"run in {run_dir} is damaged: {name} holds a JSON "
                            f"{type(data).__name__}, expected an object")

@@ -30,11 +30,13 @@ import torch
 from stable_baselines3.common.utils import set_random_seed
 from tqdm import tqdm
 
+from asymbench import envstate
 from asymbench.agents import SUB_POLICIES, load_sac, make_action_noise, make_sac
 from asymbench.master import MasterGroup
 from asymbench.networks import costs, fit_width, sac_actor_flops
 from asymbench.runs import (CONFIG_FILE, FINISHED_FILE, PROGRESS_FILE, RunError, atomic_path,
                             load_finished_run, provenance, read_json, write_json)
+from asymbench.seeding import run_streams
 from asymbench.tasks import env_dims, get_task, make_env, observation_flattener
 
 METHODS = ("s_only", "l_only", "fit", "asym")
@@ -158,20 +160,20 @@ class LoopState:
     rows: list = field(default_factory=list)
     rng_states: dict = field(default_factory=dict)
     action_noise: object = None
+    env_state: dict | None = None   # the env as it was (asymbench.envstate), and the episode in
+    episode: tuple | None = None    # progress: (obs, return, length, large steps, macro)
 
 
-def _capture_rngs(env) -> dict:
-    """Every random stream the loop draws from (the master keeps its own, in its state)."""
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(),
-            "action_space": env.action_space.np_random.bit_generator.state}
+def _capture_rngs() -> dict:
+    """The global random streams SB3 draws from (the env's are in its state, the master's in
+    the master's)."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
 
 
-def _restore_rngs(states: dict, env) -> None:
+def _restore_rngs(states: dict) -> None:
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
-    env.action_space.np_random.bit_generator.state = states["action_space"]
 
 
 def _save_checkpoint(out: Path, policies: dict, master: MasterGroup | None, state: LoopState) -> None:
@@ -293,8 +295,7 @@ def train(request: TrainRequest) -> dict:
     seed, total_steps = config["seed"], config["total_steps"]
     set_random_seed(seed)
     task = get_task(config["task"], request.registry)
-    env = make_env(task, seed=seed, max_episode_steps=config["max_episode_steps"],
-                   flatten=not config["her"])
+    env = make_env(task, max_episode_steps=config["max_episode_steps"], flatten=not config["her"])
     act_dim = env.action_space.shape[0]
     obs_dim = _flat_space(env).shape[0]
     flat = observation_flattener(env.observation_space)
@@ -310,20 +311,27 @@ def train(request: TrainRequest) -> dict:
     random_until = master_settings["learning_starts"] if is_asym else sac_settings["learning_starts"]
     terminal_timeouts = config["timeouts"] == "terminal"
 
-    if resuming:
+    if resuming:  # the run continues the episode it was in
         policies, master, state = _load_checkpoint(out, env, config, obs_dim)
-        _restore_rngs(state.rng_states, env)
+        env.reset()
+        envstate.restore(env, state.env_state)
+        _restore_rngs(state.rng_states)
         action_noise = state.action_noise
         print(f"{out}: resuming at step {state.step} of {total_steps}")
     else:
         policies, master = _build(config, env)
         state = LoopState()
         action_noise = make_action_noise(noise_settings, act_dim)
+        # Seeded once, from a range evaluation never uses; then the env's own generator runs on.
+        streams = run_streams(seed)
+        obs, _ = env.reset(seed=streams.env_seed)
+        env.action_space.seed(streams.action_space_seed)
     buffer = next(iter(policies.values())).replay_buffer
 
-    obs, _ = env.reset(seed=seed + state.episodes)
     episode_return, episode_length, episode_large = 0.0, 0, 0
     macro = None  # (observation at macro start, choice index, master reward so far, length)
+    if resuming:
+        obs, episode_return, episode_length, episode_large, macro = state.episode
     recent_returns = [row["episode_return"] for row in state.rows[-10:]]
     segment_start = time.perf_counter()
     bar = tqdm(total=total_steps, initial=state.step, disable=not request.progress,
@@ -395,7 +403,7 @@ def train(request: TrainRequest) -> dict:
                 "large_share": episode_large / episode_length if master is not None else None,
                 "wall_s": state.wall_s + time.perf_counter() - segment_start})
             recent_returns = (recent_returns + [episode_return])[-10:]
-            obs, _ = env.reset(seed=seed + state.episodes)
+            obs, _ = env.reset()
             episode_return, episode_length, episode_large = 0.0, 0, 0
             macro = None
             if action_noise is not None:
@@ -409,10 +417,11 @@ def train(request: TrainRequest) -> dict:
         if state.step % 1000 == 0:
             _check_finite(policies, master, state.step)
         if state.step % request.checkpoint_every == 0 and state.step < total_steps:
-            # A resumed run restarts at this step with a fresh episode (env state is not saved).
             state.wall_s += time.perf_counter() - segment_start
             segment_start = time.perf_counter()
-            state.rng_states, state.action_noise = _capture_rngs(env), action_noise
+            state.rng_states, state.action_noise = _capture_rngs(), action_noise
+            state.env_state = envstate.capture(env)
+            state.episode = (obs, episode_return, episode_length, episode_large, macro)
             _save_checkpoint(out, policies, master, state)
             _write_progress(out, state.rows)
             if not request.progress:

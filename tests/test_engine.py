@@ -343,3 +343,175 @@ def test_quiet_group_logs_a_line_per_checkpoint(tmp_path, capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if "checkpoint at step" in line]
     assert [line.split("checkpoint at step ")[1].split(" ")[0] for line in lines] == ["250", "500"]
     assert "of 700 (36%)" in lines[0] and "large share" in lines[0] and "env steps/s" in lines[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Exact resumes: segments, signals, kills
+# --------------------------------------------------------------------------------------------
+def _weights(run) -> dict:
+    """Every tensor a run deploys, by file and name."""
+    from asymbench.agents import load_sac
+
+    out = {}
+    for path in sorted((run / "model").glob("*.zip")):
+        out.update({f"{path.stem}.{k}": v for k, v in load_sac(path).policy.state_dict().items()})
+    if (run / "model" / "master.pt").exists():
+        saved = torch.load(run / "model" / "master.pt")["state_dict"]
+        out.update({f"master.{k}": v for k, v in saved.items()})
+    return out
+
+
+def _assert_same_run(a, b):
+    pa, pb = pd.read_csv(a / "progress.csv"), pd.read_csv(b / "progress.csv")
+    assert len(pa) >= 2
+    pd.testing.assert_frame_equal(pa.drop(columns="wall_s"), pb.drop(columns="wall_s"), check_exact=True)
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.equal(wa[name], wb[name]), name
+
+
+# MountainCar (classic control, asym: master, macros), Swimmer (MuJoCo), walker-stand (dm_control);
+# 70-step episodes, so checkpoints and kills fall inside episodes and inside macros.
+EXACT_CASES = [("MountainCarContinuous", "asym"), ("Swimmer", "l_only"), ("walker-stand", "asym")]
+
+
+def _exact_request(tmp_path, task, method, checkpoint_every=10_000):
+    return TrainRequest(task=task, method=method, seed=0, out=tmp_path, steps=500, learning_starts=60,
+                        master_learning_starts=160 if method == "asym" else None, max_episode_steps=70,
+                        checkpoint_every=checkpoint_every, progress=False)
+
+
+@pytest.mark.parametrize("task, method", EXACT_CASES)
+def test_segmented_run_equals_a_straight_run(tmp_path, task, method):
+    """Segments ending at milestones 170 and 333 (inside episodes and macros), with periodic
+    checkpoints between them, end bit-identical to a run trained straight through, and each
+    snapshot holds the straight run's curve up to its milestone."""
+    train_group(_exact_request(tmp_path, task, method), [0, 1], tmp_path / "straight")
+    request = _exact_request(tmp_path, task, method, checkpoint_every=100)
+    train_group(request, [0, 1], tmp_path / "seg", until=170)
+    train_group(request, [0, 1], tmp_path / "seg", until=333, segment_start=170)
+    train_group(request, [0, 1], tmp_path / "seg", segment_start=333)
+    for seed in (0, 1):
+        _assert_same_run(tmp_path / "straight" / f"seed{seed}", tmp_path / "seg" / f"seed{seed}")
+        curve = pd.read_csv(tmp_path / "straight" / f"seed{seed}" / "progress.csv")
+        for milestone in (170, 333):
+            snap = tmp_path / "seg" / "milestones" / str(milestone) / f"seed{seed}"
+            summary = read_json(snap / "snapshot.json")
+            assert summary["steps"] == milestone and summary["total_steps"] == 500
+            assert summary["fraction_of_budget"] == milestone / 500
+            pd.testing.assert_frame_equal(
+                pd.read_csv(snap / "progress.csv").drop(columns="wall_s"),
+                curve[curve["step"] <= milestone].drop(columns="wall_s"), check_exact=True)
+    # Every schedule follows the budget: the snapshot's config is the full run's.
+    assert read_json(tmp_path / "seg" / "milestones" / "170" / "seed0" / "config.json")["total_steps"] == 500
+
+
+def _run_killed(tmp_path, task, method, out, script_tail: str, checkpoint_every: int):
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys, asymbench.engine as e, asymbench.cli as cli\n"
+        + script_tail +
+        f"sys.exit(cli.main(['train', '--task', {task!r}, '--method', {method!r}, '--seeds', '0', '1',"
+        f" '--out', {str(out)!r}, '--steps', '500', '--learning-starts', '60',"
+        f" '--max-episode-steps', '70', '--checkpoint-every', '{checkpoint_every}', '--quiet']"
+        f" + (['--master-learning-starts', '160'] if {method!r} == 'asym' else [])))\n")
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+
+# At env step 237 (inside an episode and a macro) the process gets a signal, or dies.
+AT_STEP = ("orig_add = e.StackedReplay.add\n"
+           "def add(self, *a, **kw):\n"
+           "    orig_add(self, *a, **kw)\n"
+           "    if self.pos == 237 and not os.environ.get('RESUMED'):\n"
+           "        {action}\n"
+           "e.StackedReplay.add = add\n"
+           "e.StackedHerReplay.__bases__ = (e.StackedReplay,)\n")
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGUSR1"])
+def test_signal_writes_a_checkpoint_and_the_rerun_is_bit_identical(tmp_path, signame):
+    """A signal mid-run: the job checkpoints the step it arrived at and exits with 128 + signum;
+    the rerun resumes there and ends bit-identical to an uninterrupted run."""
+    import signal
+
+    train_group(_exact_request(tmp_path, "MountainCarContinuous", "asym"), [0, 1], tmp_path / "straight")
+    out = tmp_path / "signalled"
+    tail = AT_STEP.format(action=f"os.kill(os.getpid(), signal.{signame})")
+    stopped = _run_killed(tmp_path, "MountainCarContinuous", "asym", out, tail, checkpoint_every=10_000)
+    assert stopped.returncode == 128 + getattr(signal, signame), stopped.stderr
+    assert f"stopped by {signame} at step 237" in stopped.stderr
+    assert (out / "group_checkpoint.pt").exists() and not (out / "seed0" / "run.json").exists()
+    train_group(_exact_request(tmp_path, "MountainCarContinuous", "asym"), [0, 1], out)
+    for seed in (0, 1):
+        _assert_same_run(tmp_path / "straight" / f"seed{seed}", out / f"seed{seed}")
+
+
+@pytest.mark.parametrize("task, method", EXACT_CASES)
+def test_killed_anywhere_resumes_bit_identically(tmp_path, task, method):
+    """kill -9 at step 237, after a checkpoint at 200 (mid-episode, mid-macro): the rerun
+    resumes at 200 and ends bit-identical to an uninterrupted run."""
+    train_group(_exact_request(tmp_path, task, method), [0, 1], tmp_path / "straight")
+    out = tmp_path / "killed"
+    killed = _run_killed(tmp_path, task, method, out, AT_STEP.format(action="os._exit(9)"),
+                         checkpoint_every=100)
+    assert killed.returncode == 9, killed.stderr
+    assert not (out / "seed0" / "run.json").exists()
+    train_group(_exact_request(tmp_path, task, method, checkpoint_every=100), [0, 1], out)
+    for seed in (0, 1):
+        _assert_same_run(tmp_path / "straight" / f"seed{seed}", out / f"seed{seed}")
+
+
+def test_segment_faults_are_named(tmp_path):
+    """A segment whose predecessor's checkpoint is missing, a checkpoint past the segment's end,
+    and a milestone outside the budget: clear errors, nothing trained."""
+    from asymbench.runs import RunError
+
+    request = _exact_request(tmp_path, "MountainCarContinuous", "l_only", checkpoint_every=100)
+    with pytest.raises(RunError, match="group_checkpoint.pt is missing or behind"):
+        train_group(request, [0], tmp_path / "g", until=300, segment_start=200)
+    train_group(request, [0], tmp_path / "g", until=250)
+    with pytest.raises(RunError, match="past this segment's end 200"):
+        train_group(request, [0], tmp_path / "g", until=200)
+    for until, start in ((600, None), (0, None), (300, 300)):
+        with pytest.raises(ValueError, match="within the run's budget"):
+            train_group(request, [0], tmp_path / "g", until=until, segment_start=start)
+    # A damaged checkpoint names itself.
+    (tmp_path / "g" / "group_checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception, match="group_checkpoint"):
+        train_group(request, [0], tmp_path / "g", until=300, segment_start=250)
+
+
+# --------------------------------------------------------------------------------------------
+# Unchanged results: the committed fixtures (tests/fixtures/engine_runs.py)
+# --------------------------------------------------------------------------------------------
+def _fixture_cases():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent / "fixtures" / "engine_runs.py"
+    spec = importlib.util.spec_from_file_location("engine_runs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ENGINE_RUNS = _fixture_cases()
+
+
+@pytest.mark.parametrize("case", sorted(ENGINE_RUNS.CASES))
+def test_engine_reproduces_the_committed_fixtures(tmp_path, case):
+    """Every member's learning curve and every deployed tensor, bit for bit, as the committed
+    fixture (made by the code of the walker-stand / finger-spin campaign): a change that moves
+    them must say so and regenerate them."""
+    import json
+
+    expected = json.loads((ENGINE_RUNS.FIXTURES / f"{case}.json").read_text())
+    got = ENGINE_RUNS.run_case(case, tmp_path / case)
+    assert got.keys() == expected.keys()
+    for seed in expected:
+        assert got[seed]["progress"] == expected[seed]["progress"], seed
+        assert len(expected[seed]["progress"]) >= 2
+        assert got[seed]["weights"] == expected[seed]["weights"], seed

@@ -186,3 +186,36 @@ def test_tradeoff_figure_with_success_rates(tmp_path):
     assert main(["figures", *args]) == 0 and (tmp_path / "t.pdf").read_bytes().startswith(b"%PDF")
 
 
+
+
+# ----------------------------------------------------------------------------- milestone verdicts
+def test_milestone_verdict_figure_csv_and_best_over_training(tmp_path):
+    """Two milestones of walker-stand, 4 seeds: at 100k Ours' mean equals L-only's but one seed
+    far above the others (600 against ~200) leaves the interval wide (inconclusive); at 200k
+    Ours equals L-only seed by seed (reproduced). Ours' seed 0 peaked at 100k, so its
+    best-over-training score is its 100k one and the method's best mean is above its final."""
+    files = {"s_only": [], "l_only": [], "ours": []}
+    for step, scores in ((100_000, {"s_only": 100, "l_only": 300, "ours": 200}),
+                         (200_000, {"s_only": 100, "l_only": 500, "ours": 500})):
+        for method, score in scores.items():
+            for seed in range(4):
+                value = score + seed + (400 if (method, seed, step) == ("ours", 0, 100_000) else 0)
+                path = write_eval(tmp_path / method / str(step) / f"seed{seed}" / "eval.json",
+                                  "walker-stand", method, value, 3000.0, seed)
+                data = json.loads(path.read_text())
+                path.write_text(json.dumps({**data, "total_steps": step}))
+                files[method].append(path)
+    outs = [tmp_path / "verdict.png", tmp_path / "verdict.pdf"]
+    summary = figures.milestone_verdicts("walker-stand", files, "paper", outs, tmp_path / "v.csv", 0.2)
+    for out in outs:
+        assert_image(out)
+    normalized = summary[summary["quantity"] == "normalized score"].set_index("step")
+    assert normalized.loc[100_000, "verdict"] == "inconclusive"  # seed 0's 600 widens the interval
+    assert normalized.loc[200_000, "verdict"] == "reproduced"
+    assert normalized.loc[200_000, "mean"] == pytest.approx(1.0)
+    best = summary[summary["kind"] == "best_over_training"].set_index("method")
+    assert best.loc["ours", "mean"] == pytest.approx(np.mean([600, 501, 502, 503]))
+    assert best.loc["l_only", "mean"] == pytest.approx(np.mean([500, 501, 502, 503]))
+    assert best.loc["ours", "step"] == 200_000   # the last milestone, beside which it is reported
+    written = pd.read_csv(tmp_path / "v.csv")
+    assert set(written["kind"]) == {"milestone", "best_of_run", "best_over_training"}

@@ -58,6 +58,13 @@ def commands(output: str, start: str) -> list[str]:
     ("scale=smoke  scales={smoke: {per_task: {Hopper: {seeds: [0]}}}}", "scales.smoke.per_task",
      "unknown task(s) Hopper"),
     ("scales={smoke: {per_task: {Swimmer: {lambda: 1}}}}", "scales", "Additional properties are not allowed"),
+    ("scale=smoke  scales={smoke: {milestones: [200, 100]}}", "scales.smoke.milestones",
+     "strictly increasing env steps below its budget of 300"),
+    ("scale=smoke  scales={smoke: {milestones: [100, 300]}}", "scales.smoke.milestones",
+     "strictly increasing env steps below its budget of 300"),
+    ("scale=smoke  scales={smoke: {per_task: {Swimmer: {milestones: [400]}}}}",
+     "scales.smoke.per_task.Swimmer.milestones", "below its budget of 300"),
+    ("scale=smoke  scales={smoke: {milestones: [1.5]}}", "scales", "is not of type 'integer'"),
 ])
 def test_bad_config_is_rejected_naming_the_field(override, field, message):
     result = snakemake("-n", "--cores", "1", "--config", *override.split("  "))
@@ -73,8 +80,10 @@ def test_paper_table4_dag_counts():
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
     runs = 6 * 5  # tasks x seeds of the paper scale
-    assert jobs(counts, "train") == 2 * 6         # one job per task and method: l_only, ours
-    assert jobs(counts, "train_fit") == 6         # every seed of a task in one job
+    # One job per task and method (l_only, ours, fit) and segment: every seed of a task in one
+    # job; segments end at 100k, 200k, 500k and 1M, then at the budget (MountainCar: 50k, 100k).
+    assert jobs(counts, "train") == 3 * 6
+    assert jobs(counts, "train_segment") == 3 * (5 * 4 + 1)
     assert {rule: n for rule, n in counts.items() if not rule.startswith("train")} == {
         "expert": runs, "distill": 2 * runs,      # bc, gail
         "evaluate": 4 * runs,                     # l_only, fit, bc, gail
@@ -86,7 +95,8 @@ def test_all_and_ablation_targets_per_scale():
     result = snakemake("-n", "--cores", "2", "--config", "scale=short", "tasks=[Swimmer]")
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
-    assert jobs(counts, "train") == 4 and counts["table"] == 3  # s/l-only, ours, ours_no_cost (3 seeds each)
+    # s/l-only, ours, ours_no_cost, fit (3 seeds each), each in two segments (to 20k, then 50k)
+    assert jobs(counts, "train") == jobs(counts, "train_segment") == 5 and counts["table"] == 3
     assert counts["timeline"] == counts["learning_curves"] == counts["tradeoff"] == 1
     assert "paper_tables/short/table3.csv" in result.stdout
     assert "paper_tables/table3.csv" not in result.stdout  # never the paper scale's files
@@ -102,10 +112,11 @@ def test_verify_scale_honours_per_task_seeds_and_budgets():
     (--forceall: the plan must not depend on which results this checkout already holds.)"""
     result = snakemake("-n", "-p", "--forceall", "--cores", "2", "--config", "scale=verify")
     assert result.returncode == 0, result.stderr[-3000:]
-    train = commands(result.stdout, "asymbench train")
+    train = [c for c in commands(result.stdout, "asymbench train") if "--until" not in c]
     car = [c for c in train if "--task MountainCarContinuous" in c]
     walker = [c for c in train if "--task walker-stand" in c]
     assert car and walker and len(car) == len(walker) == 5  # s_only, l_only, ours, ours_no_cost, fit
+    assert all("--segment-start 50000" in c for c in car) and all("--segment-start 10000" in c for c in walker)
     assert all("--seeds 0 1 2 3 4 5 6 7 8 9 " in c and "--steps" not in c for c in car)
     assert all("--seeds 0 1 2 3 4 " in c and "--steps 20000" in c for c in walker)
     evaluations = commands(result.stdout, "asymbench evaluate")
@@ -139,6 +150,26 @@ def test_pareto_target_sweeps_the_cost_weight():
     assert "--out results/smoke/Swimmer/ours_lam2 " in other.stdout and "--lam 0.0002 " in other.stdout
 
 
+def test_milestone_table_trains_and_evaluates_the_segments_up_to_it():
+    """paper_tables/paper/milestones/200000/table3.csv: the segments to 100k and 200k of S-only,
+    L-only and Ours (each resuming its predecessor's checkpoint), every snapshot evaluated,
+    one table; nothing trained past the milestone."""
+    result = snakemake("paper_tables/paper/milestones/200000/table3.csv", "-n", "-p", "--forceall",
+                       "--cores", "2", "--config", "tasks=[walker-stand]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    train = commands(result.stdout, "asymbench train")
+    assert len(train) == 3 * 2
+    assert sum("--until 100000 " in c and "--segment-start" not in c for c in train) == 3
+    assert sum("--until 200000 --segment-start 100000 " in c for c in train) == 3
+    counts = job_counts(result.stdout)
+    assert counts["evaluate_milestone"] == 3 * 5 and counts["milestone_table"] == 1
+    assert "milestones/200000/seed4/eval.json" in result.stdout
+    missing = snakemake("paper_tables/paper/milestones/300000/table3.csv", "-n", "--cores", "1",
+                        "--config", "tasks=[walker-stand]")
+    assert missing.returncode != 0
+    assert "no task of scale 'paper' has a milestone at step 300,000" in missing.stdout + missing.stderr
+
+
 def test_lint_is_clean():
     result = snakemake("--lint")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -165,6 +196,15 @@ def test_smoke_dag_end_to_end(tmp_path):
         for ext in ("png", "pdf"):
             assert (figures / f"{kind}_MountainCarContinuous.{ext}").stat().st_size > 5000
     assert not (tmp_path / "paper_tables" / "table3.csv").exists()
+    # Every milestone reached: the snapshot at 150 steps (half the budget) and the budget itself.
+    milestones = snakemake("--workflow-profile", "workflow/profiles/local", "--cores", "2", "milestones",
+                           "--config", "scale=smoke", "tasks=[MountainCarContinuous]", cwd=tmp_path)
+    assert milestones.returncode == 0, milestones.stdout[-3000:] + milestones.stderr[-3000:]
+    for step in (150, 300):
+        for table in ("table3", "table5"):
+            df = pd.read_csv(tmp_path / "paper_tables" / "smoke" / "milestones" / str(step) / f"{table}.csv")
+            assert df["train_steps"].tolist() == [step]
+            assert df["scale"].tolist() == [f"smoke at {step} env steps ({100 * step // 300}% of the budget)"]
     report = snakemake("--config", "scale=smoke", "tasks=[MountainCarContinuous]",
                        "--report", "report.html", cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-3000:]

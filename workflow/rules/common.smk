@@ -155,9 +155,158 @@ def scale_of(wildcards):
 def settings(wildcards):
     """The scale's settings; for a job with a {task} wildcard, with that task's `per_task`
     overrides of the scale merged in."""
-    s = config["scales"][scale_of(wildcards)]
-    task = wildcards.task if "task" in wildcards.keys() else None
+    return task_settings(scale_of(wildcards), wildcards.task if "task" in wildcards.keys() else None)
+
+
+def task_settings(scale, task=None):
+    s = config["scales"][scale]
     return {**s, **s.get("per_task", {}).get(task, {})}
+
+
+# ----------------------------------------------------------------------------- segments
+# A run of budget T trains in segments that end at the scale's milestones, then at T: one job
+# per segment, each resuming from the group checkpoint its predecessor left (train.smk).
+def budget_of(scale, task):
+    """Env steps of a task's training runs at a scale (the registry's budget unless set)."""
+    return task_settings(scale, task)["steps"] or REGISTRY[task].total_steps
+
+
+def milestones_of(scale, task):
+    """The milestones below the budget at which a task's runs are snapshotted."""
+    return list(task_settings(scale, task).get("milestones", []))
+
+
+def segment_ends(scale, task):
+    return milestones_of(scale, task) + [budget_of(scale, task)]
+
+
+def check_milestones(scale):
+    """Milestones increase and lie below each task's budget (the schema checks they are integers)."""
+    for task in tasks_of(scale):
+        steps, budget = milestones_of(scale, task), budget_of(scale, task)
+        field = (f"scales.{scale}.per_task.{task}.milestones"
+                 if "milestones" in config["scales"][scale].get("per_task", {}).get(task, {})
+                 else f"scales.{scale}.milestones")
+        if steps != sorted(set(steps)) or (steps and steps[-1] >= budget):
+            raise WorkflowError(f"config field '{field}': got {steps} for task {task}; expected "
+                                f"strictly increasing env steps below its budget of {budget:,}")
+
+
+def previous_end(scale, task, step):
+    """The segment end before ``step`` (0: the first segment)."""
+    ends = segment_ends(scale, task)
+    return ([0] + ends)[ends.index(int(step))]
+
+
+def segment_dirs(wildcards, step):
+    """A group's snapshot markers at ``step`` (its run.json files at the budget)."""
+    seeds = seeds_of(wildcards.scale, wildcards.task)
+    base = f"results/{wildcards.scale}/{wildcards.task}/{wildcards.method}"
+    if int(step) == budget_of(wildcards.scale, wildcards.task):
+        return [f"{base}/seed{s}/run.json" for s in seeds]
+    return [f"{base}/milestones/{step}/seed{s}/snapshot.json" for s in seeds]
+
+
+def segment_inputs(step_of):
+    """Inputs of the segment ending at ``step_of(wildcards)``: its predecessor's snapshots and,
+    for fit, Ours' evaluations (the fit width)."""
+
+    def inputs(wildcards):
+        start = previous_end(wildcards.scale, wildcards.task, step_of(wildcards))
+        found = {"previous": segment_dirs(wildcards, start)} if start else {}
+        if wildcards.method == "fit":
+            found["width_from"] = ours_evaluations(wildcards)
+        return found
+
+    return inputs
+
+
+def segment_options(step_of):
+    """--segment-start of a segment (and fit's --width-from)."""
+
+    def options(wildcards, input):
+        start = previous_end(wildcards.scale, wildcards.task, step_of(wildcards))
+        parts = [f"--segment-start {start}" if start else ""]
+        if "width_from" in input.keys():
+            parts.append(f"--width-from {' '.join(input.width_from)}")
+        return " ".join(filter(None, parts))
+
+    return options
+
+
+def milestone_eval(scale, task, method, seed, step):
+    """The evaluation of a run at ``step``: a snapshot's, or the finished run's at the budget."""
+    if int(step) == budget_of(scale, task):
+        return result(scale, task, method, seed, "eval.json")
+    return f"results/{scale}/{task}/{method}/milestones/{step}/seed{seed}/eval.json"
+
+
+def milestone_tasks(scale, step):
+    return [t for t in tasks_of(scale) if int(step) in segment_ends(scale, t)]
+
+
+def milestone_table_inputs(wildcards):
+    scale, step = wildcards.scale, int(wildcards.step)
+    tasks = milestone_tasks(scale, step)
+    if not tasks:
+        raise WorkflowError(f"no task of scale '{scale}' has a milestone at step {step:,}; its "
+                            f"milestones: {sorted({m for t in tasks_of(scale) for m in segment_ends(scale, t)})}")
+    return {m: [milestone_eval(scale, t, m, s, step) for t in tasks for s in seeds_of(scale, t)]
+            for m in methods_of(wildcards.table)}
+
+
+def milestone_label(wildcards):
+    """The scale column of a milestone table: the scale, the milestone and its budget fraction."""
+    scale, step = wildcards.scale, int(wildcards.step)
+    fractions = sorted({step / budget_of(scale, t) for t in milestone_tasks(scale, step)})
+    share = ", ".join(f"{100 * f:.3g}%" for f in fractions)
+    return shlex.quote(f"{scale} at {step:,} env steps ({share} of the budget)")
+
+
+MILESTONE_TABLES = ("table3", "table5")
+
+
+def reached_ends(scale, task, methods):
+    """The segment ends of a task that every run of ``methods`` has reached (markers on disk)."""
+    return [step for step in segment_ends(scale, task)
+            if all(Path(marker).exists() for method in methods
+                   for marker in segment_dirs(Wildcards(scale, task, method), step))]
+
+
+def reached_milestone_tables(wildcards):
+    """The `milestones` target: the tables of every milestone that all of its tasks' runs of a
+    table have reached (snapshots on disk), and each task's verdict figure over the milestones
+    it reached; nothing is trained for it."""
+    scale, targets = SCALE, []
+    steps = sorted({m for t in tasks_of(scale) for m in segment_ends(scale, t)})
+    for step in steps:
+        for table in MILESTONE_TABLES:
+            if all(step in reached_ends(scale, t, methods_of(table)) for t in milestone_tasks(scale, step)):
+                targets += [f"paper_tables/{scale}/milestones/{step}/{table}.{ext}" for ext in ("csv", "md", "tex")]
+    targets += [f"results/{scale}/figures/verdict_{t}.{ext}" for t in tasks_of(scale)
+                if reached_ends(scale, t, VERDICT_METHODS) for ext in ("png", "pdf", "csv")]
+    if not targets:
+        print(f"milestones: no milestone of scale '{scale}' is reached by every run of a table yet")
+    return targets
+
+
+VERDICT_METHODS = ("s_only", "l_only", "ours")  # asymbench.figures.MILESTONE_METHODS
+
+
+def verdict_figure_inputs(wildcards):
+    """Evaluations of S-only, L-only and Ours at every milestone the task's runs have reached
+    (the first milestone if none is reached yet), named by method."""
+    scale, task = wildcards.scale, wildcards.task
+    steps = reached_ends(scale, task, VERDICT_METHODS) or segment_ends(scale, task)[:1]
+    return {m: [milestone_eval(scale, task, m, s, step) for step in steps for s in seeds_of(scale, task)]
+            for m in VERDICT_METHODS}
+
+
+class Wildcards:
+    """The wildcards a helper reads, for calls outside a job."""
+
+    def __init__(self, scale, task, method):
+        self.scale, self.task, self.method = scale, task, method
 
 
 def tasks_of(scale):
@@ -343,3 +492,38 @@ def pareto_options(wildcards, input):
     options += [f"--point {factor:g} {' '.join(getattr(input, f'lam{i}'))}"
                 for i, factor in enumerate(pareto_factors())]
     return " ".join(options)
+
+
+# ----------------------------------------------------------------------------- students' width
+def ours_evaluations(wildcards):
+    """Ours' evaluations of every seed of the task: BC and GAIL (distill.smk) take their width
+    from their mean Avg-FLOPs/Inf, as fit does (train.smk), so all three share one width."""
+    return [result(wildcards.scale, wildcards.task, "ours", s, "eval.json")
+            for s in seeds_of(wildcards.scale, wildcards.task)]
+
+
+# ----------------------------------------------------------------------------- aggregate over tasks
+def aggregate_inputs(wildcards):
+    """Evaluation JSONs of every task and seed of the scale, named by method, for the aggregate
+    over tasks and its performance profile (tables.smk)."""
+    from asymbench.tables import AGGREGATE_METHODS
+
+    scale = scale_of(wildcards)
+    return {m: [result(scale, t, m, s, "eval.json") for t in tasks_of(scale) for s in seeds_of(scale, t)]
+            for m in AGGREGATE_METHODS}
+
+
+def aggregate_of(scale):
+    """The aggregate over tasks and its performance profile (deterministic protocol)."""
+    return [f"{tables_dir(scale)}/{name}" for name in
+            ("aggregate.csv", "aggregate.md", "performance_profile.png", "performance_profile.pdf")]
+
+
+def protocol_of(wildcards):
+    """The evaluation protocol of a table job: its {protocoldir} ("" or "stochastic/")."""
+    return "stochastic" if wildcards.protocoldir else "deterministic"
+
+
+def verdict_delta(wildcards=None):
+    """`--delta` of the verdicts: the config's `verdict_delta` (default 0.2)."""
+    return config.get("verdict_delta", 0.2)

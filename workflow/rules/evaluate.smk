@@ -1,5 +1,7 @@
-# Deterministic evaluation of every finished run. The asymmetric agents' first episode is also
-# rendered (frames at its start and at master switches) for the timeline figures.
+# Evaluation of every finished run under both protocols (`--protocol both`: deterministic
+# metrics at the top level of eval.json, stochastic ones under "stochastic", same episode seeds).
+# The asymmetric agents' first greedy episode is also rendered (frames at its start and at
+# master switches) for the timeline figures.
 
 
 rule evaluate:
@@ -22,7 +24,8 @@ rule evaluate:
     conda:
         "../envs/asymbench.yaml"
     shell:
-        "asymbench evaluate {params.run} --out {output.eval} --trace {output.trace}"
+        "asymbench evaluate {params.run} --protocol both --out {output.eval}"
+        " --trace {output.trace}"
         " {params.options} --threads {threads} > {log} 2>&1"
 
 
@@ -47,5 +50,31 @@ rule evaluate_asym:
     conda:
         "../envs/asymbench.yaml"
     shell:
-        "asymbench evaluate {params.run} --out {output.eval} --trace {output.trace}"
+        "asymbench evaluate {params.run} --protocol both --out {output.eval}"
+        " --trace {output.trace}"
         " --frames {output.frames} {params.options} --threads {threads} > {log} 2>&1"
+
+
+# Every milestone's snapshot is evaluated as a finished run is (no trace, no frames).
+rule evaluate_milestone:
+    input:
+        run="results/{scale}/{task}/{method}/milestones/{step}/seed{seed}/snapshot.json",
+    output:
+        eval="results/{scale}/{task}/{method}/milestones/{step}/seed{seed}/eval.json",
+    log:
+        "results/{scale}/logs/{task}/{method}/seed{seed}/evaluate_{step}.log",
+    wildcard_constraints:
+        step=r"\d+",
+    params:
+        run=input_run_dir,
+        options=evaluate_options,
+    threads: 1
+    priority: 10
+    resources:
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
+    conda:
+        "../envs/asymbench.yaml"
+    shell:
+        "asymbench evaluate {params.run} --protocol both --out {output.eval} {params.options}"
+        " --threads {threads} > {log} 2>&1"

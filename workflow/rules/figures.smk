@@ -87,3 +87,29 @@ rule tradeoff:
 
 # `snakemake pareto`: the sweep of Ours' cost weight (not part of the default target).
 include: "pareto.smk"
+
+
+# Claim (a) along training, per task: scores and Ours' normalized score at every milestone the
+# task's runs have reached, against 1 - delta; the CSV adds each method's best over training.
+rule verdict_figure:
+    input:
+        unpack(verdict_figure_inputs),
+    output:
+        png="results/{scale}/figures/verdict_{task}.png",
+        pdf="results/{scale}/figures/verdict_{task}.pdf",
+        csv="results/{scale}/figures/verdict_{task}.csv",
+    log:
+        "results/{scale}/logs/figures/verdict_{task}.log",
+    params:
+        delta=verdict_delta,
+        registry=registry_option,
+    priority: 10
+    resources:
+        mem_mb=resource("report", "mem_mb"),
+        runtime=resource("report", "runtime"),
+    conda:
+        "../envs/asymbench.yaml"
+    shell:
+        "asymbench figures verdict --task {wildcards.task} --s-only {input.s_only}"
+        " --l-only {input.l_only} --ours {input.ours} --delta {params.delta} --csv {output.csv}"
+        " --scale {wildcards.scale} --out {output.png} {output.pdf} {params.registry} > {log} 2>&1"

@@ -1,30 +1,83 @@
 # Training: S-only, L-only and the asymmetric agent (with and without the cost term) from
 # scratch; fit sized after Ours' mean Avg-FLOPs/Inf over seeds. ONE job trains every seed of a
 # (task, method) together (`asymbench train --seeds ...`, the batched engine: stacked networks,
-# one process), and writes each seed's run folder. run.json, written last for every seed, is
-# the declared output: the group's checkpoint must survive a killed job so that the rerun resumes.
+# one process), and writes each seed's run folder.
+#
+# A run trains in segments that end at the scale's `milestones`, then at its budget: one job per
+# segment (`--until STEP`), each resuming from the group checkpoint its predecessor left
+# (`--segment-start`; the checkpoint is not a declared output, so that it survives a killed
+# job and the rerun resumes). Every schedule follows the full budget, so a milestone's snapshot
+# (`milestones/<step>/seed<S>/`, snapshot.json written last) is the full run observed there.
+# The last segment writes the run folders the rest of the DAG uses (run.json written last).
 
 
-# One pair of rules per task: a task's seeds may differ (a scale's `per_task`), and an output
-# list cannot depend on a wildcard.
+def _step(wildcards):
+    return wildcards.step
+
+
+def _budget(wildcards):
+    return budget_of(wildcards.scale, wildcards.task)
+
+
+# One pair of rules per task: a task's seeds and milestones may differ (a scale's `per_task`),
+# and an output list cannot depend on a wildcard.
 for _task in tasks_of(SCALE):
     _id = re.sub(r"\W", "_", _task)
+    _methods = f"s_only|l_only|ours|ours_no_cost|fit|{PARETO_METHOD}"
+
+    if milestones_of(SCALE, _task):
+
+        rule:
+            name:
+                f"train_segment_{_id}"
+            input:
+                unpack(segment_inputs(_step)),
+            output:
+                snapshots=expand(
+                    "results/{{scale}}/{{task}}/{{method}}/milestones/{{step}}/seed{seed}/snapshot.json",
+                    seed=seeds_of(SCALE, _task),
+                ),
+            log:
+                "results/{scale}/logs/{task}/{method}/train_{step}.log",
+            wildcard_constraints:
+                task=re.escape(_task),
+                method=_methods,
+                step="|".join(str(m) for m in milestones_of(SCALE, _task)),
+            params:
+                method=lambda wildcards: train_method_of(wildcards.method),
+                out=lambda wildcards, output: str(Path(output.snapshots[0]).parents[3]),
+                seeds=" ".join(str(s) for s in seeds_of(SCALE, _task)),
+                options=train_options,
+                segment=segment_options(_step),
+            threads: 1
+            resources:
+                mem_mb=resource("train", "mem_mb"),
+                runtime=resource("train", "runtime"),
+            conda:
+                "../envs/asymbench.yaml"
+            shell:
+                "asymbench train --task {wildcards.task} --method {params.method} --seeds {params.seeds}"
+                " --out {params.out} {params.options} --until {wildcards.step} {params.segment}"
+                " --threads {threads} --quiet > {log} 2>&1"
 
     rule:
         name:
             f"train_{_id}"
+        input:
+            unpack(segment_inputs(_budget)),
         output:
             runs=expand("results/{{scale}}/{{task}}/{{method}}/seed{seed}/run.json", seed=seeds_of(SCALE, _task)),
         log:
             "results/{scale}/logs/{task}/{method}/train.log",
         wildcard_constraints:
             task=re.escape(_task),
-            method=f"s_only|l_only|ours|ours_no_cost|{PARETO_METHOD}",
+            method=_methods,
         params:
             method=lambda wildcards: train_method_of(wildcards.method),
             out=group_dir,
             seeds=" ".join(str(s) for s in seeds_of(SCALE, _task)),
             options=train_options,
+            segment=segment_options(_budget),
         threads: 1
         resources:
             mem_mb=resource("train", "mem_mb"),
@@ -33,32 +86,4 @@ for _task in tasks_of(SCALE):
             "../envs/asymbench.yaml"
         shell:
             "asymbench train --task {wildcards.task} --method {params.method} --seeds {params.seeds}"
-            " --out {params.out} {params.options} --threads {threads} --quiet > {log} 2>&1"
-
-
-    rule:
-        name:
-            f"train_fit_{_id}"
-        input:
-            width_from=expand("results/{{scale}}/{{task}}/ours/seed{seed}/eval.json", seed=seeds_of(SCALE, _task)),
-        output:
-            runs=expand("results/{{scale}}/{{task}}/{{method}}/seed{seed}/run.json", seed=seeds_of(SCALE, _task)),
-        log:
-            "results/{scale}/logs/{task}/{method}/train.log",
-        wildcard_constraints:
-            task=re.escape(_task),
-            method="fit",
-        params:
-            out=group_dir,
-            seeds=" ".join(str(s) for s in seeds_of(SCALE, _task)),
-            options=train_options,
-        threads: 1
-        resources:
-            mem_mb=resource("train", "mem_mb"),
-            runtime=resource("train", "runtime"),
-        conda:
-            "../envs/asymbench.yaml"
-        shell:
-            "asymbench train --task {wildcards.task} --method {wildcards.method} --seeds {params.seeds}"
-            " --width-from {input.width_from} --out {params.out} {params.options}"
-            " --threads {threads} --quiet > {log} 2>&1"
+            " --out {params.out} {params.options} {params.segment} --threads {threads} --quiet > {log} 2>&1"

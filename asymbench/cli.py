@@ -10,7 +10,6 @@ import argparse
 import math
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 METHODS_SAC = ("s_only", "l_only", "fit")
@@ -64,11 +63,8 @@ def _add_train(sub) -> None:
     seeds.add_argument("--seeds", type=int, nargs="+", default=None,
                        help="train these seeds together; --out is the parent of their seed<S>/ folders")
     p.add_argument("--out", required=True, help="run folder (created; resumed if it holds a checkpoint)")
-    p.add_argument("--engine", choices=("batched", "sb3"), default="batched",
-                   help="batched: all seeds in one process with stacked networks (asymbench.engine); "
-                        "sb3: stable-baselines3's SAC.train per seed, the reference")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="batched engine: where the stacked networks and buffers live (the "
+                   help="where the stacked networks and buffers live (the "
                         "environments and the master stay on the CPU)")
     p.add_argument("--steps", type=int, default=None, help="env steps (default: the task's paper budget)")
     p.add_argument("--lam", type=float, default=None,
@@ -91,7 +87,7 @@ def _add_train(sub) -> None:
                         "or the task's sac.action_noise (the paper) (default: the registry's)")
     p.add_argument("--checkpoint-every", type=int, default=50000, help="env steps between checkpoints")
     p.add_argument("--until", type=int, default=None,
-                   help="batched engine: end this segment at this env step, a milestone below the "
+                   help="end this segment at this env step, a milestone below the "
                         "budget (every schedule still follows the budget); writes the snapshot "
                         "OUT/milestones/<until>/seed<S>/ and keeps the checkpoint there")
     p.add_argument("--segment-start", type=int, default=None,
@@ -104,15 +100,12 @@ def _add_train(sub) -> None:
 
 
 def _run_train(args) -> None:
-    from dataclasses import replace
-
     import torch
 
     from asymbench.engine import member_dirs, train_group
     from asymbench.runs import UsageError
-    from asymbench.training import TrainRequest, train
+    from asymbench.training import TrainRequest
 
-    engine = args.engine
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is visible to PyTorch on this machine")
     request = TrainRequest(
@@ -121,19 +114,11 @@ def _run_train(args) -> None:
         learning_starts=args.learning_starts, master_learning_starts=args.master_learning_starts,
         max_episode_steps=args.max_episode_steps, checkpoint_every=args.checkpoint_every,
         timeouts=args.timeouts, asym_action_noise=args.asym_action_noise,
-        threads=args.threads, progress=not args.quiet, registry=args.registry, engine=engine)
+        threads=args.threads, progress=not args.quiet, registry=args.registry)
     seeds = args.seeds or [0 if args.seed is None else args.seed]
     dirs = member_dirs(args.out, seeds) if args.seeds else [Path(args.out)]
-    if engine == "batched":
-        train_group(request, seeds, args.out, dirs, device=args.device, until=args.until,
-                    segment_start=args.segment_start)
-        return
-    if args.until is not None or args.segment_start is not None:
-        raise UsageError("--until and --segment-start need --engine batched")
-    if args.device != "cpu":
-        raise UsageError("--device cuda needs --engine batched (the reference engine runs on the CPU)")
-    for seed, run in zip(seeds, dirs):  # the reference engine: one seed after another
-        train(replace(request, seed=seed, out=run))
+    train_group(request, seeds, args.out, dirs, device=args.device, until=args.until,
+                segment_start=args.segment_start)
 
 
 def _add_evaluate(sub) -> None:
@@ -162,7 +147,7 @@ def _run_evaluate(args) -> None:
 
     result = evaluate_run(args.run, episodes=args.episodes, seed=args.seed, out=args.out,
                           trace=args.trace, frames=args.frames, max_episode_steps=args.max_episode_steps,
-                          threads=args.threads, protocol=args.protocol)
+                          threads=args.threads, protocol=args.protocol, task=_run_task(args.run))
     rows = [("deterministic" if args.protocol != "stochastic" else "stochastic", result)]
     if "stochastic" in result:
         rows.append(("stochastic", result["stochastic"]))
@@ -407,7 +392,7 @@ def _add_export(sub) -> None:
 def _run_export(args) -> None:
     from asymbench.export import export_run
 
-    m = export_run(args.run, args.out, args.format, args.master_streams)
+    m = export_run(args.run, args.out, args.format, args.master_streams, task=_run_task(args.run))
     print(f"{m['source']}: {', '.join(m['networks'])}{' + master' if m['has_master'] else ''} "
           f"-> {args.out} (build: cd {args.out} && {m['build']})")
 
@@ -438,8 +423,6 @@ OUTPUTS = {"train": [("out", "dir")], "distill": [("out", "dir")], "export": [("
            "expert": [("out", "file")], "tables": [("out", "file")], "figures": [("out", "file")],
            "estimate": [("out", "file")]}
 POSITIONAL = {"run": "RUN"}
-# commands that work on a finished run folder (positional RUN): its config.json gives the task
-RUN_COMMANDS = ("evaluate", "export")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -516,19 +499,14 @@ def _check_args(args) -> None:
         _check_train(args)
 
 
-@contextmanager
-def _run_task(args):
-    """For commands on a finished run: the run's own task (config.json's task_settings) answers
-    ``get_task(name)``, so a run of a task from a user's registry file needs no registry."""
-    if args.command not in RUN_COMMANDS:
-        yield
-        return
+def _run_task(run: str):
+    """A finished run's own task (config.json's task_settings), passed on explicitly to the
+    command on it, so a run of a task from a user's registry file needs no registry."""
     from asymbench.runs import CONFIG_FILE, load_finished_run
-    from asymbench.tasks import run_tasks, task_from_config
+    from asymbench.tasks import task_from_config
 
-    config, _ = load_finished_run(args.run)
-    with run_tasks(task_from_config(config, source=Path(args.run) / CONFIG_FILE)):
-        yield
+    config, _ = load_finished_run(run)
+    return task_from_config(config, source=Path(run) / CONFIG_FILE)
 
 
 def _stat(path: Path):
@@ -606,8 +584,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         _check_args(args)
-        with _run_task(args):
-            args.handler(args)
+        args.handler(args)
     except Interrupted as exc:  # a training job stopped by a signal, its checkpoint written
         print(f"{prog}: {exc}", file=sys.stderr)
         return 128 + exc.signum

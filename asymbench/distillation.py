@@ -33,7 +33,7 @@ from torch import nn
 
 from asymbench.runs import (CONFIG_FILE, FINISHED_FILE, PROGRESS_FILE, RunError, atomic_path,
                             load_finished_run, provenance, read_json, write_json)
-from asymbench.tasks import Task, make_env, task_from_config
+from asymbench.tasks import REGISTRY_VERSION, Task, make_env, task_from_config
 
 METHODS = ("bc", "gail")
 TEACHER_METHODS = ("l_only",)
@@ -405,7 +405,7 @@ def resolve_width(task: Task, obs_dim: int, act_dim: int, width: int | None = No
                 or not np.isfinite(target) or target <= 0):
             raise ValueError(f"{path}: 'flops_per_inf' must be a positive number, got {target!r}")
         targets.append(float(target))
-    # The same arithmetic as the fit baseline's width (training._widths): the mean, then fit_width.
+    # The same arithmetic as the fit baseline's width (training.widths): the mean, then fit_width.
     mean = float(np.mean(targets))
     return fit_width(mean, obs_dim, act_dim), {
         "width_source": [str(p) for p in paths] if len(paths) > 1 else str(paths[0]),
@@ -635,7 +635,7 @@ def distill(method: str, teacher_dir: str | Path, expert_path: str | Path, out_d
               "max_episode_steps": limit,  # the teacher's; `asymbench evaluate` reads it here
               "widths": {"policy": student_width}, "teacher": str(teacher_dir),
               "expert": str(expert_path), "settings": settings,
-              "task_settings": task.settings,
+              "task_settings": task.settings, "registry_version": REGISTRY_VERSION,
               "overrides": {"max_episode_steps": limit, "steps": steps if method == "gail" else None,
                             "epochs": epochs if method == "bc" else None, "threads": threads}}
     out_dir.mkdir(parents=True, exist_ok=True)

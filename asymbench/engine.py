@@ -4,7 +4,7 @@ Why: one stable-baselines3 SAC gradient step costs 5-8 ms even at width 8, almos
 per-operator overhead (benchmarks/README.md). Stacking the K seeds' weights (``[K, in, out]``)
 turns K small updates into one set of batched operator calls, so the overhead is paid once.
 
-What stays the same as the reference engine (``asymbench.training``, ``--engine sb3``):
+This is asymbench's one training loop (K >= 1); stable-baselines3 is its oracle:
 - every member starts from the weights stable-baselines3 gives its seed (they are copied in);
 - one ``StackedSAC.update`` computes, for every member, exactly what ``SAC.train(1)`` computes
   from the same weights and batch (actor, both critics, entropy coefficient, Polyak targets;
@@ -18,18 +18,24 @@ rows, random generators (actions, batch indices, exploration noise) and weights.
 member does depends on K (tested: a seed trained alone and in a group gives the same run).
 Goal tasks relabel as SB3's HerReplayBuffer does (``StackedHerReplay``, tested against it).
 
-Read ``train_group`` top to bottom: it is the same loop as ``asymbench.training.train``,
-with every per-seed quantity carrying a leading member axis.
+Read ``train_group`` (at the end) top to bottom: it is the env-step cycle, every per-seed
+quantity carrying a leading member axis; its parts are ``Group`` (acting, stepping, storing,
+updating), ``MacroBookkeeping`` (episodes and macros in progress), ``ProgressLog`` (counters,
+learning curves, logs) and ``GroupCheckpoint``.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import pickle
+import os
 import signal
+import socket
+import sys
+import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -45,13 +51,15 @@ from asymbench.networks import StackedLinear, StackedMLP, costs, sac_actor_flops
 from asymbench.runs import (CONFIG_FILE, FINISHED_FILE, SNAPSHOT_FILE, Interrupted, RunError,
                             atomic_path, load_state, provenance, read_json, write_json)
 from asymbench.seeding import run_streams
-from asymbench.tasks import get_task, make_env, observation_flattener
-from asymbench.training import (TrainRequest, _save_model, _write_progress, checkpoint_line,
-                                resolve_config)
+from asymbench.tasks import env_dims, get_task, make_env, observation_flattener
+from asymbench.training import (TrainRequest, checkpoint_line, resolve_config, same_config,
+                                save_model, write_progress)
 
 LOG_STD_MIN, LOG_STD_MAX = -20, 2  # stable-baselines3's clamp of the actor's log-std
 SQUASH_EPS = 1e-6                  # stable-baselines3's epsilon in the tanh log-det correction
 GROUP_CHECKPOINT = "group_checkpoint.pt"
+PREVIOUS_CHECKPOINT = "group_checkpoint.previous.pt"  # kept until a newer one is written and verified
+LOCK_FILE = "train.lock"
 CHECKPOINT_FORMAT = 2  # 2: environment states and episodes in progress, seed streams
 MILESTONES_DIR = "milestones"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
@@ -402,11 +410,10 @@ def _make_noise(settings: dict | None, act_dim: int):
 # The training loop for a group of seeds
 # --------------------------------------------------------------------------------------------
 def group_configs(request: TrainRequest, seeds: list[int]) -> list[dict]:
-    """config.json of every member: what the reference engine records for that seed, with
-    the engine and the group named."""
+    """config.json of every member: the resolved settings of its seed, with the group named."""
     configs = []
     for seed in seeds:
-        config = resolve_config(replace(request, seed=seed, engine="batched"))
+        config = resolve_config(replace(request, seed=seed))
         config["group_seeds"] = list(seeds)
         configs.append(config)
     return configs
@@ -475,6 +482,569 @@ def _check_segment(checkpoint: Path, step: int, segment_start: int | None, until
                        "that milestone's snapshot can no longer be written from it")
 
 
+# --------------------------------------------------------------------------------------------
+# The group's parts: what to train (GroupPlan), the trainable members (Group), the episodes and
+# macros in progress (MacroBookkeeping), counters and logs (ProgressLog), the checkpoint
+# (GroupCheckpoint). train_group, at the end, is the env-step cycle that uses them.
+# --------------------------------------------------------------------------------------------
+@dataclass
+class GroupPlan:
+    """Where a group's runs go and how far this call trains them."""
+
+    out_root: Path
+    seeds: list[int]
+    dirs: list[Path]      # the members' run folders
+    configs: list[dict]   # their config.json
+    stop: int             # the env step this call ends at (the budget, or a milestone below it)
+    targets: list[Path]   # where the models and summaries go: dirs, or a milestone's folders
+    marker: str           # run.json at the budget, snapshot.json at a milestone
+
+    @property
+    def config(self) -> dict:
+        return self.configs[0]
+
+    @property
+    def total_steps(self) -> int:
+        return self.config["total_steps"]
+
+
+def plan_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
+               dirs: list[Path] | None, until: int | None, segment_start: int | None):
+    """Checks the request against the output folders (writing nothing). Returns the plan and,
+    where every member already reached the segment's end, their summaries."""
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError(f"--seeds must list distinct seeds, got {seeds}")
+    out_root = Path(out_root)
+    dirs = [Path(d) for d in dirs] if dirs is not None else member_dirs(out_root, seeds)
+    configs = group_configs(request, seeds)
+    total_steps = configs[0]["total_steps"]
+    stop = total_steps if until is None else until
+    if not 0 < stop <= total_steps or (segment_start or 0) >= stop:
+        raise ValueError(f"a segment from step {segment_start or 0:,} to {stop:,} does not lie "
+                         f"within the run's budget of {total_steps:,} env steps")
+    targets = dirs if stop == total_steps else milestone_dirs(out_root, seeds, stop)
+    marker = FINISHED_FILE if stop == total_steps else SNAPSHOT_FILE
+    plan = GroupPlan(out_root, list(seeds), dirs, configs, stop, targets, marker)
+    finished = [(d / marker).exists() for d in targets]
+    if all(finished):
+        for d, c in zip(targets, configs):
+            if not same_config(read_json(d / CONFIG_FILE), c):
+                raise RunError(f"{d} holds a run with a different config; "
+                               "choose another output folder or delete it")
+        print(f"{out_root}: all {len(seeds)} seeds already reached step {stop:,}, nothing to do")
+        return plan, [read_json(d / marker) for d in targets]
+    if any(finished) and stop == total_steps:
+        raise RunError(f"{out_root}: seeds {[s for s, f in zip(seeds, finished) if f]} are finished "
+                       "but others are not; a group trains together: delete the finished ones "
+                       "or train the others as their own group")
+    _check_cost_weight(configs[0], request.registry)
+    if GroupCheckpoint(out_root, "cpu").exists():
+        for d, c in zip(dirs, configs):
+            if not (d / CONFIG_FILE).exists() or not same_config(read_json(d / CONFIG_FILE), c):
+                raise RunError(f"{out_root} holds a checkpoint of a different config; resume with "
+                               "the same arguments, or choose another output folder")
+    return plan, None
+
+
+def _check_cost_weight(config: dict, registry) -> None:
+    """An asym run's lambda must keep lambda * c(large) * macro_len finite: the master's macro
+    rewards would overflow otherwise."""
+    if config["method"] != "asym":
+        return
+    obs_dim, act_dim = env_dims(get_task(config["task"], registry))
+    with np.errstate(over="ignore", invalid="ignore"):
+        per_macro = master_step_costs(config, obs_dim, act_dim)[1] * config["macro_len"]
+    if not np.isfinite(per_macro):
+        raise ValueError(f"lambda (--lam) {config['cost_weight']:g} is too large: lambda * c(large) * "
+                         f"macro_len = {per_macro} is not a finite number")
+
+
+def master_step_costs(config: dict, obs_dim: int, act_dim: int) -> np.ndarray:
+    """lambda * c(w) per env step for (small, large), with c from the sub-policies' FLOPs.
+    Counting FLOPs builds throw-away networks, so it runs on a forked torch RNG."""
+    with torch.random.fork_rng():
+        flops = {n: sac_actor_flops(obs_dim, act_dim, w) for n, w in config["widths"].items()}
+    return config["cost_weight"] * np.array([costs(flops["small"], flops["large"])[n] for n in SUB_POLICIES])
+
+
+@dataclass
+class Transition:
+    """What the K environments returned for one step, one row per member."""
+
+    next_obs: np.ndarray
+    reward: np.ndarray
+    done: np.ndarray          # the episode ends (terminated or truncated)
+    stored_done: np.ndarray   # what the buffers record as terminal (config "timeouts")
+    next_achieved: np.ndarray | None  # goal tasks: the achieved goals, for relabelling
+
+
+class Group:
+    """The K members' environments, stacked SACs, replay, master, random streams and
+    exploration noise: everything that acts and learns."""
+
+    def __init__(self, request: TrainRequest, config: dict, seeds: list[int], device: str):
+        torch.set_num_threads(request.threads)
+        self.t = 0  # env steps taken, for naming the step of a fault
+        self.config, self.seeds, self.device = config, list(seeds), device
+        self.K, self.is_asym, self.her = len(seeds), config["method"] == "asym", config["her"]
+        self.sac_settings = config["sac"]
+        self.streams = [run_streams(s) for s in seeds]
+        self._build_envs(get_task(config["task"], request.registry))
+        self._build_learners()
+        self._build_exploration()
+
+    def _build_envs(self, task) -> None:
+        # Goal tasks keep the env's goal dict (relabelling needs its goals); the networks and the
+        # master see it flattened in the Dict's key order, as SB3's MultiInputPolicy concatenates it.
+        self.envs = [make_env(task, max_episode_steps=self.config["max_episode_steps"], flatten=not self.her)
+                     for _ in self.seeds]
+        self.observe = observation_flattener(self.envs[0].observation_space)
+        space = self.envs[0].action_space
+        self.obs_dim, self.act_dim = gym.spaces.flatdim(self.envs[0].observation_space), space.shape[0]
+        self.low, self.high = space.low.astype(np.float64), space.high.astype(np.float64)
+
+    def _build_learners(self) -> None:
+        """Each member starts from the weights stable-baselines3 gives its seed and keeps those
+        SAC objects to save its model at the end; the buffer; the master and its step costs."""
+        config, settings, K, device = self.config, self.sac_settings, self.K, self.device
+        self.names = list(config["widths"])
+        self.sb3 = {name: [make_sac(settings, self.envs[k], config["widths"][name], s, buffer_size=1,
+                                    her=self.her) for k, s in enumerate(self.seeds)] for name in self.names}
+        self.stacks, self.slots = _stack_layout(config["widths"], K, self.obs_dim, self.act_dim,
+                                                settings, device)
+        for name in self.names:
+            stack, offset = self.slots[name]
+            for k in range(K):
+                self.stacks[stack].load_member(offset + k, self.sb3[name][k])
+        capacity = min(settings["buffer_size"], config["total_steps"])
+        if self.her:
+            goal_dim, desired_goal = _goal_layout(self.envs[0].observation_space)
+            self.buffer = StackedHerReplay(K, capacity, self.obs_dim, self.act_dim, self.her, goal_dim,
+                                           desired_goal, self.envs[0].get_wrapper_attr("compute_reward"),
+                                           device)
+        else:
+            self.buffer = StackedReplay(K, capacity, self.obs_dim, self.act_dim, device)
+        self.master = (MasterGroup(config["master"], self.obs_dim, self.seeds, config["total_steps"],
+                                   [st.master for st in self.streams]) if self.is_asym else None)
+        self.step_cost = master_step_costs(config, self.obs_dim, self.act_dim) if self.is_asym else np.zeros(2)
+
+    def _build_exploration(self) -> None:
+        """The warm-up, the exploration noise, each member's random streams and first episode."""
+        config, settings = self.config, self.sac_settings
+        # The authors' asymmetric agent acts at random until the MASTER's learning starts; a single
+        # SAC until its own. The sub-policies' noise follows the registry's asym_action_noise.
+        self.random_until = (config["master"]["learning_starts"] if self.is_asym
+                             else settings["learning_starts"])
+        use_noise = not self.is_asym or config["asym_action_noise"] == "as_sac"
+        self.noises = [_make_noise(settings["action_noise"] if use_noise else None, self.act_dim)
+                       for _ in self.seeds]
+        self.action_rngs = [st.actions for st in self.streams]      # exploration noise
+        self.batch_rngs = [st.batches for st in self.streams]       # replay indices
+        # Policy-sampling noise is drawn on the host whatever the device, so a member draws the
+        # same numbers on a GPU as on the CPU (and K draws cost no K kernel launches).
+        self.torch_rngs = [st.policy_noise for st in self.streams]
+        # Each training env is seeded once, from a range evaluation never uses, and then
+        # continues its own generator from episode to episode (seeding.py).
+        self.first_obs = [self.observe(env.reset(seed=st.env_seed)[0])
+                          for env, st in zip(self.envs, self.streams)]
+        for k, obs in enumerate(self.first_obs):
+            self._check_env_output(k, obs, 0.0, "reset")
+        for env, st in zip(self.envs, self.streams):
+            env.action_space.seed(st.action_space_seed)
+
+    # --- the env-step cycle's parts --------------------------------------------------------
+    def draw_noise(self, shape) -> torch.Tensor:
+        return to_device(torch.stack([torch.randn(shape, generator=g) for g in self.torch_rngs]),
+                         self.device)
+
+    def act(self, obs: np.ndarray, choice: np.ndarray, t: int) -> np.ndarray:
+        """Every member's action in [-1, 1]: uniform random during warm-up, else its (chosen)
+        SAC samples, plus the exploration noise where there is one."""
+        if t < self.random_until:
+            return np.stack([2.0 * (env.action_space.sample() - self.low) / (self.high - self.low) - 1.0
+                             for env in self.envs])
+        K = self.K
+        obs_t = to_device(obs.astype(np.float32), self.device)[:, None]
+        with torch.no_grad():
+            noise = self.draw_noise((1, self.act_dim))
+            sampled = {}
+            for stack_name, stack in self.stacks.items():
+                copies = stack.members // K
+                out = stack.sample(obs_t.repeat(copies, 1, 1), noise.repeat(copies, 1, 1))[0][:, 0]
+                sampled.update({name: out[offset:offset + K] for name, (sn, offset) in self.slots.items()
+                                if sn == stack_name})
+        if self.master is not None:
+            pick = to_device(choice == 1, self.device)[:, None]
+            scaled = torch.where(pick, sampled["large"], sampled["small"])
+        else:
+            scaled = sampled["policy"]
+        scaled = scaled.cpu().numpy().astype(np.float64)
+        for k, noise_k in enumerate(self.noises):
+            if noise_k is not None:
+                scaled[k] = np.clip(scaled[k] + noise_k(self.action_rngs[k]), -1.0, 1.0)
+        return scaled
+
+    def step(self, scaled: np.ndarray, t: int) -> Transition:
+        """Env step ``t + 1`` of every member; a non-finite reward or observation stops the group."""
+        self.t = t + 1
+        actions = self.low + 0.5 * (scaled + 1.0) * (self.high - self.low)
+        results = [env.step(a.astype(np.float32)) for env, a in zip(self.envs, actions)]
+        terminated = np.array([bool(r[2]) for r in results])
+        done = terminated | np.array([bool(r[3]) for r in results])
+        next_obs, reward = np.stack([self.observe(r[0]) for r in results]), np.array([float(r[1]) for r in results])
+        if not (np.isfinite(reward).all() and np.isfinite(next_obs).all()):
+            for k in range(self.K):
+                self._check_env_output(k, next_obs[k], reward[k], "step")
+        return Transition(
+            next_obs=next_obs, reward=reward, done=done,
+            stored_done=done if self.config["timeouts"] == "terminal" else terminated,
+            next_achieved=np.stack([r[0]["achieved_goal"] for r in results]) if self.her else None)
+
+    def store(self, obs: np.ndarray, scaled: np.ndarray, tr: Transition) -> None:
+        """One buffer row per member; all its policies learn from it (one shared buffer)."""
+        episodes = dict(episode_end=tr.done, next_achieved=tr.next_achieved) if self.her else {}
+        self.buffer.add(**episodes, **{name: to_device(value.astype(np.float32), self.device) for name, value in (
+            ("obs", obs), ("next_obs", tr.next_obs), ("action", scaled), ("reward", tr.reward),
+            ("done", tr.stored_done))})
+
+    def update_sacs(self, step: int, progress_remaining: float) -> None:
+        """One SAC gradient step per env step for every policy of every member."""
+        settings = self.sac_settings
+        if not (step > settings["learning_starts"] and self.buffer.size >= settings["batch_size"]):
+            return
+        shape = (settings["batch_size"], self.act_dim)
+        for stack_name, stack in self.stacks.items():
+            # Each policy draws its own batch and noise, in the order the policies are listed.
+            parts = [(self.buffer.sample(self.batch_rngs, settings["batch_size"]), self.draw_noise(shape),
+                      self.draw_noise(shape)) for name in self.names if self.slots[name][0] == stack_name]
+            batch = {key: torch.cat([b[key] for b, _, _ in parts]) for key in parts[0][0]}
+            stack.update(batch, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]),
+                         progress_remaining)
+
+    def reset(self, k: int) -> np.ndarray:
+        """Member k's next episode: the env's own generator continues."""
+        if isinstance(self.noises[k], OUNoise):
+            self.noises[k].reset()
+        obs = self.observe(self.envs[k].reset()[0])
+        self._check_env_output(k, obs, 0.0, "reset")
+        return obs
+
+    def _check_env_output(self, k: int, obs: np.ndarray, reward: float, what: str) -> None:
+        bad = [name for name, value in (("reward", reward), ("observation", obs)) if not np.isfinite(value).all()]
+        if bad:
+            raise RunError(f"task {self.config['task']}, seed {self.seeds[k]}: the environment returned a "
+                           f"non-finite {' and '.join(bad)} at env step {self.t}"
+                           + (" (reset)" if what == "reset" else ""))
+
+    # --- checkpoint and final models -------------------------------------------------------
+    def state(self) -> dict:
+        return {"stacks": {n: stack.state() for n, stack in self.stacks.items()},
+                "buffer": self.buffer.state(), "master": self.master.state() if self.master else None,
+                "action_rngs": [r.bit_generator.state for r in self.action_rngs],
+                "batch_rngs": [r.bit_generator.state for r in self.batch_rngs],
+                "torch_rngs": [g.get_state() for g in self.torch_rngs],
+                "noises": [n.state if isinstance(n, OUNoise) else None for n in self.noises],
+                "envs": [envstate.capture(env) for env in self.envs]}
+
+    def restore(self, saved: dict) -> None:
+        for name, stack in self.stacks.items():
+            stack.restore(saved["stacks"][name])
+        self.buffer.restore(saved["buffer"])
+        if self.master is not None:
+            self.master.restore(saved["master"])
+        for rng, s in zip(self.action_rngs + self.batch_rngs, saved["action_rngs"] + saved["batch_rngs"]):
+            rng.bit_generator.state = s
+        for gen, s in zip(self.torch_rngs, saved["torch_rngs"]):
+            gen.set_state(s)
+        for noise, s in zip(self.noises, saved["noises"]):
+            if isinstance(noise, OUNoise):
+                noise.state = s
+        for env, s in zip(self.envs, saved["envs"]):
+            envstate.restore(env, s)
+
+    def check_finite(self, step: int) -> None:
+        """Stops the group, naming the seed, when any member's weights stopped being finite."""
+        modules = [(f"{n}.{part}", getattr(stack, part)) for n, stack in self.stacks.items()
+                   for part in ("trunk", "mu", "log_std", "critic")]
+        if self.master is not None:
+            modules.append(("master", self.master.q_net))
+        for label, module in modules:
+            for pname, param in module.named_parameters():
+                bad = ~torch.isfinite(param.detach().flatten(1)).all(dim=1)
+                if bad.any():
+                    k = int(bad.nonzero()[0, 0]) % self.K
+                    raise RunError(f"seed {self.seeds[k]}: training diverged: non-finite values in "
+                                   f"{label}.{pname} at step {step}")
+
+    def save_member(self, k: int, folder: Path) -> None:
+        """Member k's deployed model: SB3 zips of its policies, and its master."""
+        for name in self.sb3:
+            stack, offset = self.slots[name]
+            self.stacks[stack].store_member(offset + k, self.sb3[name][k])
+            save_model(self.sb3[name][k], folder / "model" / f"{name}.zip")
+        if self.master is not None:
+            with atomic_path(folder / "model" / "master.pt") as tmp:
+                self.master.save_member(k, tmp)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+class MacroBookkeeping:
+    """Every member's episode and macro in progress (saved in the checkpoint as "live"): its
+    observation, the sub-policy in use, the episode's return / length / large-policy steps,
+    and the macro's first observation, reward so far and length (0: the master decides)."""
+
+    FIELDS = ("obs", "episode_return", "episode_length", "episode_large", "choice", "macro_obs",
+              "macro_reward", "macro_steps")
+
+    def __init__(self, live: dict):
+        for name in self.FIELDS:
+            setattr(self, name, live[name])
+
+    @classmethod
+    def start(cls, first_obs: list[np.ndarray]) -> "MacroBookkeeping":
+        K = len(first_obs)
+        return cls({"obs": np.stack(first_obs), "episode_return": np.zeros(K),
+                    "episode_length": np.zeros(K, np.int64), "episode_large": np.zeros(K, np.int64),
+                    "choice": np.zeros(K, np.int64), "macro_obs": np.stack(first_obs),
+                    "macro_reward": np.zeros(K), "macro_steps": np.zeros(K, np.int64)})
+
+    def live(self) -> dict:
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    def decide(self, master: MasterGroup, t: int) -> None:
+        """The masters pick a sub-policy where a macro starts (epsilon-greedy, per member)."""
+        deciding = self.macro_steps == 0
+        if deciding.any():
+            picks = master.choose(self.obs, deciding, t)
+            self.choice = np.where(deciding, picks, self.choice)
+            self.macro_obs = np.where(deciding[:, None], self.obs, self.macro_obs)
+
+    def count(self, reward: np.ndarray, asym: bool) -> None:
+        self.episode_return += reward
+        self.episode_length += 1
+        if asym:
+            self.episode_large += self.choice
+
+    def close_macros(self, master: MasterGroup, tr: Transition, step_cost: np.ndarray,
+                     macro_len: int) -> None:
+        """The masters store whole macros (reward minus lambda * c(w) per step)."""
+        self.macro_reward += tr.reward - step_cost[self.choice]
+        self.macro_steps += 1
+        for k in np.flatnonzero((self.macro_steps == macro_len) | tr.done):
+            master.store(k, self.macro_obs[k], int(self.choice[k]), float(self.macro_reward[k]),
+                         tr.next_obs[k], bool(tr.stored_done[k]))
+            self.macro_reward[k], self.macro_steps[k] = 0.0, 0
+
+    def new_episode(self, k: int, obs: np.ndarray) -> None:
+        self.obs[k] = obs
+        self.episode_return[k], self.episode_length[k], self.episode_large[k] = 0.0, 0, 0
+        self.macro_reward[k], self.macro_steps[k] = 0.0, 0
+
+
+class ProgressLog:
+    """The group's counters (saved in the checkpoint as "state": env steps, episodes and
+    large-policy steps per member, learning-curve rows, training wall time), the progress bar,
+    progress.csv and, for a quiet run, one line per checkpoint."""
+
+    def __init__(self, request: TrainRequest, plan: GroupPlan, state: dict | None):
+        K = len(plan.seeds)
+        self.plan, self.is_asym, self.K = plan, plan.config["method"] == "asym", K
+        self.state = state if state is not None else {
+            "step": 0, "episodes": np.zeros(K, np.int64), "large_steps": np.zeros(K, np.int64),
+            "rows": [[] for _ in plan.seeds], "wall_s": 0.0}
+        self.clock = time.perf_counter()
+        self.quiet = not request.progress
+        self.bar = tqdm(total=plan.stop, initial=self.state["step"], disable=self.quiet,
+                        desc=f"{plan.config['task']}/{plan.config['method']}/{K} seeds", unit="step",
+                        mininterval=2.0, smoothing=0.05)
+
+    @property
+    def step(self) -> int:
+        return self.state["step"]
+
+    def count(self, choice: np.ndarray) -> None:
+        self.state["step"] += 1
+        if self.is_asym:
+            self.state["large_steps"] += choice
+
+    def episode_end(self, k: int, book: MacroBookkeeping) -> None:
+        """Member k's learning-curve row; a non-finite return stops the group."""
+        state = self.state
+        if not np.isfinite(book.episode_return[k]):
+            raise RunError(f"seed {self.plan.seeds[k]}: training diverged: non-finite episode return "
+                           f"at step {state['step']}")
+        state["episodes"][k] += 1
+        state["rows"][k].append({
+            "step": state["step"], "episode": int(state["episodes"][k]),
+            "episode_return": float(book.episode_return[k]), "episode_length": int(book.episode_length[k]),
+            "large_share": float(book.episode_large[k] / book.episode_length[k]) if self.is_asym else None,
+            "wall_s": state["wall_s"] + time.perf_counter() - self.clock})
+
+    def tick(self, any_done: bool) -> None:
+        state = self.state
+        if any_done:
+            recent = [rows[-1]["episode_return"] for rows in state["rows"] if rows]
+            postfix = {"return": f"{np.mean(recent):.1f}"}
+            if self.is_asym:
+                postfix["large"] = f"{state['large_steps'].sum() / (self.K * state['step']):.2f}"
+            self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(1)
+
+    def stop_clock(self) -> None:
+        """Adds the time since the last stop to the training wall time."""
+        self.state["wall_s"] += time.perf_counter() - self.clock
+
+    def write(self, folders: list[Path]) -> None:
+        for d, rows in zip(folders, self.state["rows"]):
+            write_progress(d, rows)
+
+    def checkpoint_written(self) -> None:
+        self.clock = time.perf_counter()
+        if self.quiet:
+            state = self.state
+            recent = [row["episode_return"] for rows in state["rows"] for row in rows[-3:]]
+            large = state["large_steps"].sum() / (self.K * state["step"]) if self.is_asym else None
+            print(checkpoint_line(self.plan.out_root, state["step"], self.plan.total_steps,
+                                  state["wall_s"], recent, large), flush=True)
+
+    def summary(self, k: int, request: TrainRequest, device, master: MasterGroup | None) -> dict:
+        state, wall, total = self.state, self.state["wall_s"], self.plan.total_steps
+        return {
+            "steps": state["step"], "episodes": int(state["episodes"][k]),
+            "total_steps": total, "fraction_of_budget": state["step"] / total,
+            "wall_time_s": wall, "group_size": self.K,
+            "steps_per_s": state["step"] / wall if wall else None,
+            "steps_per_s_per_seed_cpu": self.K * state["step"] / wall if wall else None,
+            "large_share": float(state["large_steps"][k] / state["step"]) if self.is_asym else None,
+            # the group's masters update together, on the authors' env-step schedule
+            "master_updates": master.updates if master is not None else None,
+            "master_target_syncs": master.target_syncs if master is not None else None,
+            "threads": request.threads, "engine": "batched", "device": str(device),
+            "provenance": provenance()}
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class GroupCheckpoint:
+    """The group's checkpoint: networks, optimizers, buffers, random streams, env states,
+    counters and episodes in progress, in an explicit format number. Two files: the latest, and
+    the previous one, kept until a newer one is written and verified (it loads); a damaged
+    latest falls back to the previous one, and says so."""
+
+    def __init__(self, folder: Path, device):
+        self.path, self.previous = folder / GROUP_CHECKPOINT, folder / PREVIOUS_CHECKPOINT
+        self.device = device
+
+    def exists(self) -> bool:
+        return self.path.exists() or self.previous.exists()
+
+    def save(self, group: Group, book: MacroBookkeeping, log: ProgressLog) -> None:
+        """Written whole to a temporary file and read back; only then does the latest become the
+        previous one and the new file the latest (a kill at any point leaves one that loads)."""
+        payload = {"format": CHECKPOINT_FORMAT, **group.state(), "state": log.state, "live": book.live()}
+        with atomic_path(self.path) as tmp:
+            torch.save(payload, tmp)
+            self._read(tmp)  # verified: a file that does not load never replaces a good one
+            if self.path.exists():
+                os.replace(self.path, self.previous)
+
+    def load(self) -> dict:
+        try:
+            return self._read(self.path)
+        except RunError as latest:
+            if not self.previous.exists() or (self.path.exists() and "earlier asymbench" in str(latest)):
+                raise
+            saved = self._read(self.previous)
+            print(f"asymbench: {latest if self.path.exists() else f'{self.path} is missing'}: falling "
+                  f"back to the previous checkpoint {self.previous.name} (step {saved['state']['step']:,})",
+                  file=sys.stderr, flush=True)
+            return saved
+
+    def _read(self, path: Path) -> dict:
+        try:
+            saved = load_state(path, map_location=self.device)
+        except Exception as exc:  # noqa: BLE001  (whatever a damaged file makes the unpickler raise)
+            reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            raise RunError(f"{path} is damaged ({reason}): delete it to restart from step 0") from None
+        if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+            raise RunError(f"{path} is a checkpoint of an earlier asymbench (format "
+                           f"{saved.get('format', 1) if isinstance(saved, dict) else '?'}, this one "
+                           f"reads {CHECKPOINT_FORMAT}): delete it to restart from step 0")
+        return saved
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.previous.unlink(missing_ok=True)
+
+
+class GroupLock:
+    """One writer per group folder: ``train.lock`` holds the pid, host and start time of the
+    process training there. A second ``train`` refuses, naming the holder; a lock whose process
+    is dead on this host is taken over, and that is said."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / LOCK_FILE
+
+    def __enter__(self) -> "GroupLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        mine = {"pid": os.getpid(), "host": socket.gethostname(),
+                "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{LOCK_FILE}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(mine) + "\n")
+            while True:
+                try:
+                    os.link(tmp, self.path)  # atomic, and fails where a lock exists
+                    return self
+                except FileExistsError:
+                    pass
+                holder = self._holder()
+                if holder is None:
+                    continue  # released meanwhile
+                if holder.get("host") != mine["host"] or _alive(holder.get("pid")):
+                    raise RunError(f"{self.path.parent} is being trained by pid {holder.get('pid')} on "
+                                   f"{holder.get('host')} since {holder.get('started_utc')} ({self.path}); "
+                                   "wait for it, or delete the lock if no such process runs")
+                print(f"asymbench: {self.path}: taking over the lock of pid {holder.get('pid')} "
+                      f"(started {holder.get('started_utc')}), which is no longer running on this host",
+                      file=sys.stderr, flush=True)
+                self.path.unlink(missing_ok=True)
+        finally:
+            os.remove(tmp)
+
+    def _holder(self) -> dict | None:
+        try:
+            holder = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            holder = {}
+        return holder if isinstance(holder, dict) else {}
+
+    def __exit__(self, *exc) -> None:
+        holder = self._holder()
+        if holder is not None and holder.get("pid") == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+
+def _alive(pid) -> bool:
+    """Whether process ``pid`` runs on this host (one we may not signal runs too)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
                 dirs: list[Path] | None = None, device: str = "cpu", until: int | None = None,
                 segment_start: int | None = None) -> list[dict]:
@@ -486,339 +1056,96 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
     step for the next segment. Every schedule follows the full budget, so a snapshot is the
     full run observed at its milestone. ``segment_start``: the step the previous segment ended
     at; the checkpoint must stand there (or later, after a kill inside this segment)."""
-    if len(set(seeds)) != len(seeds) or not seeds:
-        raise ValueError(f"--seeds must list distinct seeds, got {seeds}")
-    out_root = Path(out_root)
-    dirs = [Path(d) for d in dirs] if dirs is not None else member_dirs(out_root, seeds)
-    configs = group_configs(request, seeds)
-    config = configs[0]
-    total_steps = config["total_steps"]
-    stop = total_steps if until is None else until
-    if not 0 < stop <= total_steps or (segment_start or 0) >= stop:
-        raise ValueError(f"a segment from step {segment_start or 0:,} to {stop:,} does not lie "
-                         f"within the run's budget of {total_steps:,} env steps")
-    targets = dirs if stop == total_steps else milestone_dirs(out_root, seeds, stop)
-    marker = FINISHED_FILE if stop == total_steps else SNAPSHOT_FILE
-    finished = [(d / marker).exists() for d in targets]
-    if all(finished):
-        for d, c in zip(targets, configs):
-            if read_json(d / CONFIG_FILE) != c:
-                raise RunError(f"{d} holds a run with a different config; "
-                               "choose another output folder or delete it")
-        print(f"{out_root}: all {len(seeds)} seeds already reached step {stop:,}, nothing to do")
-        return [read_json(d / marker) for d in targets]
-    if any(finished) and stop == total_steps:
-        raise RunError(f"{out_root}: seeds {[s for s, f in zip(seeds, finished) if f]} are finished "
-                       "but others are not; a group trains together: delete the finished ones "
-                       "or train the others as their own group")
-    checkpoint = out_root / GROUP_CHECKPOINT
-    if checkpoint.exists():
-        for d, c in zip(dirs, configs):
-            if not (d / CONFIG_FILE).exists() or read_json(d / CONFIG_FILE) != c:
-                raise RunError(f"{out_root} holds a checkpoint of a different config; resume with "
-                               "the same arguments, or choose another output folder")
-    for d, c in zip(dirs, configs):
-        write_json(d / CONFIG_FILE, c)
+    plan, reached = plan_group(request, seeds, out_root, dirs, until, segment_start)
+    if reached is not None:
+        return reached
+    with GroupLock(plan.out_root):
+        for d, c in zip(plan.dirs, plan.configs):
+            write_json(d / CONFIG_FILE, c)
+        return _train(request, plan, device, segment_start)
 
-    torch.set_num_threads(request.threads)
-    K, is_asym = len(seeds), config["method"] == "asym"
-    sac_settings, master_settings = config["sac"], config["master"]
-    task = get_task(config["task"], request.registry)
-    her = config["her"]
-    streams = [run_streams(s) for s in seeds]
-    # Goal tasks keep the env's goal dict (relabelling needs its goals); the networks and the
-    # master see it flattened in the Dict's key order, as SB3's MultiInputPolicy concatenates it.
-    envs = [make_env(task, max_episode_steps=config["max_episode_steps"], flatten=not her)
-            for _ in seeds]
-    observe = observation_flattener(envs[0].observation_space)
-    space = envs[0].action_space
-    obs_dim, act_dim = gym.spaces.flatdim(envs[0].observation_space), space.shape[0]
-    low, high = space.low.astype(np.float64), space.high.astype(np.float64)
 
-    # Each member starts from the weights stable-baselines3 gives its seed (as --engine sb3 does),
-    # and keeps those SAC objects to save its model at the end.
-    names = list(config["widths"])
-    sb3 = {name: [make_sac(sac_settings, envs[k], config["widths"][name], s, buffer_size=1, her=her)
-                  for k, s in enumerate(seeds)] for name in names}
-    stacks, slots = _stack_layout(config["widths"], K, obs_dim, act_dim, sac_settings, device)
-    for name in names:
-        stack, offset = slots[name]
-        for k in range(K):
-            stacks[stack].load_member(offset + k, sb3[name][k])
-    capacity = min(sac_settings["buffer_size"], total_steps)
-    if her:
-        goal_dim, desired_goal = _goal_layout(envs[0].observation_space)
-        buffer = StackedHerReplay(K, capacity, obs_dim, act_dim, her, goal_dim, desired_goal,
-                                  envs[0].get_wrapper_attr("compute_reward"), device)
-    else:
-        buffer = StackedReplay(K, capacity, obs_dim, act_dim, device)
-    master = (MasterGroup(master_settings, obs_dim, seeds, total_steps, [st.master for st in streams])
-              if is_asym else None)
-    step_cost = np.zeros(2)
-    if is_asym:  # the master's cost per env step, lambda * c(w), with c from the FLOPs
-        with torch.random.fork_rng():
-            flops = {n: sac_actor_flops(obs_dim, act_dim, w) for n, w in config["widths"].items()}
-        step_cost = config["cost_weight"] * np.array([costs(flops["small"], flops["large"])[n]
-                                                      for n in SUB_POLICIES])
-    # The authors' asymmetric agent acts at random until the MASTER's learning starts; a single
-    # SAC until its own. The sub-policies' noise follows the registry's asym_action_noise.
-    random_until = master_settings["learning_starts"] if is_asym else sac_settings["learning_starts"]
-    use_noise = not is_asym or config["asym_action_noise"] == "as_sac"
-    noises = [_make_noise(sac_settings["action_noise"] if use_noise else None, act_dim) for _ in seeds]
-    action_rngs = [st.actions for st in streams]      # exploration noise
-    batch_rngs = [st.batches for st in streams]       # replay indices
-    # Policy-sampling noise is drawn on the host whatever the device, so a member draws the same
-    # numbers on a GPU as on the CPU (and K draws cost no K kernel launches); one upload a step.
-    torch_rngs = [st.policy_noise for st in streams]
-    # Each training env is seeded once, from a range evaluation never uses, and then continues
-    # its own generator from episode to episode (seeding.py).
-    first_obs = [observe(env.reset(seed=st.env_seed)[0]) for env, st in zip(envs, streams)]
-    for env, st in zip(envs, streams):
-        env.action_space.seed(st.action_space_seed)
-
-    # Per-member bookkeeping and the episodes in progress, saved whole in the checkpoint.
-    state = {"step": 0, "episodes": np.zeros(K, np.int64), "large_steps": np.zeros(K, np.int64),
-             "rows": [[] for _ in seeds], "wall_s": 0.0}
-    live = {"obs": np.stack(first_obs),
-            "episode_return": np.zeros(K), "episode_length": np.zeros(K, np.int64),
-            "episode_large": np.zeros(K, np.int64),
-            "choice": np.zeros(K, np.int64),           # sub-policy index in use (asym)
-            "macro_obs": np.stack(first_obs), "macro_reward": np.zeros(K),
-            "macro_steps": np.zeros(K, np.int64)}      # 0: the master decides before acting
-    if checkpoint.exists():
-        saved = _load_group_checkpoint(checkpoint, device)
-        for name, stack in stacks.items():
-            stack.restore(saved["stacks"][name])
-        buffer.restore(saved["buffer"])
-        if master is not None:
-            master.restore(saved["master"])
-        for rng, s in zip(action_rngs + batch_rngs, saved["action_rngs"] + saved["batch_rngs"]):
-            rng.bit_generator.state = s
-        for gen, s in zip(torch_rngs, saved["torch_rngs"]):
-            gen.set_state(s)
-        for noise, s in zip(noises, saved["noises"]):
-            if isinstance(noise, OUNoise):
-                noise.state = s
-        for env, s in zip(envs, saved["envs"]):
-            envstate.restore(env, s)
-        state, live = saved["state"], saved["live"]
-        print(f"{out_root}: resuming {K} seeds at step {state['step']:,} of {total_steps:,}")
-    _check_segment(checkpoint, state["step"], segment_start, stop)
-    obs, choice = live["obs"], live["choice"]
-    episode_return, episode_length, episode_large = (live["episode_return"], live["episode_length"],
-                                                     live["episode_large"])
-    macro_obs, macro_reward, macro_steps = live["macro_obs"], live["macro_reward"], live["macro_steps"]
-    segment_clock = time.perf_counter()
-    bar = tqdm(total=stop, initial=state["step"], disable=not request.progress,
-               desc=f"{config['task']}/{config['method']}/{K} seeds", unit="step",
-               mininterval=2.0, smoothing=0.05)
-
-    def draw_noise(shape) -> torch.Tensor:
-        return to_device(torch.stack([torch.randn(shape, generator=g) for g in torch_rngs]), device)
-
-    def save_checkpoint() -> None:
-        state["wall_s"] += time.perf_counter() - segment_clock
-        live.update(obs=obs, choice=choice, macro_obs=macro_obs)
-        _save_group_checkpoint(checkpoint, {
-            "format": CHECKPOINT_FORMAT,
-            "stacks": {n: stack.state() for n, stack in stacks.items()},
-            "buffer": buffer.state(), "master": master.state() if master else None,
-            "action_rngs": [r.bit_generator.state for r in action_rngs],
-            "batch_rngs": [r.bit_generator.state for r in batch_rngs],
-            "torch_rngs": [g.get_state() for g in torch_rngs],
-            "noises": [n.state if isinstance(n, OUNoise) else None for n in noises],
-            "envs": [envstate.capture(env) for env in envs], "state": state, "live": live})
-        for d, rows in zip(dirs, state["rows"]):
-            _write_progress(d, rows)
+def _train(request: TrainRequest, plan: GroupPlan, device: str, segment_start: int | None) -> list[dict]:
+    """The env-step cycle of ``train_group``, from its set-up (or checkpoint) to its models."""
+    group = Group(request, plan.config, plan.seeds, device)
+    checkpoint = GroupCheckpoint(plan.out_root, device)
+    saved = checkpoint.load() if checkpoint.exists() else None
+    if saved is not None:
+        group.restore(saved)
+        print(f"{plan.out_root}: resuming {group.K} seeds at step {saved['state']['step']:,} "
+              f"of {plan.total_steps:,}")
+    book = MacroBookkeeping(saved["live"]) if saved else MacroBookkeeping.start(group.first_obs)
+    _check_segment(checkpoint.path, saved["state"]["step"] if saved else 0, segment_start, plan.stop)
+    log = ProgressLog(request, plan, saved["state"] if saved else None)
+    master, macro_len = group.master, plan.config["macro_len"]
 
     with stop_signals() as received:
-        while state["step"] < stop:
-            t = state["step"]  # env steps taken so far (the authors' num_timesteps)
-            progress_remaining = 1.0 - t / total_steps
-
-            # 1. The masters pick a sub-policy where a macro starts (epsilon-greedy, per member).
+        while log.step < plan.stop:
+            t = log.step  # env steps taken so far (the authors' num_timesteps)
+            # 1. Act: the masters pick a sub-policy where a macro starts; every member acts.
             if master is not None:
-                deciding = macro_steps == 0
-                if deciding.any():
-                    picks = master.choose(obs, deciding, t)
-                    choice = np.where(deciding, picks, choice)
-                    macro_obs = np.where(deciding[:, None], obs, macro_obs)
-
-            # 2. Every member acts: uniform random during warm-up, else its (chosen) SAC samples.
-            if t < random_until:
-                scaled = np.stack([2.0 * (env.action_space.sample() - low) / (high - low) - 1.0
-                                   for env in envs])
-            else:
-                obs_t = to_device(obs.astype(np.float32), device)[:, None]
-                with torch.no_grad():
-                    noise = draw_noise((1, act_dim))
-                    sampled = {}
-                    for stack_name, stack in stacks.items():
-                        copies = stack.members // K
-                        out = stack.sample(obs_t.repeat(copies, 1, 1), noise.repeat(copies, 1, 1))[0][:, 0]
-                        sampled.update({name: out[offset:offset + K] for name, (sn, offset) in slots.items()
-                                        if sn == stack_name})
-                if master is not None:
-                    pick = to_device(choice == 1, device)[:, None]
-                    scaled = torch.where(pick, sampled["large"], sampled["small"])
-                else:
-                    scaled = sampled["policy"]
-                scaled = scaled.cpu().numpy().astype(np.float64)
-                for k, noise_k in enumerate(noises):
-                    if noise_k is not None:
-                        scaled[k] = np.clip(scaled[k] + noise_k(action_rngs[k]), -1.0, 1.0)
-            actions = low + 0.5 * (scaled + 1.0) * (high - low)
-            results = [env.step(a.astype(np.float32)) for env, a in zip(envs, actions)]
-            next_obs = np.stack([observe(r[0]) for r in results])
-            reward = np.array([float(r[1]) for r in results])
-            terminated = np.array([bool(r[2]) for r in results])
-            done = terminated | np.array([bool(r[3]) for r in results])
-            stored_done = done if config["timeouts"] == "terminal" else terminated
-
-            # 3. One buffer row per member; both sub-policies learn from it (shared buffer).
-            episodes = (dict(episode_end=done, next_achieved=np.stack([r[0]["achieved_goal"] for r in results]))
-                        if her else {})
-            buffer.add(**episodes, **{name: to_device(value.astype(np.float32), device) for name, value in (
-                ("obs", obs), ("next_obs", next_obs), ("action", scaled), ("reward", reward),
-                ("done", stored_done))})
-            state["step"] += 1
-            episode_return += reward
-            episode_length += 1
+                book.decide(master, t)
+            scaled = group.act(book.obs, book.choice, t)
+            # 2. Step the K environments, and 3. store one buffer row per member.
+            tr = group.step(scaled, t)
+            group.store(book.obs, scaled, tr)
+            log.count(book.choice)
+            book.count(tr.reward, master is not None)
+            # 4. Update: one SAC gradient step per policy; the masters store whole macros and
+            #    learn on the env-step schedule.
+            group.update_sacs(log.step, 1.0 - t / plan.total_steps)
             if master is not None:
-                episode_large += choice
-                state["large_steps"] += choice
-
-            # 4. One SAC gradient step per env step for every policy of every member.
-            if state["step"] > sac_settings["learning_starts"] and buffer.size >= sac_settings["batch_size"]:
-                shape = (sac_settings["batch_size"], act_dim)
-                for stack_name, stack in stacks.items():
-                    # Each policy draws its own batch and noise, in the order the reference engine does.
-                    parts = [(buffer.sample(batch_rngs, sac_settings["batch_size"]), draw_noise(shape),
-                              draw_noise(shape)) for name in names if slots[name][0] == stack_name]
-                    batch = {key: torch.cat([b[key] for b, _, _ in parts]) for key in parts[0][0]}
-                    stack.update(batch, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]),
-                                 progress_remaining)
-
-            # 5. The masters store whole macros (reward minus lambda * c(w) per step) and learn
-            #    on the env-step schedule.
-            if master is not None:
-                macro_reward += reward - step_cost[choice]
-                macro_steps += 1
-                for k in np.flatnonzero((macro_steps == config["macro_len"]) | done):
-                    master.store(k, macro_obs[k], int(choice[k]), float(macro_reward[k]), next_obs[k],
-                                 bool(stored_done[k]))
-                    macro_reward[k], macro_steps[k] = 0.0, 0
+                book.close_macros(master, tr, group.step_cost, macro_len)
                 master.after_env_step(t)
-
-            obs = next_obs
-            for k in np.flatnonzero(done):
-                if not np.isfinite(episode_return[k]):
-                    raise RunError(f"seed {seeds[k]}: training diverged: non-finite episode return "
-                                   f"at step {state['step']}")
-                state["episodes"][k] += 1
-                state["rows"][k].append({
-                    "step": state["step"], "episode": int(state["episodes"][k]),
-                    "episode_return": float(episode_return[k]), "episode_length": int(episode_length[k]),
-                    "large_share": float(episode_large[k] / episode_length[k]) if is_asym else None,
-                    "wall_s": state["wall_s"] + time.perf_counter() - segment_clock})
-                obs[k] = observe(envs[k].reset()[0])   # the env's own generator continues
-                episode_return[k], episode_length[k], episode_large[k] = 0.0, 0, 0
-                macro_reward[k], macro_steps[k] = 0.0, 0
-                if isinstance(noises[k], OUNoise):
-                    noises[k].reset()
-            if done.any():
-                recent = [rows[-1]["episode_return"] for rows in state["rows"] if rows]
-                postfix = {"return": f"{np.mean(recent):.1f}"}
-                if is_asym:
-                    postfix["large"] = f"{state['large_steps'].sum() / (K * state['step']):.2f}"
-                bar.set_postfix(postfix, refresh=False)
-            bar.update(1)
-
-            if state["step"] % 1000 == 0:
-                _check_finite(stacks, master, seeds, state["step"])
-            if received or (state["step"] % request.checkpoint_every == 0 and state["step"] < total_steps):
-                save_checkpoint()
-                segment_clock = time.perf_counter()
+            # 5. Episode ends: a learning-curve row, and the member's next episode.
+            book.obs = tr.next_obs
+            for k in np.flatnonzero(tr.done):
+                log.episode_end(k, book)
+                book.new_episode(k, group.reset(k))
+            log.tick(tr.done.any())
+            # 6. Checkpoint: periodically, and on a stop signal (then exit).
+            if log.step % 1000 == 0:
+                group.check_finite(log.step)
+            if received or (log.step % request.checkpoint_every == 0 and log.step < plan.total_steps):
+                _save(checkpoint, group, book, log, plan)
                 if received:
-                    bar.close()
-                    raise Interrupted(out_root, received[0], state["step"])
-                if not request.progress:
-                    recent = [row["episode_return"] for rows in state["rows"] for row in rows[-3:]]
-                    large = state["large_steps"].sum() / (K * state["step"]) if is_asym else None
-                    print(checkpoint_line(out_root, state["step"], total_steps, state["wall_s"], recent, large),
-                          flush=True)
-    bar.close()
-    if stop < total_steps and state["step"] % request.checkpoint_every:
-        save_checkpoint()            # the next segment starts from this step
-    elif stop == total_steps:
-        state["wall_s"] += time.perf_counter() - segment_clock
+                    log.close()
+                    raise Interrupted(plan.out_root, received[0], log.step)
+                log.checkpoint_written()
+    log.close()
+    if plan.stop < plan.total_steps and log.step % request.checkpoint_every:
+        _save(checkpoint, group, book, log, plan)   # the next segment starts from this step
+    elif plan.stop == plan.total_steps:
+        log.stop_clock()
+    return _write_members(request, plan, group, log, checkpoint, device)
 
-    # Every member's deployed model, learning curve and summary (run.json at the budget,
-    # snapshot.json at a milestone below it), the summary written last.
+
+def _save(checkpoint: GroupCheckpoint, group: Group, book: MacroBookkeeping, log: ProgressLog,
+          plan: GroupPlan) -> None:
+    log.stop_clock()
+    checkpoint.save(group, book, log)
+    log.write(plan.dirs)
+
+
+def _write_members(request: TrainRequest, plan: GroupPlan, group: Group, log: ProgressLog,
+                   checkpoint: GroupCheckpoint, device) -> list[dict]:
+    """Every member's deployed model, learning curve and summary (run.json at the budget,
+    snapshot.json at a milestone below it), the summary written last."""
     summaries = []
-    for k, (d, member_config) in enumerate(zip(targets, configs)):
+    for k, (d, member_config) in enumerate(zip(plan.targets, plan.configs)):
         write_json(d / CONFIG_FILE, member_config)
-        for name in sb3:
-            stack, offset = slots[name]
-            stacks[stack].store_member(offset + k, sb3[name][k])
-            _save_model(sb3[name][k], d / "model" / f"{name}.zip")
-        if master is not None:
-            with atomic_path(d / "model" / "master.pt") as tmp:
-                master.save_member(k, tmp)
-        _write_progress(d, state["rows"][k])
-        wall = state["wall_s"]
-        summary = {
-            "steps": state["step"], "episodes": int(state["episodes"][k]),
-            "total_steps": total_steps, "fraction_of_budget": state["step"] / total_steps,
-            "wall_time_s": wall, "group_size": K,
-            "steps_per_s": state["step"] / wall if wall else None,
-            "steps_per_s_per_seed_cpu": K * state["step"] / wall if wall else None,
-            "large_share": float(state["large_steps"][k] / state["step"]) if is_asym else None,
-            "threads": request.threads, "engine": "batched", "device": str(device),
-            "provenance": provenance()}
-        write_json(d / marker, summary)
+        group.save_member(k, d)
+        write_progress(d, log.state["rows"][k])
+        summary = log.summary(k, request, device, group.master)
+        write_json(d / plan.marker, summary)
         summaries.append(summary)
-    if marker == FINISHED_FILE:
-        checkpoint.unlink(missing_ok=True)
-        for env in envs:
-            env.close()
-        print(f"{out_root}: finished {K} seeds x {state['step']} steps in {state['wall_s']:.0f} s "
-              f"({K * state['step'] / state['wall_s']:.1f} env steps/s over the group)")
+    K, step, wall = group.K, log.step, log.state["wall_s"]
+    if plan.marker == FINISHED_FILE:
+        checkpoint.remove()
+        group.close()
+        print(f"{plan.out_root}: finished {K} seeds x {step} steps in {wall:.0f} s "
+              f"({K * step / wall:.1f} env steps/s over the group)")
     else:
-        print(f"{out_root}: snapshot of {K} seeds at step {state['step']:,} of {total_steps:,} "
-              f"in {targets[0].parent}")
+        print(f"{plan.out_root}: snapshot of {K} seeds at step {step:,} of {plan.total_steps:,} "
+              f"in {plan.targets[0].parent}")
     return summaries
-
-
-def _check_finite(stacks: dict, master, seeds: list[int], step: int) -> None:
-    """Stops the group, naming the seed, when any member's weights stopped being finite."""
-    modules = [(f"{n}.{part}", getattr(stack, part)) for n, stack in stacks.items()
-               for part in ("trunk", "mu", "log_std", "critic")]
-    if master is not None:
-        modules.append(("master", master.q_net))
-    for label, module in modules:
-        for pname, param in module.named_parameters():
-            bad = ~torch.isfinite(param.detach().flatten(1)).all(dim=1)
-            if bad.any():
-                k = int(bad.nonzero()[0, 0]) % len(seeds)
-                raise RunError(f"seed {seeds[k]}: training diverged: non-finite values in "
-                               f"{label}.{pname} at step {step}")
-
-
-def _save_group_checkpoint(path: Path, payload: dict) -> None:
-    """Written whole to a temporary file, then renamed: a kill leaves the previous checkpoint."""
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def _load_group_checkpoint(path: Path, device) -> dict:
-    try:
-        saved = load_state(path, map_location=device)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
-        reason = str(exc).splitlines()[0][:120]
-        raise RunError(f"{path} is damaged ({reason}): delete it to restart from step 0") from None
-    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
-        raise RunError(f"{path} is a checkpoint of an earlier asymbench (format "
-                       f"{saved.get('format', 1) if isinstance(saved, dict) else '?'}, this one "
-                       f"reads {CHECKPOINT_FORMAT}): delete it to restart from step 0")
-    return saved

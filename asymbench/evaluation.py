@@ -32,9 +32,9 @@ from asymbench.agents import SUB_POLICIES, DeployedActor, load_sac
 from asymbench.master import load_master
 from asymbench.networks import (TwoHeadActor, average_flops, deployed_flops, master_flops_paper,
                                 sac_actor_flops)
-from asymbench.runs import RunError, atomic_path, load_finished_run, write_json
+from asymbench.runs import CONFIG_FILE, RunError, atomic_path, load_finished_run, write_json
 from asymbench.seeding import EVALUATION_SEEDS
-from asymbench.tasks import get_task, make_env
+from asymbench.tasks import Task, make_env, task_from_config
 
 MAX_FRAMES = 6
 LATENCY_REPEATS = 5
@@ -141,13 +141,16 @@ class _DeployedStudent(torch.nn.Module):
 
 
 def load_deployed(run_dir: str | Path, config: dict, obs_dim: int,
-                  act_dim: int | None = None) -> DeployedPolicy:
+                  act_dim: int | None = None, task: Task | None = None) -> DeployedPolicy:
     """The deployed networks of a finished run; every one takes the flat observation.
-    ``act_dim`` (default: the sub-policies' own) sizes the paper-convention master count."""
+    ``act_dim`` (default: the sub-policies' own) sizes the paper-convention master count;
+    ``task`` (default: the run's own, ``task_from_config(config)``) builds a goal task's env."""
     model = Path(run_dir) / "model"
     method = config["method"]
     # SB3 reloads a hindsight-relabelling buffer only with its goal env at hand.
-    goal_env = make_env(get_task(config["task"]), flatten=False) if config.get("her") else None
+    if config.get("her"):
+        task = task or task_from_config(config, source=Path(run_dir) / CONFIG_FILE)
+    goal_env = make_env(task, flatten=False) if config.get("her") else None
     if method in ("s_only", "l_only", "fit"):
         actor = DeployedActor.from_sac(load_sac(model / "policy.zip", goal_env))
         return DeployedPolicy({"policy": actor}, {"policy": deployed_flops(actor, obs_dim)})
@@ -286,8 +289,9 @@ def _metrics(played: dict, seed: int, method: str, policy: DeployedPolicy,
 def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int = 1000,
                  out: str | Path | None = None, trace: str | Path | None = None,
                  frames: str | Path | None = None, max_episode_steps: int | None = None,
-                 threads: int = 1, protocol: str = "both") -> dict:
+                 threads: int = 1, protocol: str = "both", task: Task | None = None) -> dict:
     """Evaluates a finished run over episodes seeded ``seed, seed+1, ...`` (in [0, 2**31)).
+    ``task``: the run's task (default: its own, from config.json's task_settings).
 
     ``protocol``: "deterministic" (greedy master, mean actions), "stochastic" (the master
     samples softmax(Q), the networks sample their actions) or "both" (the default): the top
@@ -299,7 +303,7 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int = 1
         raise ValueError(f"--protocol: got {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
     config, summary = load_finished_run(run_dir)
     torch.set_num_threads(threads)
-    task = get_task(config["task"])
+    task = task or task_from_config(config, source=Path(run_dir) / CONFIG_FILE)
     episodes = episodes or task.eval_episodes
     if episodes < 1:
         raise ValueError(f"--episodes must be positive, got {episodes}")
@@ -307,7 +311,7 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int = 1
     limit = max_episode_steps or config.get("max_episode_steps")
     env = make_env(task, max_episode_steps=limit)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    policy = load_deployed(run_dir, config, obs_dim, act_dim)
+    policy = load_deployed(run_dir, config, obs_dim, act_dim, task)
 
     deterministic = (_play(env, policy, seed, episodes, stochastic=False)
                      if protocol != "stochastic" else None)

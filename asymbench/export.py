@@ -590,17 +590,19 @@ def export_c(policy, out_dir: str | Path, obs_dim: int | None = None,
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, fmt: str = "c",
-               master_streams: str = "all", tanh: str = "rational") -> dict:
-    """Exports a finished run's deployed policy, as ``load_deployed`` loads it."""
+               master_streams: str = "all", tanh: str = "rational", task=None) -> dict:
+    """Exports a finished run's deployed policy, as ``load_deployed`` loads it. ``task``: the
+    run's task (default: its own, from config.json's task_settings)."""
     from asymbench.evaluation import load_deployed
-    from asymbench.runs import load_finished_run
-    from asymbench.tasks import env_dims, get_task
+    from asymbench.runs import CONFIG_FILE, load_finished_run
+    from asymbench.tasks import env_dims, task_from_config
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
     config, _ = load_finished_run(run_dir)
-    obs_dim, _ = env_dims(get_task(config["task"]))
-    policy = load_deployed(run_dir, config, obs_dim)
+    task = task or task_from_config(config, source=Path(run_dir) / CONFIG_FILE)
+    obs_dim, _ = env_dims(task)
+    policy = load_deployed(run_dir, config, obs_dim, task=task)
     return export_c(policy, out_dir, obs_dim, master_streams,
                     source=f"run {Path(run_dir).name} ({config['task']}, {config['method']})",
                     tanh=tanh)

@@ -6,7 +6,7 @@ double-Q targets, Huber loss, each gradient tensor clipped to norm 10, and propo
 prioritized replay (alpha 0.6, beta 0.4 -> 1 over training, new transitions at the max
 priority). stable-baselines3's DQN has none of dueling, double-Q or prioritized replay, so the
 master is written here, once, for a *group* of K independent members (one per seed) whose
-weights are stacked: both training engines use it (the SB3 engine with K = 1).
+weights are stacked: the training loop (asymbench.engine) uses it for K >= 1 seeds.
 
 Members never mix: each has its own weights, buffer, priorities and random generator, and
 the loss is a sum of per-member losses, so member k's update is the one it would get alone.

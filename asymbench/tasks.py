@@ -33,6 +33,10 @@ import jsonschema
 import numpy as np
 import yaml
 
+# The task registry's format: raise it whenever a key is added to TASK_SCHEMA or to the packaged
+# defaults, so a run recorded before (config.json's "registry_version") is told which of its
+# settings task_from_config fills in with today's defaults.
+REGISTRY_VERSION = 1
 REGISTRY_PATH = Path(str(resources.files("asymbench") / "data" / "tasks.yaml"))
 
 _NUMBER = {"type": "number"}
@@ -150,17 +154,37 @@ class RegistryError(ValueError):
 
 @dataclass(frozen=True)
 class Task:
-    """One resolved registry entry (defaults merged in). ``settings`` holds the raw mapping."""
+    """One resolved registry entry (defaults merged in). ``settings`` holds the raw mapping; every
+    key of TASK_SCHEMA is a property here (optional keys a registry leaves out read as None)."""
 
     name: str
     settings: dict[str, Any]
 
-    def __getattr__(self, key: str) -> Any:
-        # Lets `task.small`, `task.sac` etc. read the registry without a field list to keep in sync.
-        try:
-            return self.__dict__["settings"][key]
-        except KeyError:
-            raise AttributeError(key) from None
+    def _get(self, key: str, required: bool = False) -> Any:
+        return self.settings[key] if required else self.settings.get(key)
+
+    # required (TASK_SCHEMA["required"]; the packaged defaults give every registry those it omits)
+    env_id = property(lambda self: self._get("env_id", True), doc="gymnasium id")
+    small = property(lambda self: self._get("small", True), doc="the small SAC's width")
+    large = property(lambda self: self._get("large", True), doc="the large SAC's width")
+    macro_len = property(lambda self: self._get("macro_len", True), doc="env steps per master decision")
+    total_steps = property(lambda self: self._get("total_steps", True), doc="the paper's budget")
+    eval_episodes = property(lambda self: self._get("eval_episodes", True))
+    sac = property(lambda self: self._get("sac", True), doc="SAC settings (every SAC of the task)")
+    master = property(lambda self: self._get("master", True), doc="the DQN master's settings")
+    distill = property(lambda self: self._get("distill", True), doc="BC / GAIL settings")
+    # optional
+    paper_name = property(lambda self: self._get("paper_name"))
+    paper_obs_dim = property(lambda self: self._get("paper_obs_dim"))
+    paper_fit_width = property(lambda self: self._get("paper_fit_width"))
+    max_episode_steps = property(lambda self: self._get("max_episode_steps"))
+    env_kwargs = property(lambda self: self._get("env_kwargs"))
+    pad_observation = property(lambda self: self._get("pad_observation"))
+    variant_of = property(lambda self: self._get("variant_of"))
+    timeouts = property(lambda self: self._get("timeouts"))
+    asym_action_noise = property(lambda self: self._get("asym_action_noise"))
+    done_on_success = property(lambda self: self._get("done_on_success"))
+    her = property(lambda self: self._get("her"), doc="HER settings (goal tasks), else None")
 
     @property
     def cost_weight(self) -> float:
@@ -503,28 +527,9 @@ def load_registry(path: str | Path | None = None) -> dict[str, Task]:
     return _load(str(path or REGISTRY_PATH))
 
 
-# Tasks that `get_task(name)` (no registry given) returns instead of the packaged registry's:
-# set by `run_tasks` while a command works on a run folder, whose config.json holds its task.
-_RUN_TASKS: dict[str, Task] = {}
-
-
-@contextlib.contextmanager
-def run_tasks(*tasks: Task):
-    """While active, ``get_task(name)`` without a registry returns these tasks (a run's own,
-    from ``task_from_config``), so code that looks a run's task up by name gets the settings
-    the run was made with, also for a task that exists only in a user's registry file."""
-    saved = dict(_RUN_TASKS)
-    _RUN_TASKS.update({task.name: task for task in tasks})
-    try:
-        yield
-    finally:
-        _RUN_TASKS.clear()
-        _RUN_TASKS.update(saved)
-
-
 def get_task(name: str, registry: str | Path | None = None) -> Task:
-    if registry is None and name in _RUN_TASKS:
-        return _RUN_TASKS[name]
+    """The task ``name`` of the registry file ``registry`` (default: the packaged registry). A
+    finished run's own task is ``task_from_config(config)``: pass it on explicitly."""
     tasks = load_registry(registry)
     if name not in tasks:
         raise RegistryError(f"unknown task '{name}'; known tasks: {', '.join(tasks)}"
@@ -537,8 +542,10 @@ def task_from_config(config: dict, registry: str | Path | None = None,
     """The task a run was made for, from its config.json: ``task_settings`` (the resolved registry
     entry, recorded by train and distill), validated like a registry entry. A run is thereby
     self-contained: it needs no registry, also for a task from a user's registry file. Settings
-    the run predates (keys added to the schema since) come from the packaged defaults. Runs that
-    recorded no ``task_settings`` fall back to ``get_task(config["task"], registry)``."""
+    the run predates (keys added to the schema since) come from the packaged defaults, and where
+    the run's ``registry_version`` is not this one's and that fills any key in, one line on
+    stderr names them. Runs that recorded no ``task_settings`` fall back to
+    ``get_task(config["task"], registry)``."""
     where = f"run config {source}" if source else "run config"
     name = config.get("task") if isinstance(config, dict) else None
     if not isinstance(name, str) or not name:
@@ -551,11 +558,30 @@ def task_from_config(config: dict, registry: str | Path | None = None,
     key = json.dumps([name, settings], sort_keys=True, default=str)
     if key not in _CONFIG_TASKS:
         defaults = (_read_registry_file(str(REGISTRY_PATH)) or {}).get("defaults") or {}
+        filled = _missing_keys(defaults, settings)
+        recorded = config.get("registry_version")
+        if recorded != REGISTRY_VERSION and (filled or recorded is not None):
+            print(f"asymbench: warning: {where}: recorded with task registry version "
+                  f"{recorded if recorded is not None else '(none)'}, this asymbench's is "
+                  f"{REGISTRY_VERSION}; " + (f"settings it predates take today's defaults: "
+                                              f"{', '.join(filled)}" if filled else "no setting is missing"),
+                  file=sys.stderr)
         _CONFIG_TASKS[key] = _check_task(name, _merge(defaults, settings), where, check_env=True)
     return _CONFIG_TASKS[key]
 
 
 _CONFIG_TASKS: dict[str, Task] = {}
+
+
+def _missing_keys(defaults: dict, settings: dict, prefix: str = "") -> list[str]:
+    """The keys (dotted, nested too) that ``defaults`` has and ``settings`` lacks."""
+    missing = []
+    for key, value in defaults.items():
+        if key not in settings:
+            missing.append(prefix + key)
+        elif isinstance(value, dict) and isinstance(settings[key], dict):
+            missing += _missing_keys(value, settings[key], f"{prefix}{key}.")
+    return missing
 
 
 # Known notices that third-party packages print when imported; filtered where we import them.

@@ -72,7 +72,7 @@ def engine_run(task, method: str, members: int, ls: int, tmp: Path, device: str 
         request = TrainRequest(task=task.name, method=method, seed=0, steps=budget, out="unused",
                                width=task.paper_fit_width if method == "fit" else None,
                                learning_starts=ls, master_learning_starts=0,
-                               checkpoint_every=10**9, progress=False, engine="batched")
+                               checkpoint_every=10**9, progress=False)
         out = tempfile.mkdtemp(dir=tmp, prefix=f"{method}-{members}-")
         return lambda: train_group(request, list(range(members)), out, device=device)
     return make_run

@@ -1,6 +1,14 @@
-"""Learning parity of the two training engines: does the batched engine learn as well as the
-stable-baselines3 reference? (issue 10: L-only on MountainCarContinuous at the paper budget,
->= 10 seeds; the batched engine's success rate must not be worse within binomial noise).
+"""Learning parity of the batched engine against a stable-baselines3 reference: does it learn
+as well? (issue 10: L-only on MountainCarContinuous at the paper budget, >= 10 seeds; the batched
+engine's success rate must not be worse within binomial noise). This is a benchmark, not a test:
+the tests prove each update equal to SAC.train(1), not that two runs learn alike.
+
+The reference side ("--sb3") is a set of run folders whose config.json records
+``"engine": "sb3"``: runs of the reference engine asymbench had until issue 23 (one process per
+seed, ``SAC.train`` per gradient step; the recorded results below and in benchmarks/README.md
+come from it). That engine is gone; its run folders stay readable. A new comparison needs such
+folders from an asymbench before issue 23 (the commands below ran there), or a plain
+``SAC.learn`` writer of the same run-folder format, which is not provided yet.
 
 A seed succeeds when its deterministic evaluation return (mean over the evaluation episodes)
 exceeds the environment's own ``reward_threshold`` (90 for MountainCarContinuous-v0); on a goal
@@ -10,7 +18,7 @@ trained and evaluated with the same commands, seeds and evaluation episodes:
     # batched engine (the verify scale trains these):
     asymbench train --task MountainCarContinuous --method l_only --seeds 0 1 2 3 4 5 6 7 8 9 \\
         --out results/verify/MountainCarContinuous/l_only
-    # reference engine, one process per seed:
+    # reference engine (asymbench before issue 23), one process per seed:
     asymbench train --engine sb3 --task MountainCarContinuous --method l_only --seed S --out DIR/seedS
     # both:
     asymbench evaluate RUN --out RUN/eval.json --episodes 200 --seed 1000

@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/train_throughput.py --tasks Swimmer walker-stand --steps 1000 --repeats 3
 
-Trainers: s_only, l_only, fit (the task's paper_fit_width) and asym (asymbench.training.train),
+Trainers: s_only, l_only, fit (the task's paper_fit_width) and asym (asymbench's one training loop,
+``asymbench.engine.train_group``, with one seed: what ``asymbench train --seed S`` runs),
 bc (per expert sample) and gail (per generator env step) (asymbench.distillation.distill).
 References, in the same process and interleaved with them: plain ``SAC.learn`` at the same
 width and settings (net_arch [w, w], the task's batch size, lr, gamma, entropy coefficient,
@@ -39,7 +40,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from asymbench.agents import make_action_noise
 from asymbench.tasks import get_task, make_env
-from asymbench.training import TrainRequest, train
+from asymbench.engine import train_group
+from asymbench.training import TrainRequest
 
 TRAINERS = ("s_only", "l_only", "fit", "asym", "bc", "gail")
 WARMUP = 100  # gradient steps inside the short budget, so that both budgets start warm
@@ -61,13 +63,18 @@ def twice(make_run, short: int, long: int) -> dict:
 
 
 # --------------------------------------------------------------------------- SAC trainers
+def train_one(request: TrainRequest) -> dict:
+    """One seed in ``request.out``: the training loop as a group of one."""
+    return train_group(request, [request.seed], request.out, [request.out])[0]
+
+
 def asymbench_sac(task, method: str, width: int | None, ls: int, tmp: Path):
     def make_run(budget):
         request = TrainRequest(task=task.name, method=method, seed=0, steps=budget,
                                out=tempfile.mkdtemp(dir=tmp, prefix=f"{method}-"),
                                width=width if method == "fit" else None, learning_starts=ls,
                                master_learning_starts=0, checkpoint_every=10**9, progress=False)
-        return lambda: train(request)
+        return lambda: train_one(request)
     return make_run
 
 
@@ -107,8 +114,8 @@ def distill_fixture(task, tmp: Path) -> tuple[Path, Path]:
 
     teacher = tmp / f"{task.name}-teacher"
     with contextlib.redirect_stdout(io.StringIO()):
-        train(TrainRequest(task=task.name, method="l_only", seed=0, out=teacher, steps=300,
-                           learning_starts=100, checkpoint_every=10**9, progress=False))
+        train_one(TrainRequest(task=task.name, method="l_only", seed=0, out=teacher, steps=300,
+                               learning_starts=100, checkpoint_every=10**9, progress=False))
     expert = tmp / f"{task.name}-expert.npz"
     make_expert_data(teacher, expert, trajectories=task.distill["expert_trajectories"],
                      length=task.distill["expert_length"])

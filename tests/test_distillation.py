@@ -318,7 +318,7 @@ def test_stochastic_student_action_is_its_gaussian_clipped(teacher, expert, tmp_
 def test_students_share_one_width_from_ours_mean_over_seeds(teacher, expert, tmp_path):
     """BC and GAIL, every seed, get the width fit gets: the one matching Ours' mean
     Avg-FLOPs/Inf over seeds (train --method fit --width-from with the same files)."""
-    from asymbench.training import TrainRequest, _widths
+    from asymbench.training import TrainRequest, widths
 
     paths = []
     for seed, flops in enumerate((3000.0, 4100.0, 7000.0)):
@@ -329,7 +329,7 @@ def test_students_share_one_width_from_ours_mean_over_seeds(teacher, expert, tmp
     assert width != fit_width(3000.0, 2, 1)  # not the first seed's own
     assert info["target_flops_per_inf"] == pytest.approx(4700.0)
     assert info["target_flops_per_inf_each"] == [3000.0, 4100.0, 7000.0]
-    fit = _widths(TrainRequest(task=TASK, method="fit", seed=0, out=tmp_path,
+    fit = widths(TrainRequest(task=TASK, method="fit", seed=0, out=tmp_path,
                                width_from=[str(p) for p in paths]), get_task(TASK))
     assert fit["policy"] == width
     out = tmp_path / "bc"
@@ -393,10 +393,12 @@ def test_expert_seeds_stay_below_the_training_range(teacher, tmp_path):
 
 
 def test_a_goal_task_teacher_trained_with_relabelling_gives_flat_expert_data(tmp_path):
-    from asymbench.training import TrainRequest, train
+    from asymbench.training import TrainRequest
+
+    from conftest import train_one
 
     teacher_dir = tmp_path / "fetch_teacher"
-    train(TrainRequest(task="FetchPickAndPlace", method="l_only", seed=0, out=teacher_dir,
+    train_one(TrainRequest(task="FetchPickAndPlace", method="l_only", seed=0, out=teacher_dir,
                        steps=120, learning_starts=100, progress=False))
     data = dist.make_expert_data(teacher_dir, tmp_path / "fetch.npz", trajectories=2, length=10)
     assert (data.obs_dim, data.act_dim) == (31, 4)

@@ -134,9 +134,9 @@ def test_killed_group_resumes_to_the_same_step_count(tmp_path):
     script = (
         "import os, asymbench.engine as e\n"
         "from asymbench.training import TrainRequest\n"
-        "orig = e._save_group_checkpoint\n"
+        "orig = e.GroupCheckpoint.save\n"
         "def save_then_die(*a):\n    orig(*a); os._exit(9)\n"
-        "e._save_group_checkpoint = save_then_die\n"
+        "e.GroupCheckpoint.save = save_then_die\n"
         f"r = TrainRequest(task='MountainCarContinuous', method='asym', seed=0, out='x', steps=400,"
         " learning_starts=50, master_learning_starts=200, max_episode_steps=120, checkpoint_every=200,"
         " progress=False)\n"
@@ -259,11 +259,11 @@ def test_goal_task_group_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     request = TrainRequest(task="FetchPickAndPlace", method="l_only", seed=0, out=tmp_path, steps=420,
                            learning_starts=300, max_episode_steps=20, checkpoint_every=360, progress=False)
     train_group(request, [3], tmp_path / "whole")
-    save = engine._save_group_checkpoint
-    monkeypatch.setattr(engine, "_save_group_checkpoint", save_then_stop)
+    save = engine.GroupCheckpoint.save
+    monkeypatch.setattr(engine.GroupCheckpoint, "save", save_then_stop)
     with pytest.raises(Stop):
         train_group(request, [3], tmp_path / "stopped")
-    monkeypatch.setattr(engine, "_save_group_checkpoint", save)
+    monkeypatch.setattr(engine.GroupCheckpoint, "save", save)
     train_group(request, [3], tmp_path / "stopped")
     assert read_json(tmp_path / "stopped" / "seed3" / "run.json")["steps"] == 420
     whole = pd.read_csv(tmp_path / "whole" / "seed3" / "progress.csv").drop(columns="wall_s")

@@ -7,9 +7,9 @@ import pytest
 from asymbench.cli import main
 from asymbench.evaluation import evaluate_run
 from asymbench.runs import RunError, read_json
-from asymbench.training import TrainRequest, train
+from asymbench.training import TrainRequest
 
-from conftest import TINY
+from conftest import TINY, train_one
 
 
 def test_asym_evaluation_reports_returns_usage_flops_latency_and_trace(asym_run, tmp_path):
@@ -46,7 +46,7 @@ def test_same_seed_gives_the_same_evaluation(tmp_path):
     results = []
     for name in ("a", "b"):
         out = tmp_path / name
-        train(TrainRequest(task="MountainCarContinuous", method="s_only", seed=5, out=out,
+        train_one(TrainRequest(task="MountainCarContinuous", method="s_only", seed=5, out=out,
                            **{**TINY, "steps": 200}))
         results.append(evaluate_run(out, episodes=2, seed=10))
     assert results[0]["returns"] == results[1]["returns"]
@@ -104,7 +104,7 @@ def test_goal_task_ends_at_success_and_reports_a_success_rate(tmp_path):
     assert any(isinstance(w, DoneOnSuccess) for w in _wrappers(make_env(task)))
 
     out = tmp_path / "fetch"
-    train(TrainRequest(task="FetchPickAndPlace", method="asym", seed=0, out=out, steps=150,
+    train_one(TrainRequest(task="FetchPickAndPlace", method="asym", seed=0, out=out, steps=150,
                        learning_starts=100, master_learning_starts=10, max_episode_steps=50,
                        checkpoint_every=10_000, progress=False))
     result = evaluate_run(out, episodes=2)
@@ -224,3 +224,15 @@ def test_cli_reports_both_protocols(asym_run, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "(deterministic)" in text and "(stochastic)" in text
     assert read_json(out)["protocol"] == "both" and "stochastic_sampling" in read_json(out)
+
+
+def test_the_run_s_task_is_passed_explicitly(l_only_run):
+    """evaluate_run takes the run's task as an argument (default: the run's own, from its
+    config.json), not from a process-wide table: a task given is the one used."""
+    from dataclasses import replace
+
+    from asymbench.tasks import task_from_config
+
+    own = task_from_config(read_json(l_only_run / "config.json"))
+    fewer = replace(own, settings={**own.settings, "eval_episodes": 2})
+    assert evaluate_run(l_only_run, task=fewer, protocol="deterministic")["episodes"] == 2

@@ -250,3 +250,36 @@ def test_expert_pairs_setting_is_validated():
     raw["tasks"]["Swimmer"]["distill"] = {"expert_pairs": "random"}
     with pytest.raises(RegistryError, match="'Swimmer', field 'distill.expert_pairs'.*first"):
         parse_registry(raw)
+
+
+def test_a_task_has_explicit_fields_and_no_catch_all():
+    """Every registry key is a named property of Task (no __getattr__ reading any key)."""
+    from asymbench.tasks import TASK_SCHEMA, Task
+
+    assert "__getattr__" not in vars(Task)
+    task = get_task("MountainCarContinuous")
+    for key in set(TASK_SCHEMA["properties"]) - {"lambda"}:
+        assert isinstance(vars(Task)[key], property), key
+    assert (task.small, task.large, task.her) == (8, 64, None)
+    with pytest.raises(AttributeError):
+        task.no_such_setting  # noqa: B018
+
+
+def test_a_run_that_predates_registry_keys_says_which_defaults_it_takes(capsys):
+    """task_from_config fills the keys a run predates from today's defaults, and says so in one
+    line on stderr when the run's registry version is not this one; a current run is silent."""
+    from asymbench.tasks import REGISTRY_VERSION, task_from_config
+    from asymbench.training import TrainRequest, resolve_config
+
+    config = resolve_config(TrainRequest(task="MountainCarContinuous", method="l_only", seed=0, out="x"))
+    assert config["registry_version"] == REGISTRY_VERSION
+    assert task_from_config(config).settings == get_task("MountainCarContinuous").settings
+    assert capsys.readouterr().err == ""
+    old = {k: v for k, v in config.items() if k != "registry_version"}
+    old["task_settings"] = {k: v for k, v in config["task_settings"].items() if k != "done_on_success"}
+    old["task_settings"]["sac"] = {k: v for k, v in old["task_settings"]["sac"].items() if k != "lr_schedule"}
+    task = task_from_config(old, source="old/config.json")
+    assert task.done_on_success is False and task.sac["lr_schedule"] == config["sac"]["lr_schedule"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "old/config.json" in err[0] and "version (none)" in err[0]
+    assert "done_on_success" in err[0] and "sac.lr_schedule" in err[0]

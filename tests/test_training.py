@@ -1,23 +1,28 @@
+"""``asymbench train`` for one seed (the one training loop, asymbench.engine.train_group, as a
+group of one): the run folder, the shared buffer and the master's macros, resumes, refusals."""
+
 import json
-import pickle
 import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+import asymbench.engine as engine
 import asymbench.training as training
-from asymbench.agents import SUB_POLICIES, load_sac
+from asymbench.agents import SUB_POLICIES, load_sac, make_sac
+from asymbench.engine import Group, StackedHerReplay, StackedReplay, master_step_costs
 from asymbench.master import MasterGroup, load_master
 from asymbench.networks import costs, sac_actor_flops
-from asymbench.runs import RunError
-from asymbench.training import TrainRequest, _build, resolve_config, train
+from asymbench.runs import RunError, load_state
+from asymbench.training import TrainRequest, resolve_config
 from asymbench.tasks import get_task, make_env
 
-from conftest import TINY
+from conftest import TINY, train_one
 
 
 def test_finished_asym_run_has_models_curve_and_provenance(asym_run):
@@ -25,7 +30,7 @@ def test_finished_asym_run_has_models_curve_and_provenance(asym_run):
     summary = json.loads((asym_run / "run.json").read_text())
     assert config["method"] == "asym" and config["widths"] == {"small": 8, "large": 64}
     assert config["cost_weight"] == get_task("MountainCarContinuous").cost_weight
-    assert (config["engine"], config["timeouts"], config["asym_action_noise"]) == ("sb3", "terminal", "dropped")
+    assert (config["engine"], config["timeouts"], config["asym_action_noise"]) == ("batched", "terminal", "dropped")
     assert summary["steps"] == TINY["steps"] and summary["steps_per_s"] > 0
     assert summary["provenance"]["versions"]["stable-baselines3"] == "2.9.2"
     assert {p.name for p in (asym_run / "model").iterdir()} == {"small.zip", "large.zip", "master.pt"}
@@ -34,46 +39,45 @@ def test_finished_asym_run_has_models_curve_and_provenance(asym_run):
     assert summary["master_updates"] == TINY["steps"] - (32 * 5 - 1)
     assert summary["master_target_syncs"] == 0  # syncs at t = 500, 1000, ...
     assert load_master(asym_run / "model" / "master.pt").q_net.value is not None  # dueling
-    assert not (asym_run / "checkpoint").exists()
+    assert not (asym_run / engine.GROUP_CHECKPOINT).exists()
     curve = pd.read_csv(asym_run / "progress.csv")
     assert list(curve["step"]) == [50 * (i + 1) for i in range(len(curve))]  # 50-step episodes
     assert curve["large_share"].between(0, 1).all()
-    # both sub-policies learned (one gradient step per env step after learning starts)
-    small, large = (load_sac(asym_run / "model" / f"{n}.zip") for n in SUB_POLICIES)
-    assert small._n_updates == large._n_updates == TINY["steps"] - TINY["learning_starts"]
+    # both sub-policies learned: their deployed weights moved from those SB3 gives seed 3
+    env = make_env(get_task("MountainCarContinuous"))
+    for name in SUB_POLICIES:
+        trained = load_sac(asym_run / "model" / f"{name}.zip").actor.state_dict()
+        initial = make_sac(config["sac"], env, config["widths"][name], 3, buffer_size=1).actor.state_dict()
+        assert all(not torch.equal(trained[key], initial[key]) for key in trained if key.endswith("weight"))
 
 
 def test_sub_policies_share_one_replay_buffer():
     config = resolve_config(TrainRequest(task="MountainCarContinuous", method="asym", seed=0, out="x",
                                          steps=100))
-    policies, master = _build(config, make_env(get_task("MountainCarContinuous"), seed=0))
-    assert policies["small"].replay_buffer is policies["large"].replay_buffer
-    assert isinstance(master, MasterGroup) and master.members == 1 and master.obs_dim == 2
+    group = Group(TrainRequest(task="MountainCarContinuous", method="asym", seed=0, out="x"), config, [0], "cpu")
+    assert isinstance(group.buffer, StackedReplay) and set(group.slots) == {"small", "large"}
+    assert isinstance(group.master, MasterGroup) and group.master.members == 1 and group.master.obs_dim == 2
 
 
 def test_rerun_of_a_finished_run_does_nothing(asym_run, capsys):
     before = (asym_run / "run.json").read_text()
-    train(TrainRequest(task="MountainCarContinuous", method="asym", seed=3, out=asym_run, **TINY))
-    assert "already finished" in capsys.readouterr().out
+    train_one(TrainRequest(task="MountainCarContinuous", method="asym", seed=3, out=asym_run, **TINY))
+    assert "already reached step" in capsys.readouterr().out
     assert (asym_run / "run.json").read_text() == before
 
 
 RESUME_RUN = dict(task="MountainCarContinuous", method="asym", seed=1, steps=600, learning_starts=100,
                   master_learning_starts=50, max_episode_steps=50, checkpoint_every=300,
                   cost_weight=0.01, progress=False)
+TRAIN = ("import sys, asymbench.engine as e, asymbench.training as t\n"
+         "r = t.TrainRequest(out=sys.argv[1], **{kwargs})\n"
+         "e.train_group(r, [r.seed], r.out, [r.out])\n")
 # A child process that trains, and dies hard (no cleanup, like SIGKILL) right after writing its
 # first checkpoint; then a fresh process resumes the run.
-KILLED_AFTER_CHECKPOINT = """
-import os, sys
-import asymbench.training as training
-save = training._save_checkpoint
-def save_and_die(*args):
-    save(*args)
-    os._exit(9)
-training._save_checkpoint = save_and_die
-training.train(training.TrainRequest(out=sys.argv[1], **{kwargs}))
-"""
-RESUME = "import sys, asymbench.training as t; t.train(t.TrainRequest(out=sys.argv[1], **{kwargs}))"
+KILLED_AFTER_CHECKPOINT = ("import os, asymbench.engine as e\n"
+                           "save = e.GroupCheckpoint.save\n"
+                           "def save_and_die(*args):\n    save(*args)\n    os._exit(9)\n"
+                           "e.GroupCheckpoint.save = save_and_die\n") + TRAIN
 
 
 def _weights(run):
@@ -88,34 +92,31 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     first = subprocess.run([sys.executable, "-c", KILLED_AFTER_CHECKPOINT.format(kwargs=RESUME_RUN),
                             str(killed)], capture_output=True, text=True, timeout=600)
     assert first.returncode == 9, first.stderr
-    latest = killed / "checkpoint" / "latest.json"
-    assert json.loads(latest.read_text())["step"] == 300 and not (killed / "run.json").exists()
+    saved = load_state(killed / engine.GROUP_CHECKPOINT)
+    assert saved["state"]["step"] == 300 and not (killed / "run.json").exists()
 
     # The checkpoint's buffers: each master transition is one macro (5 steps; episodes are 50),
     # rewarded with the sum of its env rewards minus lambda * n * c(w); time-outs are terminal.
-    folder = killed / "checkpoint" / json.loads(latest.read_text())["dir"]
-    shared = pickle.load(open(folder / "replay.pkl", "rb"))
-    master = torch.load(folder / "master.pt", weights_only=False)["replay"]
-    state = pickle.load(open(folder / "state.pkl", "rb"))
+    shared = saved["buffer"]["tensors"]
+    master = saved["master"]["replay"]
     c = costs(sac_actor_flops(2, 1, 8), sac_actor_flops(2, 1, 64))
     n_macros = int(master["size"][0])
-    assert n_macros == shared.pos // 5 == 60
-    env_rewards = shared.rewards[: n_macros * 5, 0].reshape(n_macros, 5).sum(axis=1)
+    assert n_macros == saved["buffer"]["pos"] // 5 == 60
+    env_rewards = shared["reward"][0, : n_macros * 5].double().numpy().reshape(n_macros, 5).sum(axis=1)
     chosen = [SUB_POLICIES[int(a)] for a in master["choice"][0, :n_macros]]
     expected = env_rewards - 0.01 * 5 * np.array([c[w] for w in chosen])
     np.testing.assert_allclose(master["reward"][0, :n_macros], expected, rtol=1e-5, atol=1e-6)
     assert {"small", "large"} == set(chosen)  # epsilon-greedy tries both early on
     episode_ends = np.arange(n_macros) % 10 == 9  # 50-step time-outs, stored as terminal
     np.testing.assert_array_equal(master["done"][0, :n_macros], episode_ends.astype(np.float32))
-    np.testing.assert_array_equal(shared.dones[:300, 0], (np.arange(300) % 50 == 49).astype(np.float32))
-    assert not shared.timeouts[:300].any()
-    assert state.action_noise is None  # asym_action_noise: dropped (MountainCar's OU is not used)
+    np.testing.assert_array_equal(shared["done"][0, :300].numpy(), (np.arange(300) % 50 == 49).astype(np.float32))
+    assert saved["noises"] == [None]  # asym_action_noise: dropped (MountainCar's OU is not used)
 
-    second = subprocess.run([sys.executable, "-c", RESUME.format(kwargs=RESUME_RUN), str(killed)],
+    second = subprocess.run([sys.executable, "-c", TRAIN.format(kwargs=RESUME_RUN), str(killed)],
                             capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr
-    assert "resuming at step 300" in second.stdout
-    train(TrainRequest(out=whole, **RESUME_RUN))
+    assert "at step 300 of 600" in second.stdout and "resuming" in second.stdout
+    train_one(TrainRequest(out=whole, **RESUME_RUN))
 
     columns = [c for c in training.PROGRESS_COLUMNS if c != "wall_s"]
     pd.testing.assert_frame_equal(pd.read_csv(killed / "progress.csv")[columns],
@@ -128,69 +129,64 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
         json.loads((whole / "run.json").read_text())["master_updates"]
 
 
-def _train_to_first_checkpoint(monkeypatch, request: TrainRequest) -> Path:
-    """Trains until the first checkpoint is written, then stops; returns its folder."""
+def _train_to_first_checkpoint(monkeypatch, request: TrainRequest) -> dict:
+    """Trains until the first checkpoint is written, then stops; returns the checkpoint."""
     class Stop(Exception):
         pass
 
-    save = training._save_checkpoint
+    save = engine.GroupCheckpoint.save
 
     def save_and_stop(*args):
         save(*args)
         raise Stop
 
-    monkeypatch.setattr(training, "_save_checkpoint", save_and_stop)
+    monkeypatch.setattr(engine.GroupCheckpoint, "save", save_and_stop)
     with pytest.raises(Stop):
-        train(request)
-    out = Path(request.out)
-    return out / "checkpoint" / json.loads((out / "checkpoint" / "latest.json").read_text())["dir"]
+        train_one(request)
+    return load_state(Path(request.out) / engine.GROUP_CHECKPOINT)
 
 
 def test_bootstrap_timeouts_are_not_terminal(tmp_path, monkeypatch):
     registry = tmp_path / "tasks.yaml"
     text = (Path(training.__file__).parent / "data" / "tasks.yaml").read_text()
     registry.write_text(text.replace("  timeouts: terminal ", "  timeouts: bootstrap "))
-    folder = _train_to_first_checkpoint(monkeypatch, TrainRequest(
+    saved = _train_to_first_checkpoint(monkeypatch, TrainRequest(
         task="MountainCarContinuous", method="asym", seed=0, out=tmp_path / "run", steps=200,
         learning_starts=100, master_learning_starts=10, max_episode_steps=50, checkpoint_every=100,
         progress=False, registry=str(registry)))
-    shared = pickle.load(open(folder / "replay.pkl", "rb"))
-    master = torch.load(folder / "master.pt", weights_only=False)["replay"]
-    ends = (np.arange(100) % 50 == 49)
-    np.testing.assert_array_equal(shared.timeouts[:100, 0], ends.astype(np.float32))
-    assert not master["done"][0, :20].any()  # the master bootstraps through time-outs too
+    assert saved["state"]["episodes"][0] == 2  # two 50-step time-outs ...
+    assert not saved["buffer"]["tensors"]["done"][0, :100].any()  # ... neither stored as terminal
+    assert not saved["master"]["replay"]["done"][0, :20].any()  # the master bootstraps through them too
 
 
 def test_random_warm_up_follows_the_masters_learning_starts_for_asym(tmp_path, monkeypatch):
-    from stable_baselines3 import SAC
-
     calls = []
-    predict = SAC.predict
-    monkeypatch.setattr(SAC, "predict", lambda self, *a, **kw: calls.append(1) or predict(self, *a, **kw))
+    sample = gym.spaces.Box.sample
+    monkeypatch.setattr(gym.spaces.Box, "sample", lambda self, *a, **kw: calls.append(1) or sample(self, *a, **kw))
     common = dict(task="MountainCarContinuous", seed=0, steps=150, learning_starts=10,
                   max_episode_steps=50, checkpoint_every=10_000, progress=False)
-    train(TrainRequest(method="asym", out=tmp_path / "asym", master_learning_starts=120, **common))
-    assert len(calls) == 150 - 120  # the sub-policies act only after the MASTER's learning start
+    train_one(TrainRequest(method="asym", out=tmp_path / "asym", master_learning_starts=120, **common))
+    assert len(calls) == 120  # uniform random actions until the MASTER's learning start
     calls.clear()
-    train(TrainRequest(method="l_only", out=tmp_path / "l_only", **common))
-    assert len(calls) == 150 - 10   # a single SAC after its own
+    train_one(TrainRequest(method="l_only", out=tmp_path / "l_only", **common))
+    assert len(calls) == 10   # a single SAC until its own
 
 
 def test_flops_counting_leaves_the_torch_random_stream_alone():
     config = resolve_config(TrainRequest(task="Swimmer", method="asym", seed=0, out="x", steps=10))
     torch.manual_seed(0)
     state = torch.get_rng_state()
-    training._step_costs(config, 8, 2)
+    master_step_costs(config, 8, 2)
     assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_resume_with_a_different_config_is_refused(tmp_path):
     out = tmp_path / "run"
-    (out / "checkpoint").mkdir(parents=True)
-    (out / "checkpoint" / "latest.json").write_text('{"step": 1, "dir": "step1"}')
+    out.mkdir()
+    (out / engine.GROUP_CHECKPOINT).write_bytes(b"")
     (out / "config.json").write_text("{}")
     with pytest.raises(RunError, match="different config"):
-        train(TrainRequest(task="MountainCarContinuous", method="l_only", seed=0, out=out, **TINY))
+        train_one(TrainRequest(task="MountainCarContinuous", method="l_only", seed=0, out=out, **TINY))
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -199,13 +195,12 @@ def test_resume_with_a_different_config_is_refused(tmp_path):
     (dict(method="asym", cost_weight=-1.0), "lambda"),
     (dict(method="fit"), "--width or --width-from"),
     (dict(steps=0), "--steps"),
-    (dict(engine="jax"), "unknown engine"),
 ])
 def test_bad_requests_fail_before_training(tmp_path, kwargs, message):
     request = dict(task="MountainCarContinuous", method="l_only", seed=0, out=tmp_path / "r")
     request.update(kwargs)
     with pytest.raises((ValueError, RunError), match=message):
-        train(TrainRequest(**request))
+        train_one(TrainRequest(**request))
     assert not (tmp_path / "r" / "config.json").exists()
 
 
@@ -223,22 +218,19 @@ def test_fit_width_comes_from_ours_measured_average(tmp_path):
 
 
 def test_goal_task_relabels_a_shared_buffer_and_deploys_on_the_flat_observation(tmp_path):
-    from stable_baselines3 import HerReplayBuffer
-
     from asymbench.agents import DeployedActor
 
-    config = resolve_config(TrainRequest(task="FetchPickAndPlace", method="asym", seed=0, out="x",
-                                         steps=200))
+    request = TrainRequest(task="FetchPickAndPlace", method="asym", seed=0, out="x", steps=200)
+    config = resolve_config(request)
     assert config["her"] == {"goal_selection_strategy": "future", "n_sampled_goal": 4}
     task = get_task("FetchPickAndPlace")
-    policies, master = _build(config, make_env(task, seed=0, flatten=False))
-    assert isinstance(policies["small"].replay_buffer, HerReplayBuffer)
-    assert policies["small"].replay_buffer is policies["large"].replay_buffer
-    assert master.obs_dim == 31  # the master sees the flat observation
+    group = Group(request, config, [0], "cpu")
+    assert isinstance(group.buffer, StackedHerReplay) and set(group.slots) == {"small", "large"}
+    assert group.master.obs_dim == 31  # the master sees the flat observation
     # the deployed actor takes make_env's flat observation and acts as the dict policy does
     dict_obs, _ = make_env(task, flatten=False).reset(seed=4)
     flat_obs, _ = make_env(task).reset(seed=4)
-    large = policies["large"]
+    large = group.sb3["large"][0]
     expected = large.predict(dict_obs, deterministic=True)[0]
     actor = DeployedActor.from_sac(large)
     np.testing.assert_allclose(actor(torch.as_tensor(flat_obs)[None])[0].detach().numpy(), expected,
@@ -246,9 +238,8 @@ def test_goal_task_relabels_a_shared_buffer_and_deploys_on_the_flat_observation(
 
 
 def test_quiet_run_logs_a_line_per_checkpoint(tmp_path, capsys):
-    """The reference engine, like the batched one, prints a line at each checkpoint when it
-    runs without a progress bar."""
-    train(TrainRequest(task="MountainCarContinuous", method="l_only", seed=0, out=tmp_path / "run",
-                       **dict(TINY, checkpoint_every=150)))
+    """Without a progress bar, a run prints a line at each checkpoint."""
+    train_one(TrainRequest(task="MountainCarContinuous", method="l_only", seed=0, out=tmp_path / "run",
+                           **dict(TINY, checkpoint_every=150)))
     lines = [line for line in capsys.readouterr().out.splitlines() if "checkpoint at step" in line]
     assert len(lines) == 2 and "step 150 of 400" in lines[0] and "step 300 of 400" in lines[1]

@@ -5,6 +5,7 @@
 #   snakemake --workflow-profile workflow/profiles/slurm                      # on a SLURM cluster
 #   snakemake --report report.html                                            # after a run
 # Targets: all (default), ablation_no_cost (Table 5), pareto (Ours over a list of cost weights),
+# mcc_grid (Ours' sub-policy noise x training budget, config `grid`),
 # or any file, e.g. paper_tables/table4.csv or paper_tables/verify/table3.csv. Training runs
 # every seed of a (task, method) in one job (the batched engine). See results/README.md.
 
@@ -25,6 +26,7 @@ check_config()
 check_milestones(config["scale"])
 
 SCALE = config["scale"]
+check_grid()
 
 
 wildcard_constraints:
@@ -49,6 +51,13 @@ rule all:
 rule ablation_no_cost:
     input:
         tables_of(SCALE, ["table5"]),
+
+
+# Ours with its sub-policy noise dropped and as SAC, at the budget of each scale of config
+# `grid`, both evaluation protocols (tables.smk).
+rule mcc_grid:
+    input:
+        grid_targets,
 
 
 # The aggregate over tasks (IQM, probability of improvement, performance profile; tables.smk).

@@ -225,12 +225,13 @@ def _run_distill(args) -> None:
 
 # ----------------------------------------------------------------------------- tables / figures
 def _add_tables(sub) -> None:
-    # asymbench.tables.METHODS, spelt out: importing pandas/scipy here would slow every command
-    # (tests/test_tables.py checks the two agree).
-    methods = ("s_only", "l_only", "ours", "ours_no_cost", "fit", "bc", "gail")
+    # asymbench.tables.METHODS + VARIANT_METHODS, spelt out: importing pandas/scipy here would
+    # slow every command (tests/test_tables.py checks the two agree).
+    methods = ("s_only", "l_only", "ours", "ours_no_cost", "fit", "bc", "gail", "ours_as_sac")
     p = sub.add_parser("tables", help="rebuild Table 3, 4 or 5 from evaluation JSONs (CSV + .md + .tex), "
-                       "or the aggregate over tasks (CSV + .md)")
-    p.add_argument("table", choices=("table3", "table4", "table5", "aggregate"))
+                       "the aggregate over tasks (CSV + .md), or one task's grid of Ours' "
+                       "sub-policy noise x training budget, both protocols (CSV + .md)")
+    p.add_argument("table", choices=("table3", "table4", "table5", "aggregate", "grid"))
     p.add_argument("--scale", required=True, help="the budget's name, written into every row and caption")
     p.add_argument("--out", required=True, help="CSV to write; .md and .tex go beside it")
     p.add_argument("--protocol", choices=("deterministic", "stochastic"), default="deterministic",
@@ -247,9 +248,13 @@ def _add_tables(sub) -> None:
 
 
 def _run_tables(args) -> None:
-    from asymbench.tables import METHODS, write_aggregate, write_table
+    from asymbench.tables import METHODS, VARIANT_METHODS, write_aggregate, write_grid, write_table
 
-    paths = {m: getattr(args, m) for m in METHODS if getattr(args, m)}
+    paths = {m: getattr(args, m) for m in METHODS + VARIANT_METHODS if getattr(args, m)}
+    if args.table == "grid":
+        df = write_grid(paths, args.scale, args.out, args.registry, args.delta)
+        print(f"grid ({args.scale}, {len(df)} rows: budget x noise x protocol) -> {args.out}")
+        return
     if args.table == "aggregate":
         df = write_aggregate(paths, args.scale, args.out, args.registry, args.delta, args.protocol)
         print(f"aggregate ({args.scale}, {args.protocol}, {df['n_tasks'].iloc[0]} tasks) -> {args.out}")

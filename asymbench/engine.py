@@ -919,9 +919,9 @@ class ProgressLog:
             "steps_per_s": state["step"] / wall if wall else None,
             "steps_per_s_per_seed_cpu": self.K * state["step"] / wall if wall else None,
             "large_share": float(state["large_steps"][k] / state["step"]) if self.is_asym else None,
-            # the group's masters update together, on the authors' env-step schedule
-            "master_updates": master.updates if master is not None else None,
-            "master_target_syncs": master.target_syncs if master is not None else None,
+            # the member's master, on the authors' env-step schedule from its own first batch
+            "master_updates": int(master.updates[k]) if master is not None else None,
+            "master_target_syncs": int(master.target_syncs[k]) if master is not None else None,
             "threads": request.threads, "engine": "batched", "device": str(device),
             "provenance": provenance()}
 

@@ -8,8 +8,11 @@ priority). stable-baselines3's DQN has none of dueling, double-Q or prioritized 
 master is written here, once, for a *group* of K independent members (one per seed) whose
 weights are stacked: the training loop (asymbench.engine) uses it for K >= 1 seeds.
 
-Members never mix: each has its own weights, buffer, priorities and random generator, and
-the loss is a sum of per-member losses, so member k's update is the one it would get alone.
+Members never mix: each has its own weights, buffer, priorities, random generator and Adam step
+count, and the loss is a sum of per-member losses, so member k's update is the one it would get
+alone. Each member starts learning when its own buffer holds a batch, as the authors' single
+master does: where episodes end early (Fetch ends at success) members' buffers fill at their
+own pace.
 With every switch off (``dueling``, ``double_q``, ``prioritized_replay``) one update equals
 stable-baselines3's ``DQN.train(1)`` (tested), which is the reference implementation.
 """
@@ -109,6 +112,80 @@ class MasterReplay:
         self.size[k] = min(self.size[k] + 1, self.capacity)
 
 
+class StackedAdam:
+    """Adam over stacked [K, ...] parameters with one step count per member, so that each
+    member's first update is its own first Adam step whenever it starts. The arithmetic is
+    ``torch.optim.Adam(foreach=True)``'s (no weight decay, no amsgrad), operation for operation:
+    with the same step counts the parameters are bit-identical to it (tested). Members left out
+    of a step keep their parameters and moments unchanged."""
+
+    def __init__(self, params, members: int, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.params = list(params)
+        self.lr, (self.beta1, self.beta2), self.eps = lr, betas, eps
+        self.steps = np.zeros(members, np.int64)
+        self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for param in self.params:
+            param.grad = None
+
+    def _scalars(self, step: int) -> tuple[float, float]:
+        """(step size, sqrt of the second bias correction) exactly as torch computes them."""
+        step = float(step)
+        return (self.lr / (1 - self.beta1 ** step)) * -1, (1 - self.beta2 ** step) ** 0.5
+
+    @torch.no_grad()
+    def step(self, members: np.ndarray) -> None:
+        """One step of the members in ``members`` (bool [K])."""
+        members = np.asarray(members, bool)
+        kept = None
+        if not members.all():
+            kept = [(param.clone(), m.clone(), v.clone())
+                    for param, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq)]
+        self.steps[members] += 1
+        grads = [param.grad for param in self.params]
+        torch._foreach_lerp_(self.exp_avg, grads, 1 - self.beta1)
+        torch._foreach_mul_(self.exp_avg_sq, self.beta2)
+        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, 1 - self.beta2)
+        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        steps = sorted(set(self.steps[members].tolist()))
+        if len(steps) == 1:
+            step_size, bias_correction2_sqrt = self._scalars(steps[0])
+            torch._foreach_div_(denom, bias_correction2_sqrt)
+            torch._foreach_add_(denom, self.eps)
+            torch._foreach_addcdiv_(self.params, self.exp_avg, denom, step_size)
+        else:  # members at different steps: each its own scalars, on its own slice
+            for k in np.flatnonzero(members):
+                step_size, bias_correction2_sqrt = self._scalars(self.steps[k])
+                for param, m, d in zip(self.params, self.exp_avg, denom):
+                    d[k].div_(bias_correction2_sqrt).add_(self.eps)
+                    param[k].addcdiv_(m[k], d[k], value=step_size)
+        if kept is not None:
+            idle = torch.from_numpy(~members)
+            for tensors, saved in zip(zip(self.params, self.exp_avg, self.exp_avg_sq), kept):
+                for tensor, old in zip(tensors, saved):
+                    tensor[idle] = old[idle]
+
+    def state(self) -> dict:
+        return {"steps": self.steps.copy(), "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
+
+    def restore(self, state: dict) -> None:
+        """A StackedAdam's state, or a ``torch.optim.Adam`` state_dict (checkpoints written
+        before the per-member step counts: every member at the optimizer's one step)."""
+        if "state" in state:  # torch.optim.Adam's state_dict
+            per_param = [state["state"].get(i) for i in range(len(self.params))]
+            if all(entry is None for entry in per_param):
+                return
+            self.steps[:] = int(per_param[0]["step"])
+            state = {"steps": self.steps, "exp_avg": [e["exp_avg"] for e in per_param],
+                     "exp_avg_sq": [e["exp_avg_sq"] for e in per_param]}
+        self.steps[:] = np.asarray(state["steps"], np.int64)
+        for mine, saved in ((self.exp_avg, state["exp_avg"]), (self.exp_avg_sq, state["exp_avg_sq"])):
+            for tensor, value in zip(mine, saved):
+                tensor.copy_(value)
+
+
 class MasterGroup:
     """K masters trained together, on the authors' schedule counted in environment steps:
     learning starts after ``learning_starts`` env steps, then one gradient step every
@@ -130,12 +207,12 @@ class MasterGroup:
         self.q_target.load_state_dict(self.q_net.state_dict())
         self.q_target.requires_grad_(False)
         self.params = list(self.q_net.parameters())
-        self.optimizer = torch.optim.Adam(self.params, lr=settings["learning_rate"], foreach=True)
+        self.optimizer = StackedAdam(self.params, self.members, lr=settings["learning_rate"])
         self.replay = MasterReplay(self.members, settings["buffer_size"], obs_dim)
         self.rngs = rngs if rngs is not None else [run_streams(seed).master for seed in seeds]
         self.member_rows = np.arange(self.members)[:, None]  # indexes [K, B] arrays row by row
-        self.updates = 0
-        self.target_syncs = 0
+        self.updates = np.zeros(self.members, np.int64)
+        self.target_syncs = np.zeros(self.members, np.int64)
 
     # --- acting -------------------------------------------------------------------------
     @torch.no_grad()
@@ -158,33 +235,46 @@ class MasterGroup:
         """The authors' schedule (``dqn.py``): called once per env step with ``t`` the number
         of env steps taken before this one (their ``num_timesteps``)."""
         s = self.settings
-        # The authors check one buffer; a group waits until every member's holds a batch. With
-        # the registry's settings both hold by learning_starts (1000 env steps >= 200 macros),
-        # so the schedule is the authors'; only tiny test budgets can tell the two apart.
-        can_sample = bool((self.replay.size >= s["batch_size"]).all())
-        if not (can_sample and t > s["learning_starts"]):
+        if t <= s["learning_starts"]:
+            return
+        # As the authors' master checks its one buffer, each member learns once its own buffer
+        # holds a batch (members whose episodes end early fill theirs sooner).
+        ready = self.replay.size >= s["batch_size"]
+        if not ready.any():
             return
         if t % s["train_freq"] == 0:
-            self.update(self.sample(t))
+            self.update(self.sample(t, ready), ready)
         if t % s["target_update_interval"] == 0:
-            self.q_target.load_state_dict(self.q_net.state_dict())
-            self.target_syncs += 1
+            self.sync_targets(ready)
 
-    def sample(self, t: int) -> dict:
-        """A batch per member from its own buffer: proportional to priority (with importance
-        weights, normalised by the largest possible weight) or uniform."""
+    def sync_targets(self, members: np.ndarray) -> None:
+        if members.all():
+            self.q_target.load_state_dict(self.q_net.state_dict())
+        else:
+            with torch.no_grad():
+                for target, online in zip(self.q_target.parameters(), self.q_net.parameters()):
+                    target[members] = online[members]
+        self.target_syncs[members] += 1
+
+    def sample(self, t: int, members: np.ndarray | None = None) -> dict:
+        """A batch per member in ``members`` (default all) from its own buffer: proportional to
+        priority (with importance weights, normalised by the largest possible weight) or
+        uniform. The other members draw nothing (their rows are row 0, weight 1, unused)."""
         replay, batch = self.replay, self.settings["batch_size"]
+        members = np.ones(self.members, bool) if members is None else members
         if self.settings["prioritized_replay"] is None:
-            idx = np.stack([rng.integers(0, size, batch) for rng, size in zip(self.rngs, replay.size)])
+            idx = np.zeros((self.members, batch), np.int64)
+            for k in np.flatnonzero(members):
+                idx[k] = self.rngs[k].integers(0, replay.size[k], batch)
             weights = np.ones((self.members, batch), np.float32)
         else:
-            idx, weights = self._prioritized_indices(t)
+            idx, weights = self._prioritized_indices(t, members)
         rows = self.member_rows
         return {"idx": idx, "weights": torch.as_tensor(weights),
                 **{name: torch.as_tensor(getattr(replay, name)[rows, idx])
                    for name in ("obs", "choice", "reward", "next_obs", "done")}}
 
-    def _prioritized_indices(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+    def _prioritized_indices(self, t: int, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Proportional sampling and importance weights, each member over its own rows. The
         numbers are those of one member at a time with ``np.cumsum`` (tested): torch's cumsum
         is the same sequential float64 sum, several times faster, and runs over all members at
@@ -192,20 +282,22 @@ class MasterGroup:
         there); the weights are one elementwise array expression."""
         replay, batch = self.replay, self.settings["batch_size"]
         beta = per_beta(self.settings, t, self.total_steps)
-        sizes = replay.size
+        sizes = np.maximum(replay.size, 1)  # an empty buffer (a member not drawing) reads row 0
         cumulatives = torch.cumsum(torch.from_numpy(replay.priority[:, :sizes.max()]), dim=1).numpy()
         totals = cumulatives[self.member_rows[:, 0], sizes - 1]
-        idx = np.empty((self.members, batch), np.int64)
-        max_weights = np.empty(self.members)
-        for k, rng in enumerate(self.rngs):
-            size, total = sizes[k], totals[k]
+        idx = np.zeros((self.members, batch), np.int64)
+        max_weights = np.ones(self.members)
+        for k in np.flatnonzero(members):
+            rng, size, total = self.rngs[k], sizes[k], totals[k]
             idx[k] = np.searchsorted(cumulatives[k, :size], rng.random(batch) * total, side="right")
             # A numpy scalar power, as each member's largest weight has always been computed
             # (an array power may round differently).
             max_weights[k] = (replay.priority[k, :size].min() / total * size) ** -beta
         np.minimum(idx, sizes[:, None] - 1, out=idx)
         drawn = replay.priority[self.member_rows, idx]
-        weights = (drawn / totals[:, None] * sizes[:, None]) ** -beta / max_weights[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):  # members not drawing: zero totals
+            weights = (drawn / totals[:, None] * sizes[:, None]) ** -beta / max_weights[:, None]
+        weights[~members] = 1.0
         return idx, weights.astype(np.float32)
 
     def td_errors(self, batch: dict) -> torch.Tensor:
@@ -221,22 +313,26 @@ class MasterGroup:
             target = batch["reward"] + (1.0 - batch["done"]) * self.settings["gamma"] * next_q
         return q - target
 
-    def update(self, batch: dict) -> torch.Tensor:
-        """One gradient step for every member; returns the TD errors [K, B]."""
+    def update(self, batch: dict, members: np.ndarray | None = None) -> torch.Tensor:
+        """One gradient step for every member in ``members`` (default all; the others' weights,
+        moments and priorities stay as they are); returns the TD errors [K, B]."""
+        members = np.ones(self.members, bool) if members is None else members
         td = self.td_errors(batch)
         loss = (batch["weights"] * F.huber_loss(td, torch.zeros_like(td), reduction="none", delta=1.0))
         self.optimizer.zero_grad()
-        loss.mean(dim=1).sum().backward()
+        per_member = loss.mean(dim=1)
+        (per_member if members.all() else per_member[torch.from_numpy(members)]).sum().backward()
         clip = self.settings["grad_clip"]
         if clip is not None:  # stable-baselines 2 clips each gradient tensor to norm 10, per member
             self._clip_gradients(clip)
-        self.optimizer.step()
-        self.updates += 1
+        self.optimizer.step(members)
+        self.updates[members] += 1
         per = self.settings["prioritized_replay"]
         if per is not None:
             new = (np.abs(td.detach().numpy()).astype(np.float64) + per["eps"])
-            self.replay.priority[self.member_rows, batch["idx"]] = new ** per["alpha"]
-            np.maximum(self.replay.max_priority, new.max(axis=1), out=self.replay.max_priority)
+            rows = np.flatnonzero(members)
+            self.replay.priority[rows[:, None], batch["idx"][rows]] = new[rows] ** per["alpha"]
+            self.replay.max_priority[rows] = np.maximum(self.replay.max_priority[rows], new[rows].max(axis=1))
         return td.detach()
 
     def _clip_gradients(self, clip: float) -> None:
@@ -272,18 +368,20 @@ class MasterGroup:
     def state(self) -> dict:
         """Everything a resumed group needs (weights, optimizer, buffers, generators)."""
         return {"q_net": self.q_net.state_dict(), "q_target": self.q_target.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "replay": self.replay.__dict__,
+                "optimizer": self.optimizer.state(), "replay": self.replay.__dict__,
                 "rngs": [rng.bit_generator.state for rng in self.rngs],
                 "updates": self.updates, "target_syncs": self.target_syncs}
 
     def restore(self, state: dict) -> None:
         self.q_net.load_state_dict(state["q_net"])
         self.q_target.load_state_dict(state["q_target"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.restore(state["optimizer"])
         self.replay.__dict__.update(state["replay"])
         for rng, rng_state in zip(self.rngs, state["rngs"]):
             rng.bit_generator.state = rng_state
-        self.updates, self.target_syncs = state["updates"], state["target_syncs"]
+        # counts per member (a checkpoint written before they were: one count for the group)
+        self.updates = np.broadcast_to(np.asarray(state["updates"], np.int64), self.members).copy()
+        self.target_syncs = np.broadcast_to(np.asarray(state["target_syncs"], np.int64), self.members).copy()
 
 
 def load_master(path) -> DeployedMaster:

@@ -55,6 +55,11 @@ stratified-bootstrap 95% intervals, the probability of improvement of Ours over 
 and GAIL, and the performance profile; the estimators are rliable's (Agarwal et al. 2021),
 computed here (rliable 1.2.0 does not import with pandas 3, see ``iqm``).
 
+**The noise x budget grid** (``build_grid``): one task's Table 3 row for each training budget and
+each setting of Ours' sub-policy exploration noise (``ours``: dropped, as the authors' script
+runs; ``ours_as_sac``: as the paper's SAC), under both evaluation protocols, with Table 3's
+verdicts; issue 20's MountainCarContinuous grid.
+
 Inputs are given explicitly per method (``{"ours": [eval.json, ...], ...}``) so the pipeline's
 declared inputs are exactly what is read.
 """
@@ -80,7 +85,10 @@ METHODS = ("s_only", "l_only", "ours", "ours_no_cost", "fit", "bc", "gail")
 # Methods trained for an environment-step budget (the students' budget is GAIL's or BC's own).
 RL_METHODS = ("s_only", "l_only", "ours", "ours_no_cost", "fit")
 METHOD_LABELS = {"s_only": "S-only", "l_only": "L-only", "ours": "Ours", "ours_no_cost": "Ours, λ=0",
-                 "fit": "fit", "bc": "BC", "gail": "GAIL"}
+                 "fit": "fit", "bc": "BC", "gail": "GAIL", "ours_as_sac": "Ours, noise as SAC"}
+# Ours whose sub-policies get the SAC's exploration noise (`--asym-action-noise as_sac`, the
+# paper's description; "ours" runs the authors' script, which drops it): the noise x budget grid.
+VARIANT_METHODS = ("ours_as_sac",)
 # Ours trained at the registry's lambda times a factor (the `pareto` target): "ours_lam0.333".
 PARETO_PREFIX = "ours_lam"
 _PARETO_METHOD = re.compile(rf"{PARETO_PREFIX}(\d+(?:\.\d+)?)")
@@ -256,9 +264,9 @@ def load_evaluations(paths: dict[str, list[str | Path]], protocol: str = "determ
     tables use under ``protocol`` (NaN where an evaluation does not report one)."""
     rows = []
     for method, files in paths.items():
-        if method not in METHODS and not is_pareto_method(method):
-            raise ValueError(f"unknown method '{method}'; known: {', '.join(METHODS)} "
-                             f"and {PARETO_PREFIX}<factor>")
+        if method not in METHODS + VARIANT_METHODS and not is_pareto_method(method):
+            raise ValueError(f"unknown method '{method}'; known: "
+                             f"{', '.join(METHODS + VARIANT_METHODS)} and {PARETO_PREFIX}<factor>")
         for path in files:
             raw = read_json(path)
             data = protocol_view(raw, path, protocol)
@@ -805,6 +813,98 @@ def write_table(table: str, paths: dict[str, list[str | Path]], scale: str, out_
     _write({out_csv: df.to_csv(index=False),
             out_csv.with_suffix(".md"): to_markdown(table, df, registry, legend_link(out_csv)),
             out_csv.with_suffix(".tex"): to_latex(table, df, registry)})
+    return df
+
+
+# ----------------------------------------------------------------------------- noise x budget grid
+# Ours' sub-policy noise setting per method (`asym_action_noise`; training.py's choices).
+GRID_NOISE = {"ours": "dropped", "ours_as_sac": "as_sac"}
+GRID_NOISE_LABELS = {"dropped": "dropped (the authors' script)", "as_sac": "as SAC (the paper)"}
+GRID_COLUMNS = ("s_only_return", "l_only_return", "ours_return", "ours_large_usage_pct",
+                "ours_flops_reduction_pct")
+
+
+def build_grid(paths: dict[str, list[str | Path]], scale: str, registry=None,
+               delta: float = DEFAULT_DELTA, reps: int = BOOTSTRAP_RESAMPLES) -> pd.DataFrame:
+    """One task's Table 3 row per (training budget, Ours' sub-policy noise, protocol): Ours of
+    each noise setting (``ours``: dropped, ``ours_as_sac``: as SAC) against the S-only and
+    L-only runs of its budget (an evaluation's ``total_steps``), judged by the same claims as
+    Table 3 (``build_table``), under both evaluation protocols."""
+    delta = check_delta(delta)
+    missing = [m for m in ("s_only", "l_only") if not paths.get(m)]
+    if missing or not any(paths.get(m) for m in GRID_NOISE):
+        raise ValueError("the grid needs evaluations of s_only, l_only and ours and/or ours_as_sac"
+                         + (f" (missing: {', '.join(missing)})" if missing else ""))
+    rows = []
+    for protocol in PROTOCOLS:
+        runs = load_evaluations({m: f for m, f in paths.items() if f}, protocol)
+        if runs["task"].nunique() != 1:
+            raise ValueError(f"the grid is one task's; got evaluations of {sorted(set(runs['task']))}")
+        for budget in sorted(set(runs["total_steps"])):
+            at_budget = runs[runs["total_steps"] == budget]
+            present = set(at_budget["method"])
+            if not {"s_only", "l_only"} <= present:
+                raise ValueError(f"grid: budget {budget:,} env steps has no "
+                                 f"{' and '.join(sorted({'s_only', 'l_only'} - present))} "
+                                 "evaluations to normalize Ours by")
+            for method, noise in GRID_NOISE.items():
+                ours = at_budget[at_budget["method"] == method]
+                if ours.empty:
+                    continue
+                cell = pd.concat([at_budget[at_budget["method"].isin(("s_only", "l_only"))],
+                                  ours.assign(method="ours")], ignore_index=True)
+                row = build_table("table3", cell, scale, registry, delta, protocol, reps).iloc[0]
+                rows.append({"budget": int(budget), "noise": noise, **row.to_dict()})
+    noises = list(GRID_NOISE.values())
+    rows.sort(key=lambda r: (r["budget"], noises.index(r["noise"]), PROTOCOLS.index(r["protocol"])))
+    return pd.DataFrame(rows)
+
+
+def grid_caption(df: pd.DataFrame, link: str | None = None) -> str:
+    seeds = "/".join(str(n) for n in sorted(set(df["n_seeds"])))
+    episodes = "/".join(str(e) for e in sorted(set(df["eval_episodes"])))
+    budgets = ", ".join(f"{b:,}" for b in sorted(set(df["budget"])))
+    where = f"[README, Reading the tables]({link})" if link else "README.md, section 'Reading the tables'"
+    return (f"{df['task'].iloc[0]}: Ours with its sub-policies' exploration noise dropped (the "
+            f"authors' script) or as SAC's (the paper), trained for {budgets} env steps, each "
+            f"against S-only and L-only of its budget, under both evaluation protocols; scale(s) "
+            f"{', '.join(sorted(set(df['scale'])))}, {seeds} seeds per method, {episodes} evaluation "
+            f"episodes per run, mean over seeds (95% interval) [paper: "
+            f"{_grid_paper(df, 'ours_return')} at {_grid_paper(df, 'ours_large_usage_pct')}% large], "
+            f"verdict margin δ = {df['delta'].iloc[0]:g}. Columns, intervals and verdicts: {where}.")
+
+
+def _grid_paper(df: pd.DataFrame, column: str) -> str:
+    return _fmt(df[f"{column}_paper"].iloc[0])
+
+
+def grid_markdown(df: pd.DataFrame, link: str | None = None) -> str:
+    header = (["budget", "Ours' sub-policy noise", "protocol", "n"]
+              + [TABLES["table3"].columns[c][2] for c in GRID_COLUMNS]
+              + [CLAIM_LABELS["return"], CLAIM_LABELS["flops"]])
+    rows = []
+    for row in df.to_dict("records"):
+        cells = [f"{row['budget']:,}", GRID_NOISE_LABELS[row["noise"]], row["protocol"], str(row["n_seeds"])]
+        for column in GRID_COLUMNS:
+            cell = _value_cell(row[f"{column}_mean"], row[f"{column}_low"], row[f"{column}_high"])
+            reached = row.get(f"{column}_reached", math.nan)
+            if not (reached is None or (isinstance(reached, float) and math.isnan(reached))):
+                cell += f"; {int(reached)}/{row['n_seeds']} ≥ {_fmt(row['success_threshold'])}"
+            cells.append(cell)
+        cells += [_claim_cell(row, "return"), _claim_cell(row, "flops")]
+        rows.append(cells)
+    first = df.iloc[0]
+    paper = (["paper", "–", "–", "–"] + [_fmt(first[f"{c}_paper"]) for c in GRID_COLUMNS] + ["", ""])
+    return "\n".join([f"**{grid_caption(df, link)}**", ""] + _markdown_table(header, rows + [paper])) + "\n"
+
+
+def write_grid(paths: dict[str, list[str | Path]], scale: str, out_csv: str | Path, registry=None,
+               delta: float = DEFAULT_DELTA, reps: int = BOOTSTRAP_RESAMPLES) -> pd.DataFrame:
+    """Builds the grid and writes it as CSV (full precision) and .md beside it, atomically."""
+    df = build_grid(paths, scale, registry, delta, reps)
+    out_csv = Path(out_csv)
+    _write({out_csv: df.to_csv(index=False),
+            out_csv.with_suffix(".md"): grid_markdown(df, legend_link(out_csv))})
     return df
 
 

@@ -243,6 +243,28 @@ def test_goal_task_member_does_not_depend_on_the_group(tmp_path):
     assert result["episodes"] == 2 and np.isfinite(result["mean_return"])
 
 
+def test_fetch_member_learns_from_its_own_first_master_batch(tmp_path):
+    """FetchPickAndPlace ends an episode at success, so members' master buffers reach the
+    authors' batch of 256 macros at different env steps: seed 1 fills its buffer first and
+    starts learning then, in a group with seed 3 as alone (learning curve and master bit for
+    bit), rather than waiting for seed 3."""
+    request = TrainRequest(task="FetchPickAndPlace", method="asym", seed=0, out=tmp_path, steps=1500,
+                           learning_starts=1400, master_learning_starts=300, max_episode_steps=20,
+                           checkpoint_every=100_000, progress=False)
+    assert get_task("FetchPickAndPlace").master["batch_size"] == 256
+    train_group(request, [1], tmp_path / "alone")
+    train_group(request, [1, 3], tmp_path / "group")
+    updates = {seed: read_json(tmp_path / "group" / f"seed{seed}" / "run.json")["master_updates"]
+               for seed in (1, 3)}
+    assert updates[1] > updates[3] > 0  # the two members' gates opened at different steps
+    alone = pd.read_csv(tmp_path / "alone" / "seed1" / "progress.csv").drop(columns="wall_s")
+    grouped = pd.read_csv(tmp_path / "group" / "seed1" / "progress.csv").drop(columns="wall_s")
+    pd.testing.assert_frame_equal(alone, grouped, check_exact=True)
+    masters = [torch.load(tmp_path / where / "seed1" / "model" / "master.pt")["state_dict"]
+               for where in ("alone", "group")]
+    assert all(torch.equal(masters[0][name], masters[1][name]) for name in masters[0])
+
+
 def test_goal_task_group_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     """The relabelling buffer's episode bookkeeping goes into the group checkpoint and comes
     back: a group stopped after its checkpoint resumes and finishes at the total, with the

@@ -13,7 +13,7 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from torch import nn
 
-from asymbench.master import MasterGroup, QNetwork, epsilon, load_master, per_beta
+from asymbench.master import MasterGroup, QNetwork, StackedAdam, epsilon, load_master, per_beta
 from asymbench.tasks import get_task
 
 REGISTRY_MASTER = get_task("MountainCarContinuous").master
@@ -236,23 +236,89 @@ def test_gradient_steps_and_target_syncs_count_env_steps(train_freq):
         if t % 5 == 4:  # a macro ends every 5 env steps
             group.store(0, rng.normal(size=2), int(rng.integers(2)), float(rng.normal()),
                         rng.normal(size=2), False)
-        before = group.target_syncs
+        before = int(group.target_syncs[0])
         group.after_env_step(t)
-        if group.target_syncs > before:
+        if group.target_syncs[0] > before:
             syncs_at.append(t)
             torch.testing.assert_close(group.q_target.state_dict(), group.q_net.state_dict())
-    assert group.updates == sum(1 for t in range(L + 1, N) if t % train_freq == 0)
+    assert group.updates[0] == sum(1 for t in range(L + 1, N) if t % train_freq == 0)
     assert syncs_at == [500, 1000]
     if train_freq == 1:
-        assert group.updates == N - 1 - L
+        assert group.updates[0] == N - 1 - L
 
 
-def test_no_update_before_every_buffer_holds_a_batch():
+def test_no_update_before_a_members_buffer_holds_a_batch():
     group = MasterGroup(settings(learning_starts=0), 2, [0], total_steps=100)
     for t in range(10):
         group.store(0, np.zeros(2), 0, 0.0, np.zeros(2), False)
         group.after_env_step(t)
-    assert group.updates == 0 and group.target_syncs == 0
+    assert group.updates.tolist() == [0] and group.target_syncs.tolist() == [0]
+
+
+@pytest.mark.parametrize("lr", [1e-3, 1e-4])
+def test_stacked_adam_is_bit_identical_to_torch_adam(lr):
+    """Every member at the same step: the same parameters and moments as torch.optim.Adam."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(3, 5, 32), (3, 1, 32), (3, 32, 2), (3, 1, 2)]
+    ours = [torch.randn(shape, generator=gen).requires_grad_() for shape in shapes]
+    theirs = [p.detach().clone().requires_grad_() for p in ours]
+    stacked, reference = StackedAdam(ours, 3, lr), torch.optim.Adam(theirs, lr=lr, foreach=True)
+    for _ in range(300):
+        for a, b in zip(ours, theirs):
+            grad = torch.randn(a.shape, generator=gen) * float(torch.rand(1, generator=gen)) * 10
+            a.grad, b.grad = grad.clone(), grad.clone()
+        stacked.step(np.ones(3, bool))
+        reference.step()
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        assert torch.equal(a, b)
+        assert torch.equal(stacked.exp_avg_sq[i], reference.state[b]["exp_avg_sq"])
+
+
+def test_stacked_adam_member_starting_late_steps_as_it_would_alone():
+    """Member 1 joins at step 40: it keeps its weights until then, and from then on its slice
+    equals a one-member Adam started at that point on the same gradients, bit for bit."""
+    gen = torch.Generator().manual_seed(1)
+    group = [torch.randn(2, 4, 8, generator=gen).requires_grad_()]
+    alone = [group[0][1:].detach().clone().requires_grad_()]
+    stacked, single = StackedAdam(group, 2, 1e-3), StackedAdam(alone, 1, 1e-3)
+    start = group[0][1].detach().clone()
+    for step in range(100):
+        grad = torch.randn(2, 4, 8, generator=gen)
+        members = np.array([True, step >= 40])
+        group[0].grad = grad * torch.from_numpy(members)[:, None, None]
+        stacked.step(members)
+        if step < 40:
+            assert torch.equal(group[0][1], start)
+        else:
+            alone[0].grad = grad[1:].clone()
+            single.step(np.ones(1, bool))
+            assert torch.equal(group[0][1], alone[0][0])
+    assert stacked.steps.tolist() == [100, 60]
+
+
+def test_a_member_learns_from_its_own_first_batch_as_it_would_alone():
+    """Member 1's buffer fills later (its episodes end later): it starts learning then, and its
+    weights, updates and target syncs equal those of its run alone; member 0 does not wait."""
+    s = settings(learning_starts=10, train_freq=1, target_update_interval=50)
+    group, alone = MasterGroup(s, 2, [3, 7], 400), MasterGroup(s, 2, [7], 400)
+    rng = np.random.default_rng(0)
+    for t in range(400):
+        for k, delay in enumerate((0, 60)):
+            if t >= delay and t % 2 == 0:
+                obs, nxt = rng.normal(size=2), rng.normal(size=2)
+                choice, reward, done = int(rng.integers(2)), float(rng.normal()), bool(rng.random() < 0.1)
+                group.store(k, obs, choice, reward, nxt, done)
+                if k == 1:
+                    alone.store(0, obs, choice, reward, nxt, done)
+        group.after_env_step(t)
+        alone.after_env_step(t)
+    assert group.updates[0] > group.updates[1] == alone.updates[0] > 0
+    assert group.target_syncs[1] == alone.target_syncs[0]
+    for stacked, single in zip(group.q_net.parameters(), alone.q_net.parameters()):
+        assert torch.equal(stacked[1], single[0])
+    for stacked, single in zip(group.q_target.parameters(), alone.q_target.parameters()):
+        assert torch.equal(stacked[1], single[0])
+    assert group.rngs[1].bit_generator.state == alone.rngs[0].bit_generator.state
 
 
 def test_epsilon_goes_from_one_to_final_over_the_exploration_fraction():
@@ -296,3 +362,32 @@ def test_saved_member_deploys_the_same_greedy_choice_and_state_round_trips(tmp_p
     batch_a, batch_b = group.sample(1005), resumed.sample(1005)
     np.testing.assert_array_equal(batch_a["idx"], batch_b["idx"])
     torch.testing.assert_close(group.update(batch_a), resumed.update(batch_b))
+
+
+def test_stacked_adam_resumes_a_torch_adam_state_dict():
+    """Checkpoints written before the per-member step counts hold torch.optim.Adam's
+    state_dict: resumed from one, the steps go on bit-identically to torch's."""
+    gen = torch.Generator().manual_seed(2)
+    ours = [torch.randn(2, 3, 4, generator=gen).requires_grad_(), torch.randn(2, 1, 4, generator=gen).requires_grad_()]
+    theirs = [p.detach().clone().requires_grad_() for p in ours]
+    reference = torch.optim.Adam(theirs, lr=1e-3, foreach=True)
+
+    def grads():
+        return [torch.randn(p.shape, generator=gen) for p in ours]
+
+    for _ in range(7):
+        for p, g in zip(theirs, grads()):
+            p.grad = g
+        reference.step()
+    with torch.no_grad():
+        for a, b in zip(ours, theirs):
+            a.copy_(b)
+    stacked = StackedAdam(ours, 2, 1e-3)
+    stacked.restore(copy.deepcopy(reference.state_dict()))
+    assert stacked.steps.tolist() == [7, 7]
+    for _ in range(20):
+        for a, b, g in zip(ours, theirs, grads()):
+            a.grad, b.grad = g.clone(), g.clone()
+        stacked.step(np.ones(2, bool))
+        reference.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))

@@ -65,6 +65,10 @@ def commands(output: str, start: str) -> list[str]:
     ("scale=smoke  scales={smoke: {per_task: {Swimmer: {milestones: [400]}}}}",
      "scales.smoke.per_task.Swimmer.milestones", "below its budget of 300"),
     ("scale=smoke  scales={smoke: {milestones: [1.5]}}", "scales", "is not of type 'integer'"),
+    ("scale=verify  grid={name: g, task: MountainCarContinuous, scales: [verify, short]}", "grid.scales",
+     "the grid's scales must agree on them"),
+    ("grid={name: g, task: MountainCarContinuous, scales: [verify, huge]}", "grid.scales",
+     "unknown scale 'huge'"),
 ])
 def test_bad_config_is_rejected_naming_the_field(override, field, message):
     result = snakemake("-n", "--cores", "1", "--config", *override.split("  "))
@@ -148,6 +152,29 @@ def test_pareto_target_sweeps_the_cost_weight():
                       "pareto={lambda_factors: [2]}")
     assert other.returncode == 0, other.stderr[-3000:]
     assert "--out results/smoke/Swimmer/ours_lam2 " in other.stdout and "--lam 0.0002 " in other.stdout
+
+
+def test_mcc_grid_trains_ours_with_both_noise_settings_at_both_budgets():
+    """mcc_grid (scale verify): S-only, L-only, Ours and Ours with noise as SAC at the verify
+    scale's 100k and verify_200k's 200k, 10 seeds, both protocols, one grid table built from all
+    of them."""
+    result = snakemake("mcc_grid", "-n", "-p", "--forceall", "--cores", "2", "--config", "scale=verify")
+    assert result.returncode == 0, result.stderr[-3000:]
+    train = [c for c in commands(result.stdout, "asymbench train") if "--until" not in c]
+    assert len(train) == 2 * 4
+    for scale, steps in (("verify", ""), ("verify_200k", "--steps 200000 ")):
+        for method in ("s_only", "l_only", "ours", "ours_as_sac"):
+            [command] = [c for c in train if f"--out results/{scale}/MountainCarContinuous/{method} " in c]
+            assert steps in command and "--seeds 0 1 2 3 4 5 6 7 8 9 " in command
+            assert ("--asym-action-noise as_sac" in command) == (method == "ours_as_sac"), command
+    counts = job_counts(result.stdout)
+    assert counts["evaluate_noise_variant"] == 2 * 10 and counts["noise_budget_grid"] == 1
+    assert all("--protocol both" in c for c in commands(result.stdout, "asymbench evaluate"))
+    [grid] = commands(result.stdout, "asymbench tables grid")
+    assert "--out paper_tables/verify/variants/mcc_grid.csv" in grid and "--scale 'verify + verify_200k'" in grid
+    for scale in ("verify", "verify_200k"):
+        assert f"results/{scale}/MountainCarContinuous/ours_as_sac/seed9/eval.json" in grid
+        assert f"results/{scale}/MountainCarContinuous/s_only/seed0/eval.json" in grid
 
 
 def test_milestone_table_trains_and_evaluates_the_segments_up_to_it():

@@ -78,8 +78,9 @@ def _subparser(name):
 
 
 def test_cli_lists_the_tables_methods():
-    parser_methods = [a.dest for a in _subparser("tables")._actions if a.dest in tables.METHODS]
-    assert tuple(parser_methods) == tables.METHODS
+    known = tables.METHODS + tables.VARIANT_METHODS
+    parser_methods = [a.dest for a in _subparser("tables")._actions if a.dest in known]
+    assert tuple(parser_methods) == known
     profile = next(a for a in _subparser("figures")._actions if a.dest == "figure").choices["profile"]
     assert tuple(a.dest for a in profile._actions if a.dest in tables.METHODS) == tables.AGGREGATE_METHODS
 
@@ -643,3 +644,70 @@ def test_cli_aggregate_and_profile(tmp_path):
     png = tmp_path / "pp.png"
     assert main(["figures", "profile", "--scale", "smoke", "--out", str(png), *options]) == 0
     assert png.stat().st_size > 5000
+
+
+def grid_evals(root, budgets=(100, 200), seeds=5):
+    """MountainCar S-only / L-only / Ours (noise dropped) / Ours (noise as SAC) at two budgets.
+    L-only learns more with the larger budget; Ours (dropped) stays at S-only's score; Ours (as
+    SAC) matches L-only, and uses the large sub-policy on half of its steps only under the
+    stochastic protocol."""
+    rng = np.random.default_rng(0)
+    paths = {}
+    for budget in budgets:
+        means = {"s_only": -20.0, "l_only": 40.0 + budget / 4, "ours": -20.0, "ours_as_sac": 40.0 + budget / 4}
+        for method, mean in means.items():
+            for seed in range(seeds):
+                ret = float(mean + rng.normal(0, 1))
+                share = {"s_only": 0.0, "l_only": 1.0}.get(method, 0.0 if method == "ours" else 0.3)
+                stochastic_share = {"s_only": 0.0, "l_only": 1.0}.get(method, 0.5)
+                flops = 1000.0 if method == "l_only" else 100.0 + 900 * share
+                path = root / f"b{budget}" / method / f"seed{seed}" / "eval.json"
+                paths.setdefault(method, []).append(write_eval(
+                    path, "MountainCarContinuous", method, ret, share, flops, steps=budget,
+                    stochastic={"mean_return": ret - 1.0, "large_share": stochastic_share,
+                                "flops_per_inf": 100.0 + 900 * stochastic_share,
+                                "flops_reduction_pct": 100 * (1 - (100.0 + 900 * stochastic_share) / 1000)}))
+    return paths
+
+
+def test_grid_judges_each_noise_and_budget_against_its_own_baselines(tmp_path):
+    df = tables.build_grid(grid_evals(tmp_path), "verify", reps=REPS)
+    assert len(df) == 8  # 2 budgets x 2 noise settings x 2 protocols
+    assert set(zip(df["budget"], df["noise"], df["protocol"])) == {
+        (b, n, p) for b in (100, 200) for n in ("dropped", "as_sac") for p in ("deterministic", "stochastic")}
+    for row in df.itertuples():
+        l_only = 40.0 + row.budget / 4 - (1.0 if row.protocol == "stochastic" else 0.0)
+        assert row.l_only_return_mean == pytest.approx(l_only, abs=1.0)  # its own budget's L-only
+        assert row.train_steps == row.budget
+        if row.noise == "dropped":
+            assert row.claim_return_verdict == tables.NOT_REPRODUCED
+            assert row.claim_flops_verdict == tables.NOT_APPLICABLE
+        else:
+            assert row.claim_return_verdict == tables.REPRODUCED
+            assert row.claim_return_mean == pytest.approx(1.0, abs=0.05)
+            share = 50.0 if row.protocol == "stochastic" else 30.0
+            assert row.ours_large_usage_pct_mean == pytest.approx(share)
+
+
+def test_grid_cli_writes_csv_and_markdown_with_the_paper_row(tmp_path, capsys):
+    paths = grid_evals(tmp_path / "evals")
+    out = tmp_path / "variants" / "mcc_grid.csv"
+    args = ["tables", "grid", "--scale", "verify", "--out", str(out)]
+    for method, files in paths.items():
+        args += [f"--{method.replace('_', '-')}"] + [str(f) for f in files]
+    assert main(args) == 0
+    assert len(pd.read_csv(out)) == 8
+    md = out.with_suffix(".md").read_text()
+    assert "| paper | – | – | – | -11.6 | 93.6 | 93.5 [" not in md  # published numbers stand alone
+    assert "| paper | – | – | – | -11.6 | 93.6 | 93.5 | 44.5 | 49.0 |" in md
+    assert "as SAC (the paper)" in md and "dropped (the authors' script)" in md
+    assert "δ = 0.2" in md
+
+
+def test_grid_refuses_a_budget_without_its_baselines(tmp_path, capsys):
+    paths = grid_evals(tmp_path, budgets=(100,))
+    paths["ours"].append(write_eval(tmp_path / "b300" / "ours" / "eval.json", "MountainCarContinuous",
+                                    "ours", 0.0, 0.1, 190.0, steps=300,
+                                    stochastic={"mean_return": 0.0, "large_share": 0.1}))
+    with pytest.raises(ValueError, match="budget 300 env steps has no l_only and s_only"):
+        tables.build_grid(paths, "verify", reps=REPS)

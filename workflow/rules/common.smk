@@ -27,9 +27,10 @@ def load_pipeline_registry(config):
 
 
 REGISTRY = load_pipeline_registry(config)
-# Result folder name -> `asymbench train --method`; "ours_no_cost" is Ours with --lam 0 (Table 5).
+# Result folder name -> `asymbench train --method`; "ours_no_cost" is Ours with --lam 0 (Table 5),
+# "ours_as_sac" Ours with --asym-action-noise as_sac (the `mcc_grid` target).
 TRAIN_METHOD = {"s_only": "s_only", "l_only": "l_only", "ours": "asym", "ours_no_cost": "asym",
-                "fit": "fit"}
+                "fit": "fit", "ours_as_sac": "asym"}
 # The `pareto` target's Ours runs: "ours_lam<factor>" = Ours at factor x its lambda (pareto.smk).
 PARETO_METHOD = r"ours_lam\d+(?:\.\d+)?"
 
@@ -60,7 +61,7 @@ def cost_weight(task, method):
     """`--lam` of a result folder: Ours the config's `lambda` override (None: the registry's),
     Ours without cost term 0, "ours_lam<f>" f x Ours' lambda; None for single-policy methods."""
     base = config["lambda"].get(task)
-    if method == "ours":
+    if method in ("ours", "ours_as_sac"):
         return base
     if method == "ours_no_cost":
         return 0
@@ -348,7 +349,8 @@ def train_options(wildcards):
     options = _options([("--steps", s["steps"]), ("--learning-starts", s["learning_starts"]),
                         ("--master-learning-starts", s["master_learning_starts"] if asym else None),
                         ("--max-episode-steps", s["max_episode_steps"]),
-                        ("--checkpoint-every", s["checkpoint_every"]), ("--lam", lam)])
+                        ("--checkpoint-every", s["checkpoint_every"]), ("--lam", lam),
+                        ("--asym-action-noise", "as_sac" if wildcards.method == "ours_as_sac" else None)])
     return " ".join(filter(None, [options, registry_option()]))
 
 
@@ -492,6 +494,65 @@ def pareto_options(wildcards, input):
     options += [f"--point {factor:g} {' '.join(getattr(input, f'lam{i}'))}"
                 for i, factor in enumerate(pareto_factors())]
     return " ".join(options)
+
+
+# ----------------------------------------------------------------------------- noise x budget grid
+GRID_METHODS = ("s_only", "l_only", "ours", "ours_as_sac")
+
+
+def grid_scales():
+    """The scales of the `mcc_grid` target (config `grid`), each checked to give the task the
+    chosen scale's seeds and milestones: the train rules, made for the chosen scale, serve them."""
+    grid = config.get("grid")
+    if not grid:
+        return []
+    task = grid["task"]
+    if task not in REGISTRY:
+        raise WorkflowError(f"config field 'grid.task': unknown task '{task}'; known tasks: {', '.join(REGISTRY)}")
+    for scale in grid["scales"]:
+        if scale not in config["scales"]:
+            raise WorkflowError(f"config field 'grid.scales': unknown scale '{scale}'; defined "
+                                f"scales: {', '.join(config['scales'])}")
+        if task not in tasks_of(scale):
+            raise WorkflowError(f"config field 'grid.scales': scale '{scale}' has no task {task}")
+    return list(grid["scales"])
+
+
+def check_grid():
+    """Fails before any job starts when the chosen scale is one of the grid's and another grid
+    scale's seeds or milestones of the task differ from its own."""
+    scales = grid_scales()
+    task = config.get("grid", {}).get("task")
+    if SCALE not in scales or task not in tasks_of(SCALE):
+        return
+    for scale in scales:
+        for what, of in (("seeds", seeds_of), ("milestones", milestones_of)):
+            if of(scale, task) != of(SCALE, task):
+                raise WorkflowError(f"config field 'grid.scales': scale '{scale}' gives {task} the "
+                                    f"{what} {of(scale, task)}, scale '{SCALE}' {of(SCALE, task)}; "
+                                    "the grid's scales must agree on them")
+
+
+def grid_targets(wildcards=None):
+    grid = config.get("grid")
+    if not grid:
+        raise WorkflowError("config field 'grid': the mcc_grid target needs a grid (name, task, scales)")
+    if SCALE not in grid_scales() or grid["task"] not in tasks_of(SCALE):
+        raise WorkflowError(f"config field 'grid.scales': the mcc_grid target runs with one of "
+                            f"its scales chosen and training {grid['task']} (--config "
+                            f"scale={grid['scales'][0]}); the chosen scale is '{SCALE}'")
+    return [f"{tables_dir(SCALE)}/variants/{grid['name']}.{ext}" for ext in ("csv", "md")]
+
+
+def grid_inputs(wildcards):
+    """Evaluations of the grid's task at every grid scale, named by method."""
+    task = config["grid"]["task"]
+    return {m: [result(scale, task, m, s, "eval.json") for scale in grid_scales()
+                for s in seeds_of(scale, task)] for m in GRID_METHODS}
+
+
+def grid_label(wildcards):
+    return shlex.quote(" + ".join(grid_scales()))
 
 
 # ----------------------------------------------------------------------------- students' width

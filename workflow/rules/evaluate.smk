@@ -55,6 +55,12 @@ rule evaluate_asym:
         " --frames {output.frames} {params.options} --threads {threads} > {log} 2>&1"
 
 
+# Ours with its sub-policies' noise as SAC's (the `mcc_grid` target): no frames.
+use rule evaluate as evaluate_noise_variant with:
+    wildcard_constraints:
+        method="ours_as_sac",
+
+
 # Every milestone's snapshot is evaluated as a finished run is (no trace, no frames).
 rule evaluate_milestone:
     input:

@@ -142,3 +142,32 @@ rule milestone_table:
 rule milestones:
     input:
         reached_milestone_tables,
+
+
+# `snakemake mcc_grid`: the task of config `grid` at the budget of each of its scales, Ours with
+# its sub-policy noise dropped and as SAC, both protocols, with Table 3's verdicts:
+# paper_tables/<scale>/variants/<name>.{csv,md}.
+rule noise_budget_grid:
+    input:
+        unpack(grid_inputs),
+    output:
+        csv="paper_tables/{scaledir}variants/{grid}.csv",
+        md="paper_tables/{scaledir}variants/{grid}.md",
+    log:
+        "paper_tables/{scaledir}logs/variants/{grid}.log",
+    wildcard_constraints:
+        scaledir=TABLE_WILDCARDS["scaledir"],
+        grid=re.escape(config.get("grid", {}).get("name", "mcc_grid")),
+    params:
+        label=grid_label,
+        delta=verdict_delta,
+        evaluations=method_options,
+        registry=registry_option,
+    resources:
+        mem_mb=resource("report", "mem_mb"),
+        runtime=resource("report", "runtime"),
+    conda:
+        "../envs/asymbench.yaml"
+    shell:
+        "asymbench tables grid --scale {params.label} --delta {params.delta} --out {output.csv}"
+        " {params.evaluations} {params.registry} > {log} 2>&1"

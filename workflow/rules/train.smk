@@ -23,7 +23,7 @@ def _budget(wildcards):
 # and an output list cannot depend on a wildcard.
 for _task in tasks_of(SCALE):
     _id = re.sub(r"\W", "_", _task)
-    _methods = f"s_only|l_only|ours|ours_no_cost|fit|{PARETO_METHOD}"
+    _methods = f"s_only|l_only|ours|ours_no_cost|fit|ours_as_sac|{PARETO_METHOD}"
 
     if milestones_of(SCALE, _task):
 

@@ -93,7 +93,9 @@ def _add_train(sub) -> None:
     p.add_argument("--segment-start", type=int, default=None,
                    help="the milestone the previous segment ended at: the group's checkpoint must "
                         "stand there (a segment of a pipeline never silently restarts from step 0)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1 and 2 give bit-identical runs, tested; the pipeline "
+                   "sets it from config `train_threads` / `thread_plan`)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _registry_arg(p)
     p.set_defaults(handler=_run_train)
@@ -350,7 +352,8 @@ def _add_estimate(sub) -> None:
                        "from measured throughputs (benchmarks/)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--scale", required=True, help="a scale of the pipeline config (paper, short, ...)")
-    p.add_argument("--cores", type=int, default=16, help="cores running one job each")
+    p.add_argument("--cores", type=int, default=16,
+                   help="cores of the machine (a job holds one per thread; threads are planned for them)")
     p.add_argument("--throughput", nargs="*", default=None,
                    help="benchmarks/train_throughput.py JSONs (default: every benchmarks/results/"
                    "train_throughput*.json; none given: use the labelled fallbacks only)")
@@ -368,7 +371,20 @@ def _add_estimate(sub) -> None:
                    help="replace the scale's seeds (every task's, per_task ones included)")
     p.add_argument("--methods", nargs="+", default=None,
                    help="result folders to count (default: all the pipeline builds)")
-    p.add_argument("--out", default=None, help="also write the estimate as JSON")
+    p.add_argument("--thread-scaling", nargs="?", const="", default=None,
+                   help="benchmarks/thread_scaling.py JSON: update speed-up per width and thread "
+                   "count, from which threads per training job are planned (default: benchmarks/"
+                   "results/thread_scaling.json if present; given without a file: issue 24's "
+                   "2-thread measurement and Amdahl's law)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                   help="every training job's device (default: the scale's `device` setting)")
+    p.add_argument("--gpus", type=int, default=None,
+                   help="GPUs of the machine (default: 1 where a training job runs on one)")
+    p.add_argument("--gpu-throughput", nargs="+", default=None,
+                   help="benchmarks/engine_throughput.py --device cuda JSONs, for training jobs "
+                   "on a GPU (default: benchmarks/results/engine_throughput_cuda.json)")
+    p.add_argument("--out", default=None, help="also write the estimate as JSON (its thread_plan: "
+                   "the pipeline's config `thread_plan`)")
     _registry_arg(p)
     p.set_defaults(handler=_run_estimate)
 
@@ -378,7 +394,9 @@ def _run_estimate(args) -> None:
 
     run_estimate(args.scale, args.cores, throughput=args.throughput, env_rates=args.env_rates,
                  config=args.config, tasks=args.tasks, seeds=args.seeds, methods=args.methods,
-                 out=args.out, registry=args.registry, engine_throughput=args.engine_throughput)
+                 out=args.out, registry=args.registry, engine_throughput=args.engine_throughput,
+                 thread_scaling=args.thread_scaling, device=args.device, gpus=args.gpus,
+                 gpu_throughput=args.gpu_throughput)
 
 
 # ----------------------------------------------------------------------------- export

@@ -25,14 +25,30 @@ a scale's ``per_task`` overrides, and the methods that its default target builds
   CPU-second (``benchmarks/train_throughput.py``, ``benchmarks/env_step_rate.py``).
 
 A (task, trainer) that was not measured falls back, labelled as such in every output row, to the
-measured speeds in the project's dependencies note, scaled by network width. Every job is
-single-threaded, so on N cores the wall time is at least ``max(total / N, longest dependency
-chain)`` and, with a greedy scheduler, at most ``total / N + longest chain`` (Graham's
-list-scheduling bound).
+measured speeds in the project's dependencies note, scaled by network width.
+
+What the pipeline runs (workflow/rules): a training group runs in segments ending at the scale's
+``milestones``, then at its budget, one job per segment, each after the previous one; every
+snapshot (each milestone's and the finished run's) is evaluated, one job per seed, under both
+protocols (``--protocol both``: twice the episodes' env steps); fit's first segment and BC / GAIL
+wait for every Ours seed's final evaluation (their width is the mean over Ours' seeds).
+
+Wall time: with one thread per job, on N cores it is at least ``max(total / N, longest dependency
+chain)`` and, with a greedy scheduler, at most ``total / N + longest chain`` (Graham's bound). The
+makespan printed beside them is a list-scheduling simulation of the job DAG on N cores (and G
+GPUs), ready jobs started longest-remaining-chain first, each holding as many cores as it has
+threads. ``plan_threads`` gives training groups more threads where that shortens this makespan:
+while it falls, one more thread for the group (or all groups) on the current critical path with
+the best gain. A thread count only speeds up the SAC update (``thread_scaling``: measured in
+benchmarks/results/thread_scaling.json, or the issue-24 rule), the update's share of a job being
+1 - its per-seed rate / the task's env.step rate (Amdahl's law for the job). Training groups on a
+GPU (``device`` cuda) run at the per-seed WALL rates of the GPU engine measurements
+(``gpu_rate``), holding one core and one GPU.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -61,6 +77,9 @@ DEFAULT_THROUGHPUT = "benchmarks/results/train_throughput.json"  # and train_thr
 DEFAULT_ENGINE_THROUGHPUT = "benchmarks/results/engine_throughput.json"  # its machine: the kind
 DEFAULT_ENGINE_GLOB = "benchmarks/results/engine_throughput*.json"         # all files, that kind's
 DEFAULT_ENV_RATES = "benchmarks/results/env_step_rate.json"
+DEFAULT_THREAD_SCALING = "benchmarks/results/thread_scaling.json"
+DEFAULT_GPU_THROUGHPUT = "benchmarks/results/engine_throughput_cuda.json"
+TRAINED = ("s_only", "l_only", "ours", "ours_no_cost", "fit")  # methods trained in segments
 
 # Fallbacks: /work/shared/notes/dependencies.md, "Measured speeds" (single process, one torch
 # thread, stable-baselines3 SAC, one gradient step of batch 256 per env step).
@@ -86,6 +105,8 @@ class Scale:
     bc_samples: dict[str, int]    # epochs x expert pairs
     expert_pairs: dict[str, int]
     eval_steps: dict[str, int]    # episodes x episode limit (an upper bound: episodes may end early)
+    milestones: dict[str, tuple[int, ...]] = None  # segment ends below the budget
+    devices: dict[str, dict[str, str]] = None      # per task: method -> cpu | cuda (default cpu)
 
 
 @dataclass(frozen=True)
@@ -96,6 +117,8 @@ class Job:
     stage: str    # train | distill | expert | evaluate
     trainer: str  # whose rate it runs at: s_only, l_only, fit, asym, bc, gail, or eval
     work: float   # in the rate's unit, all seeds: env steps (bc: expert samples)
+    end: int = 0  # train: the env step its segment ends at; evaluate: the step evaluated (0: the run)
+    device: str = "cpu"
 
     @property
     def k(self) -> int:
@@ -103,7 +126,13 @@ class Job:
 
     def label(self) -> str:
         seeds = f"K={self.k}" if self.stage == "train" else f"seed{self.seeds[0]}"
-        return f"{self.method} {self.stage} ({seeds})"
+        at = f" to {self.end:,}" if self.stage == "train" and self.end else \
+            f" at {self.end:,}" if self.end else ""
+        return f"{self.method} {self.stage}{at} ({seeds})"
+
+    def rate_key(self) -> tuple:
+        """The key of its rate: (task, trainer), with the device where it is not the CPU."""
+        return (self.task, self.trainer) if self.device == "cpu" else (self.task, self.trainer, self.device)
 
 
 @dataclass(frozen=True)
@@ -152,7 +181,7 @@ def load_scale(scale: str, config_path: str | Path = DEFAULT_CONFIG, tasks=None,
         tasks = tasks or list(load_registry(registry))
     per_task = s.get("per_task") or {}
     resolved = {key: {} for key in ("seeds", "steps", "gail_steps", "bc_samples", "expert_pairs",
-                                    "eval_steps")}
+                                    "eval_steps", "milestones", "devices")}
     for name in tasks:
         task = get_task(name, registry)
         t = {**s, **(per_task.get(name) or {})}
@@ -169,6 +198,10 @@ def load_scale(scale: str, config_path: str | Path = DEFAULT_CONFIG, tasks=None,
         resolved["expert_pairs"][name] = pairs
         limit = t.get("max_episode_steps") or task.max_episode_steps or _env_episode_limit(task)
         resolved["eval_steps"][name] = (t.get("eval_episodes") or task.eval_episodes) * limit
+        resolved["milestones"][name] = tuple(int(m) for m in t.get("milestones") or ())
+        device = t.get("device") or "cpu"
+        resolved["devices"][name] = {m: (device.get(m, "cpu") if isinstance(device, dict) else device)
+                                     for m in TRAINED}
     return Scale(scale, tuple(tasks), **resolved)
 
 
@@ -181,24 +214,37 @@ def _env_episode_limit(task) -> int:
     return limit or DEFAULT_EPISODE_STEPS
 
 
-def jobs_of(scale: Scale, methods=PIPELINE_METHODS) -> list[Job]:
-    """Every training, distillation, expert-data and evaluation job of the scale: one training
-    job per (task, method) for all the task's seeds, every other job per seed."""
+def jobs_of(scale: Scale, methods=PIPELINE_METHODS, device: str | None = None) -> list[Job]:
+    """Every job of the scale: per (task, method) trained, one training job per segment for all
+    the task's seeds and an evaluation per seed of every segment's snapshot; BC and GAIL one
+    distillation and one evaluation per seed; expert data per seed. An evaluation runs both
+    protocols: twice the episodes' env steps. ``device``: every training job's (default: the
+    scale's ``device`` setting)."""
     unknown = [m for m in methods if m not in TRAINER]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(TRAINER)}")
     jobs = []
     for task in scale.tasks:
-        seeds = scale.seeds[task]
+        seeds, budget = scale.seeds[task], scale.steps[task]
+        milestones = tuple(m for m in (scale.milestones or {}).get(task, ()) if m < budget)
+        evaluation = 2 * scale.eval_steps[task]
         for method in methods:
             if method in ("bc", "gail"):
                 work = scale.bc_samples[task] if method == "bc" else scale.gail_steps[task]
                 jobs += [Job(task, method, (seed,), "distill", method, work) for seed in seeds]
-            else:
-                jobs.append(Job(task, method, seeds, "train", TRAINER[method],
-                                len(seeds) * scale.steps[task]))
-            jobs += [Job(task, method, (seed,), "evaluate", "eval", scale.eval_steps[task])
-                     for seed in seeds]
+                jobs += [Job(task, method, (seed,), "evaluate", "eval", evaluation) for seed in seeds]
+                continue
+            on = device or ((scale.devices or {}).get(task) or {}).get(method, "cpu")
+            ends = milestones + (budget,)
+            if not milestones:  # one job to the budget: no segment, no snapshot
+                ends = (0,)
+            start = 0
+            for end in ends:
+                steps = (end or budget) - start
+                jobs.append(Job(task, method, seeds, "train", TRAINER[method], len(seeds) * steps,
+                                end, on))
+                jobs += [Job(task, method, (seed,), "evaluate", "eval", evaluation, end) for seed in seeds]
+                start = end
         if {"bc", "gail"} & set(methods):
             jobs += [Job(task, "expert", (seed,), "expert", "eval", scale.expert_pairs[task])
                      for seed in seeds]
@@ -431,11 +477,78 @@ def engine_rate(task_name: str, trainer: str, k: int, engine: dict, sb3_rate,
     return Rate(rate.per_cpu_s, f"sb3 engine rates: {rate.source}")
 
 
+def read_gpu_throughput(path: str | Path) -> dict[tuple[str, str], dict[int, EngineRow]]:
+    """(task, "l_only" | "asym" | ...) -> {K: per-seed env steps per WALL second}, the "engine
+    <trainer>" rows of benchmarks/engine_throughput.py run with ``--device cuda`` (on a GPU the
+    host's CPU time no longer measures the work)."""
+    data = _data(path)
+    file_device = data.get("device") or "cpu"
+    machine = data.get("machine") or {}
+    where = f"{Path(path).name}, {machine.get('gpu') or 'GPU'}"
+    rows = {}
+    for r in _rows(path, ("task", "trainer"), data):
+        trainer = str(r["trainer"])
+        if (not trainer.startswith("engine ") or (r.get("device") or file_device) != "cuda"
+                or "error" in r):
+            continue
+        k, rate = r.get("K"), r.get("wall_steps_per_s")
+        if not (isinstance(k, int) and k >= 1 and isinstance(rate, (int, float)) and rate > 0):
+            raise ValueError(f"{path}: GPU row {r['task']}/{trainer} needs an integer K >= 1 and a "
+                             "positive wall_steps_per_s")
+        load = r.get("load")
+        rows.setdefault((r["task"], trainer[len("engine "):]), {})[k] = EngineRow(
+            k, float(rate), r.get("speedup_vs_sb3"), where + (f", load {load:.1f}" if load else ""))
+    return rows
+
+
+def _gpu_at_k(rows: dict[int, EngineRow], k: int) -> tuple[float, str]:
+    """The per-seed rate at the measured K closest to ``k``; below the smallest measured K scaled
+    by k / K (a group step costs no less with fewer members: an upper bound of the time)."""
+    row = _closest(rows, k)
+    if k < row.k:
+        return row.per_cpu_s * k / row.k, f"K={row.k} x {k}/{row.k}"
+    return row.per_cpu_s, f"K={row.k}"
+
+
+def gpu_rate(task_name: str, trainer: str, k: int, gpu: dict, env_rates: dict,
+             registry: str | Path | None = None) -> Rate:
+    """Per-seed wall rate of a training group of ``k`` seeds on a GPU: the task's own GPU row of
+    the trainer (S-only, fit: L-only's, an upper bound); else the row of the measured task whose
+    large width is closest, with the env.step time of this task in place of that task's (per
+    seed and env step: 1 / rate + 1 / env_here - 1 / env_there, where both are measured)."""
+    task = get_task(task_name, registry)
+    for row_name, bound in ((ENGINE_ROW[trainer], ""), (UPPER_BOUND_ROW.get(trainer), "upper bound: ")):
+        if not row_name:
+            continue
+        own = gpu.get((task_name, row_name))
+        if own:
+            rate, at = _gpu_at_k(own, k)
+            return Rate(rate, f"{bound}GPU engine {row_name} measured {at}, wall rate "
+                              f"({_closest(own, k).source})")
+        others = {t: rows for (t, name), rows in gpu.items() if name == row_name}
+        if not others:
+            continue
+        source = min(others, key=lambda t: (abs(get_task(t, registry).large - task.large), t))
+        rate, at = _gpu_at_k(others[source], k)
+        label = (f"{bound}GPU engine {row_name} of {source} (width {get_task(source, registry).large}; "
+                 f"this task's {task.large}) {at}, wall rate ({_closest(others[source], k).source})")
+        here, there = env_rates.get(task_name), env_rates.get(source)
+        if here and there:
+            seconds = 1.0 / rate + 1.0 / here.per_cpu_s - 1.0 / there.per_cpu_s
+            rate, label = 1.0 / max(seconds, 1.0 / rate / 10), label + ", with this task's env.step"
+        else:
+            label += f", {source}'s env.step (not measured here)"
+        return Rate(rate, label)
+    raise ValueError(f"device cuda: no GPU engine measurement of {trainer} (or L-only) for any task "
+                     f"(--gpu-throughput, default {DEFAULT_GPU_THROUGHPUT})")
+
+
 def rates_for(jobs: list[Job], measured: dict, env_rates: dict | None = None,
-              registry: str | Path | None = None, engine: dict | None = None
-              ) -> dict[tuple[str, str], Rate]:
-    """(task, trainer) -> rate of every job: training groups at the engine's per-seed rate at
-    their K (a task's groups all have the same K), every other job at its measured rate."""
+              registry: str | Path | None = None, engine: dict | None = None,
+              gpu: dict | None = None) -> dict[tuple, Rate]:
+    """``job.rate_key()`` -> rate of every job: training groups at the engine's per-seed rate at
+    their K (a task's groups all have the same K; on a GPU, ``gpu_rate``), every other job at its
+    measured rate."""
     env_rates, engine = env_rates or {}, engine or {}
 
     def sb3_rate(task, trainer):
@@ -443,11 +556,106 @@ def rates_for(jobs: list[Job], measured: dict, env_rates: dict | None = None,
 
     rates = {}
     for job in jobs:
-        key = (job.task, job.trainer)
-        if key not in rates:
-            rates[key] = (engine_rate(job.task, job.trainer, job.k, engine, sb3_rate, registry)
-                          if job.stage == "train" else sb3_rate(*key))
+        key = job.rate_key()
+        if key in rates:
+            continue
+        if job.stage == "train" and job.device == "cuda":
+            rates[key] = gpu_rate(job.task, job.trainer, job.k, gpu or {}, env_rates, registry)
+        elif job.stage == "train":
+            rates[key] = engine_rate(job.task, job.trainer, job.k, engine, sb3_rate, registry)
+        else:
+            rates[key] = sb3_rate(job.task, job.trainer)
     return rates
+
+
+# ----------------------------------------------------------------------------- threads
+THREAD_RULE = ("a job's speed-up at T threads: Amdahl's law over its update share, the update's "
+               "speed-up measured per width at T <= {largest}, beyond that Amdahl's law with the "
+               "parallel fraction fitted to the measured points")
+# tests/test_estimate.py::test_training_with_two_threads_is_bit_identical_to_one checks it.
+THREADS_REPRODUCIBLE = ("runs at 1 and 2 torch threads are bit-identical (tested); more threads "
+                        "were not tested")
+# Without a thread_scaling.json: issue 24's measurement of one StackedSAC.update (K = 5, batch
+# 256) on the project's 2-core machine, the midpoints of its ranges at 2 threads.
+ISSUE_24_SCALING = {64: {1: 1.0, 2: 1.3}, 256: {1: 1.0, 2: 1.55}}
+ISSUE_24_SOURCE = ("issue 24's measurement of StackedSAC.update on the project's 2-core machine "
+                   "(2 threads: 1.1-1.5x at width 64, 1.4-1.7x at 256; midpoints)")
+
+
+@dataclass(frozen=True)
+class ThreadScaling:
+    """Speed-up of one stacked SAC update over one thread, per width and thread count: measured
+    where measured; elsewhere Amdahl's law, 1 / ((1 - p) + p / T), with the parallel fraction p
+    fitted (least squares on 1 - 1/S = p (1 - 1/T)) to the measured points of each width, and
+    linear in width between measured widths (outside them: the nearest one's)."""
+
+    points: dict[int, dict[int, float]]
+    source: str
+    cores: int | None = None  # of the machine that measured it
+
+    def fraction(self, width: int) -> float:
+        fitted = {}
+        for w, by_t in self.points.items():
+            xs = [(1 - 1 / t, 1 - 1 / s) for t, s in by_t.items() if t > 1 and s > 0]
+            den = sum(x * x for x, _ in xs)
+            fitted[w] = min(1.0, max(0.0, sum(x * y for x, y in xs) / den)) if den else 0.0
+        widths = sorted(fitted)
+        return float(np.interp(width, widths, [fitted[w] for w in widths]))
+
+    def speedup(self, width: int, threads: int) -> float:
+        measured = self.points.get(width, {}).get(threads)
+        if measured is not None:
+            return measured
+        p = self.fraction(width)
+        return 1.0 / ((1 - p) + p / threads)
+
+    def largest_measured(self) -> int:
+        return max(t for by_t in self.points.values() for t in by_t)
+
+
+def read_thread_scaling(path: str | Path) -> ThreadScaling:
+    """benchmarks/thread_scaling.py's update rows: the mean speed-up over the tasks measured,
+    per width and thread count."""
+    data = _data(path)
+    rows = [r for r in _rows(path, ("kind",), data) if r["kind"] == "update"]
+    speedups: dict[int, dict[int, list[float]]] = {}
+    for r in rows:
+        if not (isinstance(r.get("width"), int) and isinstance(r.get("threads"), int)
+                and isinstance(r.get("speedup"), (int, float)) and r["speedup"] > 0):
+            raise ValueError(f"{path}: an update row needs an integer width and threads and a "
+                             "positive speedup")
+        speedups.setdefault(r["width"], {}).setdefault(r["threads"], []).append(float(r["speedup"]))
+    if not speedups:
+        raise ValueError(f"{path}: no update rows")
+    machine = data.get("machine") or {}
+    loads = [r["load"] for r in rows if r.get("load") is not None]
+    source = (f"{Path(path).name} ({machine.get('cpu', 'machine not recorded')}, "
+              f"{machine.get('cpu_count', '?')} cores" + (f", load {max(loads):.1f})" if loads else ")"))
+    return ThreadScaling({w: {t: float(np.mean(v)) for t, v in by_t.items()} for w, by_t in speedups.items()},
+                         source, machine.get("cpu_count"))
+
+
+def trainer_width(task_name: str, trainer: str, registry=None) -> int:
+    """The width whose update dominates a training job (asym: the large sub-policy's)."""
+    task = get_task(task_name, registry)
+    fit = task.settings.get("paper_fit_width", task.large)
+    return {"s_only": task.small, "fit": fit}.get(trainer, task.large)
+
+
+def update_share(job: Job, rate: Rate, env_rates: dict) -> tuple[float, str]:
+    """The share of a training job's time in the SAC update, the part threads shorten: 1 - its
+    per-seed rate / the task's env.step rate (the rest: stepping the environment); 1 where the
+    env.step rate was not measured (an upper bound of the gain)."""
+    env = env_rates.get(job.task)
+    if env is None:
+        return 1.0, "update share 1 (env.step not measured)"
+    share = min(1.0, max(0.0, 1.0 - rate.per_cpu_s / env.per_cpu_s))
+    return share, f"update share {share:.2f} (1 - rate / env.step rate)"
+
+
+def job_speedup(share: float, scaling: ThreadScaling, width: int, threads: int) -> float:
+    """Amdahl's law for a job: its update share runs ``scaling.speedup`` times faster."""
+    return 1.0 / ((1 - share) + share / scaling.speedup(width, threads))
 
 
 # ----------------------------------------------------------------------------- arithmetic
@@ -464,59 +672,221 @@ def wall_time_bounds(total_cpu_h: float, cores: int, chain_h: float) -> tuple[fl
     return max(total_cpu_h / cores, chain_h), total_cpu_h / cores + chain_h
 
 
-def _before(job: Job, index: dict) -> list[int]:
-    """Indices of the jobs ``job`` waits for (workflow/rules): an evaluation its run's training
-    group or distillation; expert data the L-only group; fit's group every evaluation of Ours
-    of its task; BC / GAIL Ours' evaluation and the expert data of their seed."""
-    task, seed = job.task, job.seeds[0]
-    keys = {"evaluate": [("run", task, job.method, seed)],
-            "expert": [("run", task, "l_only", seed)],
-            "distill": [("evaluate", task, "ours", seed), ("expert", task, "expert", seed)],
-            }.get(job.stage, [])
-    if job.stage == "train" and job.method == "fit":
-        keys = [("evaluate", task, "ours", s) for s in job.seeds]
-    return [index[key] for key in keys if key in index]
-
-
-def longest_chain(jobs: list[Job], hours: list[float]) -> tuple[float, list[str]]:
-    """Longest path of dependent jobs (``_before``), e.g. Ours' group -> one of its evaluations
-    -> fit's group -> one of fit's evaluations; ``hours[i]`` is job i's."""
-    index = {}
+def dependencies(jobs: list[Job]) -> list[list[int]]:
+    """Per job, the indices of the jobs it waits for (workflow/rules): a segment its group's
+    previous segment, fit's first every final evaluation of Ours of its task; an evaluation the
+    segment that wrote its snapshot (the last segment or the distillation for the run itself);
+    expert data the L-only run; BC / GAIL every final evaluation of Ours of the task and the
+    expert data of their seed."""
+    segments: dict[tuple, list[tuple[int, int]]] = {}
     for i, job in enumerate(jobs):
-        for seed in job.seeds:
-            if job.stage in ("train", "distill"):
-                index[("run", job.task, job.method, seed)] = i
-            index[(job.stage, job.task, job.method, seed)] = i
-    finish: dict[int, tuple[float, list[int]]] = {}
+        if job.stage == "train":
+            segments.setdefault((job.task, job.method), []).append((job.end, i))
+    for ends in segments.values():
+        ends.sort()
+    runs, at_step, final, expert = {}, {}, {}, {}
+    for (task, method), ends in segments.items():
+        for end, i in ends:
+            at_step[(task, method, end)] = i
+        for seed in jobs[ends[-1][1]].seeds:
+            runs[(task, method, seed)] = ends[-1][1]
+    for i, job in enumerate(jobs):
+        if job.stage == "distill":
+            runs[(job.task, job.method, job.seeds[0])] = i
+        elif job.stage == "expert":
+            expert[(job.task, job.seeds[0])] = i
+    last = {key: ends[-1][0] for key, ends in segments.items()}
+    for i, job in enumerate(jobs):
+        if job.stage == "evaluate" and job.end == last.get((job.task, job.method), 0):
+            final[(job.task, job.method, job.seeds[0])] = i
+    ours = {}
+    for (task, method, _), i in final.items():
+        if method == "ours":
+            ours.setdefault(task, []).append(i)
+    needs = []
+    for i, job in enumerate(jobs):
+        task, seed = job.task, job.seeds[0]
+        found = []
+        if job.stage == "train":
+            ends = segments[(task, job.method)]
+            position = ends.index((job.end, i))
+            if position:
+                found.append(ends[position - 1][1])
+            elif job.method == "fit":
+                found += ours.get(task, [])
+        elif job.stage == "evaluate":
+            if job.end == last.get((task, job.method), 0):
+                found.append(runs.get((task, job.method, seed)))
+            else:
+                found.append(at_step.get((task, job.method, job.end)))
+        elif job.stage == "expert":
+            found.append(runs.get((task, "l_only", seed)))
+        elif job.stage == "distill":
+            found += ours.get(task, []) + [expert.get((task, seed))]
+        needs.append([j for j in found if j is not None])
+    return needs
 
-    def done(i):
-        if i not in finish:
-            prev = max((done(b) for b in _before(jobs[i], index)), key=lambda x: x[0], default=(0.0, []))
-            finish[i] = (prev[0] + hours[i], prev[1] + [i])
-        return finish[i]
 
-    best, best_path = 0.0, []
-    for i in range(len(jobs)):
-        h, path = done(i)
-        if h > best:
-            best, best_path = h, [f"{jobs[i].task}: " + " -> ".join(jobs[j].label() for j in path)]
-    return best, best_path
+def _order(needs: list[list[int]]) -> list[int]:
+    """A topological order of the jobs."""
+    waiting, after = [len(n) for n in needs], [[] for _ in needs]
+    for i, n in enumerate(needs):
+        for j in n:
+            after[j].append(i)
+    order = [i for i, w in enumerate(waiting) if not w]
+    for i in order:
+        for j in after[i]:
+            waiting[j] -= 1
+            if not waiting[j]:
+                order.append(j)
+    return order
 
 
-def estimate(jobs: list[Job], rates: dict[tuple[str, str], Rate], cores: int) -> dict:
-    """CPU-hours per (task, method, stage) and in total, and the wall time on ``cores``. A job's
-    hours are its work over its rate: a training group's K x steps over the per-seed rate."""
+def _chains(hours: list[float], needs: list[list[int]]) -> tuple[list[float], list[float], list[int]]:
+    """(finish of the longest chain into each job, longest chain out of each job, its own
+    included, predecessor on the chain into it; -1: none)."""
+    order = _order(needs)
+    into, previous = [0.0] * len(hours), [-1] * len(hours)
+    for i in order:
+        best = max(needs[i], key=lambda j: into[j], default=-1)
+        into[i] = hours[i] + (into[best] if best >= 0 else 0.0)
+        previous[i] = best
+    after = [[] for _ in hours]
+    for i, n in enumerate(needs):
+        for j in n:
+            after[j].append(i)
+    out = [0.0] * len(hours)
+    for i in reversed(order):
+        out[i] = hours[i] + max((out[j] for j in after[i]), default=0.0)
+    return into, out, previous
+
+
+def longest_chain(jobs: list[Job], hours: list[float], needs: list[list[int]] | None = None
+                  ) -> tuple[float, list[str]]:
+    """Longest path of dependent jobs (``dependencies``), e.g. Ours' segments -> an evaluation
+    -> fit's segments -> one of fit's evaluations; ``hours[i]`` is job i's."""
+    needs = dependencies(jobs) if needs is None else needs
+    if not jobs:
+        return 0.0, []
+    into, _, previous = _chains(hours, needs)
+    last = max(range(len(jobs)), key=lambda i: into[i])
+    path = [last]
+    while previous[path[-1]] >= 0:
+        path.append(previous[path[-1]])
+    steps = []  # a group's segments in a row: one step of the chain
+    for j in reversed(path):
+        job = jobs[j]
+        if steps and job.stage == "train" and steps[-1][0] == (job.task, job.method, "train"):
+            steps[-1][1].append(job)
+        else:
+            steps.append(((job.task, job.method, job.stage), [job]))
+    labels = [group[0].label() if len(group) == 1 else
+              f"{group[0].method} train, {len(group)} segments to {group[-1].end:,} (K={group[0].k})"
+              for _, group in steps]
+    return into[last], [f"{jobs[last].task}: " + " -> ".join(labels)]
+
+
+def simulate(hours: list[float], needs: list[list[int]], cores: int, threads: list[int] | None = None,
+             gpus_needed: list[int] | None = None, gpus: int = 0) -> float:
+    """Makespan (hours) of a list schedule on ``cores`` cores and ``gpus`` GPUs: whenever a job
+    ends, every ready job that fits starts, longest remaining chain first; job i holds
+    ``threads[i]`` cores (default 1) and ``gpus_needed[i]`` GPUs (default 0) while it runs."""
+    n = len(hours)
+    threads = threads or [1] * n
+    gpus_needed = gpus_needed or [0] * n
+    for i in range(n):
+        if threads[i] > cores or gpus_needed[i] > gpus:
+            raise ValueError(f"a job needs {threads[i]} cores and {gpus_needed[i]} GPUs; the "
+                             f"machine has {cores} and {gpus}")
+    _, priority, _ = _chains(hours, needs)
+    waiting, after = [len(x) for x in needs], [[] for _ in range(n)]
+    for i, x in enumerate(needs):
+        for j in x:
+            after[j].append(i)
+    ready = sorted((i for i in range(n) if not waiting[i]), key=lambda i: -priority[i])
+    running, now, free, free_gpus = [], 0.0, cores, gpus
+    while ready or running:
+        still = []
+        for i in ready:
+            if free and threads[i] <= free and gpus_needed[i] <= free_gpus:
+                free, free_gpus = free - threads[i], free_gpus - gpus_needed[i]
+                heapq.heappush(running, (now + hours[i], i))
+            else:
+                still.append(i)
+        ready = still
+        now, i = heapq.heappop(running)
+        finished = [i]
+        while running and running[0][0] <= now:
+            finished.append(heapq.heappop(running)[1])
+        for i in finished:
+            free, free_gpus = free + threads[i], free_gpus + gpus_needed[i]
+            for j in after[i]:
+                waiting[j] -= 1
+                if not waiting[j]:
+                    ready.append(j)
+        ready.sort(key=lambda i: -priority[i])
+    return now
+
+
+def plan_threads(jobs: list[Job], hours: list[float], speedup, cores: int, gpus: int = 0,
+                 needs: list[list[int]] | None = None) -> tuple[dict[tuple[str, str], int], float]:
+    """Threads per CPU training group ((task, method) -> T, all its segments alike) and the
+    makespan they give (``simulate``). ``hours``: each job's at one thread; ``speedup(job, T)``.
+    Greedy: while the makespan falls, one more thread for the group on the current critical
+    path (or for all the groups on it together) that shortens it most."""
+    needs = dependencies(jobs) if needs is None else needs
+    groups = {(j.task, j.method) for j in jobs if j.stage == "train" and j.device == "cpu"}
+    gpu_of = [int(j.device == "cuda") for j in jobs]
+    member = [(j.task, j.method) if j.stage == "train" and j.device == "cpu" else None for j in jobs]
+
+    def schedule(plan):
+        t = [plan.get(g, 1) if g else 1 for g in member]
+        h = [hours[i] / (speedup(jobs[i], t[i]) if member[i] else 1.0) for i in range(len(jobs))]
+        return simulate(h, needs, cores, t, gpu_of, gpus), h
+
+    plan = {g: 1 for g in groups}
+    best, current = schedule(plan)
+    while True:
+        into, out, _ = _chains(current, needs)
+        longest = max((into[i] + out[i] - current[i] for i in range(len(jobs))), default=0.0)
+        critical = sorted({member[i] for i in range(len(jobs)) if member[i]
+                           and into[i] + out[i] - current[i] >= longest * (1 - 1e-9)})
+        moves = [[g] for g in critical] + ([critical] if len(critical) > 1 else [])
+        trials = []
+        for move in moves:
+            if any(plan[g] >= cores for g in move):
+                continue
+            trial = {**plan, **{g: plan[g] + 1 for g in move}}
+            makespan, h = schedule(trial)
+            trials.append((makespan, sum(trial.values()), sorted(trial.items()), trial, h))
+        if not trials:
+            break
+        makespan, _, _, trial, h = min(trials, key=lambda x: x[:3])
+        if makespan >= best * (1 - 1e-9):
+            break
+        best, plan, current = makespan, trial, h
+    return plan, best
+
+
+def estimate(jobs: list[Job], rates: dict[tuple, Rate], cores: int, threads=None, speedup=None,
+             gpus: int = 0) -> dict:
+    """CPU-hours per (task, method, stage) and in total, the wall-time bounds on ``cores`` with
+    one thread per job, and the simulated makespan with one thread per job and with ``threads``
+    ((task, method) -> T of CPU training groups; ``speedup(job, T)``). A job's hours are its
+    work over its rate: a training group's K x steps over the per-seed rate."""
     rows, hours, longest = {}, [], (0.0, None)
+    threads = threads or {}
     for job in jobs:
-        rate = rates[(job.task, job.trainer)]
+        rate = rates[job.rate_key()]
         h = cpu_hours(job.work, rate.per_cpu_s)
         hours.append(h)
         key = (job.task, job.method, job.stage)
         row = rows.setdefault(key, {"task": job.task, "method": job.method, "stage": job.stage,
-                                    "K": job.k, "jobs": 0, "work_per_job": job.work,
-                                    "rate_per_cpu_s": rate.per_cpu_s, "cpu_h_per_job": h,
-                                    "cpu_h": 0.0, "source": rate.source})
+                                    "K": job.k, "jobs": 0, "work_per_job": job.work, "work": 0.0,
+                                    "device": job.device, "rate_per_cpu_s": rate.per_cpu_s,
+                                    "cpu_h_per_job": h, "cpu_h": 0.0, "source": rate.source})
         row["jobs"] += 1
+        row["work"] += job.work
         row["cpu_h"] += h
         if h > longest[0]:
             longest = (h, f"{job.task}/{job.label()}")
@@ -524,12 +894,27 @@ def estimate(jobs: list[Job], rates: dict[tuple[str, str], Rate], cores: int) ->
     per_method = {}
     for r in rows.values():
         per_method[r["method"]] = per_method.get(r["method"], 0.0) + r["cpu_h"]
-    chain_h, chain = longest_chain(jobs, hours)
+    needs = dependencies(jobs)
+    chain_h, chain = longest_chain(jobs, hours, needs)
     lower, upper = wall_time_bounds(total, cores, chain_h)
+    gpu_of = [int(j.device == "cuda") for j in jobs]
+    gpus = gpus if gpus or not any(gpu_of) else 1
+    one = simulate(hours, needs, cores, None, gpu_of, gpus)
+    planned = [threads.get((j.task, j.method), 1) if j.stage == "train" and j.device == "cpu" else 1
+               for j in jobs]
+    timed = [h / (speedup(j, t) if t > 1 else 1.0) for j, h, t in zip(jobs, hours, planned)]
+    for job, t, h in zip(jobs, planned, timed):
+        if job.stage == "train":
+            row = rows[(job.task, job.method, job.stage)]
+            row["threads"], row["wall_h"] = t, row.get("wall_h", 0.0) + h
+    planned_chain_h, planned_chain = longest_chain(jobs, timed, needs)
     return {"rows": list(rows.values()), "cpu_h_by_method": per_method, "total_cpu_h": total,
             "jobs": len(jobs), "longest_job_h": longest[0], "longest_job": longest[1],
-            "longest_chain_h": chain_h, "longest_chain": chain, "cores": cores,
-            "wall_h_lower": lower, "wall_h_upper": upper}
+            "longest_chain_h": chain_h, "longest_chain": chain, "cores": cores, "gpus": gpus,
+            "wall_h_lower": lower, "wall_h_upper": upper, "makespan_one_thread_h": one,
+            "makespan_h": simulate(timed, needs, cores, planned, gpu_of, gpus),
+            "core_h": sum(h * t for h, t in zip(timed, planned)),
+            "planned_chain_h": planned_chain_h, "planned_chain": planned_chain}
 
 
 # ----------------------------------------------------------------------------- the command
@@ -544,17 +929,22 @@ def _paths(given, default_glob: str) -> list[str]:
 def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None = None,
                  config: str = DEFAULT_CONFIG, tasks=None, seeds=None, methods=None,
                  out: str | None = None, registry: str | None = None,
-                 engine_throughput=None) -> dict:
+                 engine_throughput=None, thread_scaling=None, device: str | None = None,
+                 gpus: int | None = None, gpu_throughput=None) -> dict:
     """``asymbench estimate``: prints the estimate and returns it (and writes it to ``out``).
     ``throughput``: one or more train_throughput JSONs (default: every
     benchmarks/results/train_throughput*.json; a later file's row replaces an earlier one's);
     ``engine_throughput``: one or more engine_throughput JSONs (default: every
     benchmarks/results/engine_throughput*.json of one machine kind, see ``engine_files``; an
     empty list: none, the sb3 rates; the later measurement of a row wins); ``env_rates``: an
-    env_step_rate JSON."""
+    env_step_rate JSON; ``thread_scaling``: a thread_scaling JSON (default
+    benchmarks/results/thread_scaling.json if present; "" or absent: the issue-24 rule);
+    ``device``: every training job's (default: the scale's ``device`` setting); ``gpus``: GPUs of
+    the machine (default 1 where a job runs on one); ``gpu_throughput``: the GPU engine JSONs
+    for those jobs (default benchmarks/results/engine_throughput_cuda.json)."""
     plan = load_scale(scale, config, tasks, seeds, registry)
     methods = tuple(methods or PIPELINE_METHODS)
-    jobs = jobs_of(plan, methods)
+    jobs = jobs_of(plan, methods, device)
     throughput = _paths(throughput, str(Path(DEFAULT_THROUGHPUT).parent / "train_throughput*.json"))
     engine_throughput, engine_left_out = engine_files(engine_throughput)
     if env_rates is None and Path(DEFAULT_ENV_RATES).exists():
@@ -573,12 +963,44 @@ def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None 
         for task, rate in env.items():
             measured.setdefault((task, "eval"), Rate(
                 1.0 / (1.0 / rate.per_cpu_s + NOTE_INFERENCE_S), f"{rate.source} + {NOTE} inference"))
-    result = estimate(jobs, rates_for(jobs, measured, env, registry, engine), cores)
+    on_gpu = any(j.device == "cuda" for j in jobs)
+    gpu_throughput = _paths(gpu_throughput, DEFAULT_GPU_THROUGHPUT) if on_gpu else []
+    gpu = merge_engine(read_gpu_throughput(path) for path in gpu_throughput)
+    rates = rates_for(jobs, measured, env, registry, engine, gpu)
+    if thread_scaling is None and Path(DEFAULT_THREAD_SCALING).exists():
+        thread_scaling = DEFAULT_THREAD_SCALING
+    scaling = (read_thread_scaling(thread_scaling) if thread_scaling
+               else ThreadScaling(ISSUE_24_SCALING, ISSUE_24_SOURCE, 2))
+    shares = {}
+
+    def speedup(job, threads):
+        key = job.rate_key()
+        if key not in shares:
+            shares[key] = update_share(job, rates[key], env)
+        return job_speedup(shares[key][0], scaling, trainer_width(job.task, job.trainer, registry), threads)
+
+    gpus = gpus if gpus is not None else int(on_gpu)
+    hours = [cpu_hours(j.work, rates[j.rate_key()].per_cpu_s) for j in jobs]
+    threads, _ = plan_threads(jobs, hours, speedup, cores, gpus)
+    result = estimate(jobs, rates, cores, threads, speedup, gpus)
+    first = {(j.task, j.method): j for j in reversed(jobs) if j.stage == "train"}
+    for row in result["rows"]:
+        if row["stage"] == "train" and row["device"] == "cpu":
+            job = first[(row["task"], row["method"])]
+            row["thread_speedup"] = speedup(job, row["threads"])
+            row["update_share"], row["thread_source"] = shares[job.rate_key()]
     result.update({"scale": asdict(plan), "methods": list(methods),
                    "throughput": ", ".join(throughput) or None,
                    "engine_throughput": ", ".join(engine_throughput) or None,
                    "engine_throughput_left_out": {p: why for p, why in engine_left_out.items()},
-                   "env_rates": env_rates})
+                   "gpu_throughput": ", ".join(gpu_throughput) or None,
+                   "env_rates": env_rates,
+                   "thread_scaling": scaling.source, "thread_scaling_cores": scaling.cores,
+                   "thread_rule": THREAD_RULE.format(largest=scaling.largest_measured()),
+                   "threads_reproducible": THREADS_REPRODUCIBLE,
+                   "thread_plan": [{"task": t, "method": m, "threads": threads.get((t, m), 1), "device": d}
+                                   for t, m, d in dict.fromkeys((j.task, j.method, j.device)
+                                                                for j in jobs if j.stage == "train")]})
     _print(result, plan, methods)
     if out:
         from asymbench.runs import write_json
@@ -609,7 +1031,7 @@ def _print(result: dict, plan: Scale, methods) -> None:
         print(f"{'task':21} {'method':12} {'K':>3} {'steps/seed':>10} {'rate/seed/CPU-s':>15} "
               f"{'CPU-h':>8}  rate source")
         for r in trains:
-            print(f"{r['task']:21} {r['method']:12} {r['K']:3d} {r['work_per_job'] / r['K']:10,.0f} "
+            print(f"{r['task']:21} {r['method']:12} {r['K']:3d} {r['work'] / r['K']:10,.0f} "
                   f"{r['rate_per_cpu_s']:15,.1f} {r['cpu_h']:8,.2f}  {r['source']}")
         print()
 
@@ -650,6 +1072,39 @@ def _print(result: dict, plan: Scale, methods) -> None:
           f"{_hours(result['longest_chain_h'])} ({'; '.join(result['longest_chain'])})")
     print(f"wall time on {cores} cores (one single-threaded job per core): at least {_hours(lower)}, "
           f"at most {_hours(upper)} with a greedy scheduler")
+    _print_plan(result)
+
+
+def _print_plan(result: dict) -> None:
+    """The threads of the training groups that get more than one (or a GPU), and the simulated
+    makespans with one thread per job and with the plan, with what they assume."""
+    cores, gpus = result["cores"], result["gpus"]
+    machine = f"{cores} cores" + (f" and {gpus} GPU{'s' if gpus > 1 else ''}" if gpus else "")
+    print(f"\nthreads per training job, planned for {machine}: {result['thread_rule']}; "
+          f"measured: {result['thread_scaling']}")
+    groups = [r for r in result["rows"] if r["stage"] == "train"
+              and (r.get("threads", 1) > 1 or r["device"] != "cpu")]
+    if groups:
+        print(f"{'task':21} {'method':12} {'device':6} {'threads':>7} {'speed-up':>8} {'wall h':>8}  "
+              "update share")
+        for r in groups:
+            speed = f"{r['thread_speedup']:8.2f}" if r["device"] == "cpu" else f"{'-':>8}"
+            print(f"{r['task']:21} {r['method']:12} {r['device']:6} {r['threads']:7d} {speed} "
+                  f"{r['wall_h']:8,.1f}  {r.get('thread_source', r['source'])}")
+    print("every other training job: 1 thread" if groups
+          else "every training job: 1 thread (more shortens nothing)")
+    if any(r["device"] == "cuda" for r in result["rows"]):
+        print(f"GPU jobs (one core and one GPU each): per-seed wall rates of {result['gpu_throughput']}")
+    print(f"makespan on {machine} (list schedule of the job DAG, longest remaining chain first): "
+          f"one thread per job {_hours(result['makespan_one_thread_h'])}; with the plan "
+          f"{_hours(result['makespan_h'])} ({result['core_h']:,.0f} core-hours); its longest chain "
+          f"{_hours(result['planned_chain_h'])} ({'; '.join(result['planned_chain'])})")
+    measured = result.get("thread_scaling_cores")
+    assumed = [f"{machine} free for the pipeline (threads on busy cores cost time)"]
+    if measured and max((r.get("threads", 1) for r in result["rows"]), default=1) > measured:
+        assumed.append(f"thread speed-ups beyond the measuring machine's {measured} cores extrapolated")
+    assumed.append(result["threads_reproducible"])
+    print("assumes: " + "; ".join(assumed))
 
 
 def _hours(h: float) -> str:

@@ -46,6 +46,15 @@ def load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def runnable() -> int | None:
+    """Threads running or ready to run right now, this one included (/proc/loadavg's 4th field):
+    unlike the load average it drops at once when other work is paused."""
+    try:
+        return int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def timed(fn) -> dict:
     """Runs ``fn()``; returns its wall and CPU seconds and the load average before and after."""
     load_before = load()

@@ -4,10 +4,12 @@ import pytest
 import yaml
 
 from asymbench.cli import main
-from asymbench.estimate import (NOTE_SAC_STEPS_PER_S, Job, Rate, engine_files, engine_rate,
-                                estimate, fallback_rate, jobs_of, load_scale, merge_engine,
-                                note_sac_seconds_per_step,
-                                rates_for, read_engine_throughput, read_throughput, run_estimate,
+from asymbench.estimate import (NOTE_SAC_STEPS_PER_S, Job, Rate, ThreadScaling, dependencies,
+                                engine_files, engine_rate, estimate, fallback_rate, gpu_rate,
+                                job_speedup, jobs_of, load_scale, merge_engine,
+                                note_sac_seconds_per_step, plan_threads, rates_for,
+                                read_engine_throughput, read_gpu_throughput, read_thread_scaling,
+                                read_throughput, run_estimate, simulate, update_share,
                                 wall_time_bounds)
 from asymbench.tasks import get_task
 
@@ -420,3 +422,229 @@ def test_cli_prints_the_estimate_and_writes_json(tmp_path, capsys):
     assert "sb3 engine rates" in capsys.readouterr().out
     assert main(["estimate", "--scale", "nope", "--config", str(_config(tmp_path))]) == 2
     assert "unknown scale 'nope'" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- what the pipeline runs
+def test_segments_snapshot_evaluations_and_both_protocols_are_counted(tmp_path):
+    config = _config(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data["scales"]["tiny"].update(milestones=[200, 500])
+    data["scales"]["tiny"]["per_task"][CAR]["milestones"] = [50000]
+    config.write_text(yaml.safe_dump(data))
+    scale = load_scale("tiny", config)
+    jobs = jobs_of(scale, ("ours", "bc"))
+    walker = [j for j in jobs if j.task == WALKER and j.method == "ours"]
+    segments = [j for j in walker if j.stage == "train"]
+    # one job per segment (to 200, 500, then the budget of 1000), K x its steps each
+    assert [(j.end, j.work) for j in segments] == [(200, 2 * 200), (500, 2 * 300), (1000, 2 * 500)]
+    evaluations = [j for j in walker if j.stage == "evaluate"]
+    assert sorted((j.end, j.seeds[0]) for j in evaluations) == [(e, s) for e in (200, 500, 1000) for s in (0, 1)]
+    # --protocol both: twice the episodes' env steps, BC's evaluations too
+    assert {j.work for j in evaluations} == {2 * 2 * 100}
+    assert {j.work for j in jobs if (j.task, j.method, j.stage) == (WALKER, "bc", "evaluate")} == {2 * 2 * 100}
+    assert sum(j.task == CAR and j.stage == "train" for j in jobs) == 2
+    # the segments follow each other; each snapshot's evaluation waits for its segment
+    needs = dependencies(jobs)
+    index = {j: i for i, j in enumerate(jobs)}
+    assert needs[index[segments[0]]] == [] and needs[index[segments[2]]] == [index[segments[1]]]
+    assert all(needs[index[j]] == [index[segments[[200, 500, 1000].index(j.end)]]] for j in evaluations)
+
+
+def test_bc_gail_and_fit_wait_for_every_ours_evaluation():
+    hour = 3600.0
+    rates = {("Ant", t): Rate(1.0, "measured") for t in ("asym", "fit", "eval", "l_only", "bc")}
+    jobs = [Job("Ant", "ours", (0, 1), "train", "asym", 2 * hour),
+            Job("Ant", "ours", (0,), "evaluate", "eval", 0.5 * hour),
+            Job("Ant", "ours", (1,), "evaluate", "eval", 3 * hour),      # the slow seed
+            Job("Ant", "l_only", (0, 1), "train", "l_only", 1 * hour),
+            Job("Ant", "expert", (0,), "expert", "eval", 0.1 * hour),
+            Job("Ant", "bc", (0,), "distill", "bc", 1 * hour),
+            Job("Ant", "fit", (0, 1), "train", "fit", 0.5 * hour, 100),
+            Job("Ant", "fit", (0, 1), "train", "fit", 0.5 * hour, 200)]
+    needs = dependencies(jobs)
+    assert sorted(needs[5]) == [1, 2, 4]           # BC of seed 0: both Ours evaluations, its expert data
+    assert sorted(needs[6]) == [1, 2] and needs[7] == [6]  # fit's first segment; its second
+    result = estimate(jobs, rates, cores=64)
+    # Ours -> the slow evaluation of seed 1 -> BC of seed 0: 2 + 3 + 1
+    assert result["longest_chain_h"] == pytest.approx(6.0)
+    assert "ours evaluate (seed1) -> bc distill (seed0)" in result["longest_chain"][0]
+
+
+# ----------------------------------------------------------------------------- the schedule and the thread plan
+def test_the_list_schedule_holds_a_core_per_thread_and_waits_for_dependencies():
+    assert simulate([1.0, 1.0], [[], []], cores=1) == pytest.approx(2.0)
+    assert simulate([1.0, 1.0], [[], []], cores=2) == pytest.approx(1.0)
+    assert simulate([1.0, 1.0], [[], [0]], cores=2) == pytest.approx(2.0)
+    # a 2-thread job holds both cores: the other job waits for it
+    assert simulate([1.0, 1.0], [[], []], cores=2, threads=[2, 1]) == pytest.approx(2.0)
+    # GPU jobs share the GPUs: two on one GPU run one after the other
+    assert simulate([1.0, 1.0], [[], []], cores=4, gpus_needed=[1, 1], gpus=1) == pytest.approx(2.0)
+    # the longest remaining chain starts first: 3 h + 1 h after it, beside two 2 h jobs
+    assert simulate([3.0, 1.0, 2.0, 2.0], [[], [0], [], []], cores=2) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="needs 3 cores"):
+        simulate([1.0], [[]], cores=2, threads=[3])
+
+
+def test_the_plan_gives_the_critical_path_more_threads_and_never_a_longer_makespan():
+    hour = 3600.0
+    jobs = [Job("Ant", "ours", (0,), "train", "asym", 12 * hour, 100),
+            Job("Ant", "ours", (0,), "train", "asym", 12 * hour, 200),
+            Job("Ant", "ours", (0,), "evaluate", "eval", 0.5 * hour, 200),
+            Job("Ant", "fit", (0,), "train", "fit", 8 * hour, 200),
+            Job("Ant", "s_only", (0,), "train", "s_only", 2 * hour, 200),
+            Job("Ant", "l_only", (0,), "train", "l_only", 3 * hour, 200)]
+    rates = {("Ant", t): Rate(1.0, "measured") for t in ("asym", "fit", "eval", "s_only", "l_only")}
+    scaling = ThreadScaling({256: {1: 1.0, 2: 1.8}}, "test")
+    speedup = lambda job, t: scaling.speedup(256, t)  # noqa: E731
+    hours = [j.work / 3600.0 for j in jobs]
+    plan, makespan = plan_threads(jobs, hours, speedup, cores=4)
+    assert plan[("Ant", "ours")] > 1 and plan[("Ant", "fit")] > 1      # Ours -> eval -> fit
+    assert plan[("Ant", "s_only")] == plan[("Ant", "l_only")] == 1     # off the critical path
+    result = estimate(jobs, rates, 4, plan, speedup)
+    assert result["makespan_one_thread_h"] == pytest.approx(24.0 + 0.5 + 8.0)
+    assert result["makespan_h"] == pytest.approx(makespan) and makespan < result["makespan_one_thread_h"]
+    ours = next(r for r in result["rows"] if r["method"] == "ours" and r["stage"] == "train")
+    assert ours["threads"] == plan[("Ant", "ours")]
+    assert ours["wall_h"] == pytest.approx(24.0 / speedup(None, ours["threads"]))
+    # one core: nothing to plan
+    assert plan_threads(jobs, hours, speedup, cores=1)[0] == {g: 1 for g in plan}
+
+
+def test_thread_speedups_are_measured_where_measured_and_amdahl_fitted_beyond(tmp_path):
+    rows = [{"kind": "update", "task": t, "width": w, "threads": n, "speedup": s, "load": 1.2}
+            for t in ("walker-stand", "Ant") for w, n, s in ((64, 1, 1.0), (64, 2, 1.25), (256, 1, 1.0),
+                                                             (256, 2, 1.6), (256, 4, 2.3))]
+    rows.append({"kind": "sgemm", "threads": 2, "gflops": 100.0})
+    path = tmp_path / "thread_scaling.json"
+    path.write_text(json.dumps({"machine": {"cpu": "AMD EPYC", "cpu_count": 4}, "rows": rows}))
+    scaling = read_thread_scaling(path)
+    assert scaling.speedup(256, 2) == pytest.approx(1.6) and scaling.speedup(256, 4) == pytest.approx(2.3)
+    assert scaling.cores == 4 and "thread_scaling.json (AMD EPYC, 4 cores, load 1.2)" == scaling.source
+    # beyond T = 4: Amdahl's law with the fraction fitted to T = 2 and 4; more threads, more speed-up
+    p = scaling.fraction(256)
+    assert 0 < p < 1 and scaling.speedup(256, 8) == pytest.approx(1 / ((1 - p) + p / 8))
+    assert scaling.speedup(256, 4) < scaling.speedup(256, 8) < 1 / (1 - p)
+    # one measured point at width 64 gives its fraction exactly; widths between are interpolated
+    assert scaling.fraction(64) == pytest.approx(2 * (1 - 1 / 1.25))
+    assert scaling.fraction(64) < scaling.fraction(128) < scaling.fraction(256)
+    assert scaling.fraction(8) == scaling.fraction(64)
+    # a job: only its update share speeds up
+    assert job_speedup(0.5, scaling, 256, 2) == pytest.approx(1 / (0.5 + 0.5 / 1.6))
+    job = Job("Ant", "ours", (0,), "train", "asym", 1.0)
+    assert update_share(job, Rate(60.0, "m"), {"Ant": Rate(600.0, "m")})[0] == pytest.approx(0.9)
+    assert update_share(job, Rate(60.0, "m"), {})[0] == 1.0
+
+
+def test_the_estimate_plans_threads_and_writes_the_plan_for_the_pipeline(tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    result = run_estimate("tiny", 4, throughput=[_sb3_json(tmp_path)], config=_config(tmp_path),
+                          engine_throughput=[_engine_json(tmp_path)], env_rates=None,
+                          thread_scaling="", out=str(out))
+    printed = capsys.readouterr().out
+    assert "issue 24's measurement" in printed and "Amdahl" in printed
+    assert "one thread per job" in printed and "with the plan" in printed
+    assert result["makespan_h"] <= result["makespan_one_thread_h"] * (1 + 1e-9)
+    written = json.loads(out.read_text())
+    groups = {(r["task"], r["method"]) for r in written["thread_plan"]}
+    assert groups == {(t, m) for t in (CAR, WALKER) for m in ("s_only", "l_only", "ours", "ours_no_cost", "fit")}
+    assert written["scale"]["name"] == "tiny" and all(r["threads"] >= 1 for r in written["thread_plan"])
+    assert "bit-identical" in written["threads_reproducible"]
+
+
+# ----------------------------------------------------------------------------- a GPU
+def _gpu_json(tmp_path):
+    path = tmp_path / "engine_throughput_cuda.json"
+    path.write_text(json.dumps({"device": "cuda", "machine": {"gpu": "NVIDIA H100"}, "rows": [
+        {"task": CAR, "trainer": "SAC.learn (large)", "device": "cpu", "K": 1, "wall_steps_per_s": 170.0},
+        {"task": CAR, "trainer": "engine l_only", "device": "cuda", "K": 10, "wall_steps_per_s": 700.0,
+         "load": 8.0},
+        {"task": CAR, "trainer": "engine asym", "device": "cuda", "K": 10, "wall_steps_per_s": 600.0},
+        {"task": CAR, "trainer": "engine asym", "device": "cuda", "K": 50, "wall_steps_per_s": 2000.0}]}))
+    return path
+
+
+def test_gpu_jobs_run_at_the_measured_wall_rates_and_say_so(tmp_path):
+    gpu = read_gpu_throughput(_gpu_json(tmp_path))
+    assert set(gpu) == {(CAR, "l_only"), (CAR, "asym")}
+    rate = gpu_rate(CAR, "asym", 50, gpu, {})
+    assert rate.per_cpu_s == 2000.0 and "GPU engine asym measured K=50" in rate.source
+    assert "NVIDIA H100" in rate.source
+    # fewer members than measured: a group step costs no less, so the per-seed rate scales by K
+    assert gpu_rate(CAR, "asym", 5, gpu, {}).per_cpu_s == pytest.approx(600.0 * 5 / 10)
+    assert gpu_rate(CAR, "fit", 10, gpu, {}).source.startswith("upper bound: GPU engine l_only")
+    # another task: the closest width's row, with its own env.step in place of that task's
+    env = {CAR: Rate(10_000.0, "m"), WALKER: Rate(1_000.0, "m")}
+    walker = gpu_rate(WALKER, "l_only", 10, gpu, env)
+    assert 1 / walker.per_cpu_s == pytest.approx(1 / 700.0 + 1 / 1_000.0 - 1 / 10_000.0)
+    assert f"of {CAR}" in walker.source and "this task's env.step" in walker.source
+    with pytest.raises(ValueError, match="no GPU engine measurement"):
+        gpu_rate(CAR, "asym", 5, {}, {})
+
+
+def test_device_cuda_puts_training_on_the_gpu_rates_one_gpu_at_a_time(tmp_path, capsys):
+    result = run_estimate("tiny", 4, throughput=[_sb3_json(tmp_path)], config=_config(tmp_path),
+                          engine_throughput=[_engine_json(tmp_path)], env_rates=None,
+                          methods=["l_only", "ours"], device="cuda", gpu_throughput=[_gpu_json(tmp_path)])
+    trains = [r for r in result["rows"] if r["stage"] == "train"]
+    assert {r["device"] for r in trains} == {"cuda"} and result["gpus"] == 1
+    assert all("GPU engine" in r["source"] for r in trains)
+    # one GPU: the training jobs run one after the other
+    assert result["makespan_h"] >= sum(r["cpu_h"] for r in trains) * (1 - 1e-9)
+    assert "engine_throughput_cuda.json" in capsys.readouterr().out
+    # the scale's own setting, per method
+    config = _config(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data["scales"]["tiny"]["device"] = {"ours": "cuda"}
+    config.write_text(yaml.safe_dump(data))
+    jobs = jobs_of(load_scale("tiny", config), ("l_only", "ours"))
+    assert {(j.method, j.device) for j in jobs if j.stage == "train"} == {("l_only", "cpu"), ("ours", "cuda")}
+
+
+# ----------------------------------------------------------------------------- threads keep a run's numbers
+def test_training_with_two_threads_is_bit_identical_to_one(tmp_path):
+    """asymbench train --threads T: the same learning curve and weights at 1 and 2 threads
+    (Swimmer, width 256: the update's matmuls are large enough for torch to split them)."""
+    import torch
+
+    from asymbench.engine import train_group
+    from asymbench.training import TrainRequest
+
+    def run(threads):
+        out = tmp_path / f"T{threads}"
+        request = TrainRequest(task="Swimmer", method="l_only", seed=0, out=out, steps=140,
+                               learning_starts=100, max_episode_steps=40, checkpoint_every=10**9,
+                               progress=False, threads=threads)
+        train_group(request, [0, 1], out)
+        curves = [(out / f"seed{s}" / "progress.csv").read_text().splitlines() for s in (0, 1)]
+        curves = [[line.rsplit(",", 1)[0] for line in c] for c in curves]  # wall_s aside
+        zips = sorted((out).rglob("*.zip"))
+        return curves, {z.relative_to(out): _zip_tensors(z) for z in zips}
+
+    previous = torch.get_num_threads()
+    try:
+        one, two = run(1), run(2)
+    finally:
+        torch.set_num_threads(previous)
+    assert one[0] == two[0] and len(one[0][0]) > 1
+    assert one[1].keys() == two[1].keys() and one[1]
+    for name, tensors in one[1].items():
+        assert tensors.keys() == two[1][name].keys()
+        assert all(torch.equal(t, two[1][name][k]) for k, t in tensors.items()), name
+
+
+def _zip_tensors(path):
+    """Every tensor of an SB3 model zip, by file and name."""
+    import io
+    import zipfile
+
+    import torch
+
+    found = {}
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            if name.endswith(".pth"):
+                state = torch.load(io.BytesIO(z.read(name)), map_location="cpu", weights_only=False)
+                for key, value in (state.items() if isinstance(state, dict) else ()):
+                    if isinstance(value, torch.Tensor):
+                        found[f"{name}/{key}"] = value
+    return found

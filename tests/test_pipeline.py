@@ -236,3 +236,56 @@ def test_smoke_dag_end_to_end(tmp_path):
                        "--report", "report.html", cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-3000:]
     assert (tmp_path / "report.html").stat().st_size > 10000
+
+
+def train_jobs(output: str) -> list[dict]:
+    """The training jobs of a dry run (-p): method, threads, resources and shell command each."""
+    found = []
+    for block in re.split(r"\n(?=(?:local)?rule )", output):
+        if not re.match(r"rule train(_segment)?_", block):
+            continue
+        threads = re.search(r"^\s*threads: (\d+)$", block, re.M)
+        resources = re.search(r"^\s*resources: (.*)$", block, re.M).group(1)
+        found.append({"method": re.search(r"method=(\w+)", block).group(1),
+                      "task": re.search(r"task=([\w-]+)", block).group(1),
+                      "threads": int(threads.group(1)) if threads else 1,
+                      "resources": dict(kv.split("=", 1) for kv in resources.split(", ")),
+                      "command": commands(block, "asymbench train")[0]})
+    return found
+
+
+def test_train_threads_and_device_reach_the_training_jobs():
+    """A scale's `train_threads` and `device`, per result folder: the job's threads (and SLURM's
+    cpus_per_task), `--threads`, and on cuda `--device cuda` with the resource gpu=1."""
+    result = snakemake("-n", "-p", "--forceall", "--cores", "16", "--config", "scale=smoke",
+                       "scales={smoke: {train_threads: {ours: 3}, device: {fit: cuda}}}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = train_jobs(result.stdout)
+    assert len(jobs) == 2 * 5 * 2  # tasks x methods x segments
+    for job in jobs:
+        threads = 3 if job["method"] == "ours" else 1
+        assert job["threads"] == threads and f"--threads {threads} " in job["command"]
+        assert job["resources"]["cpus_per_task"] == str(threads)
+        cuda = job["method"] == "fit"
+        assert job["resources"]["gpu"] == str(int(cuda))
+        assert ("--device cuda" in job["command"]) == cuda, job["command"]
+    # by default: one thread, the CPU, and commands as before
+    default = train_jobs(snakemake("-n", "-p", "--forceall", "--cores", "16", "--config", "scale=smoke").stdout)
+    assert {(j["threads"], j["resources"]["gpu"]) for j in default} == {(1, "0")}
+    assert not any("--device" in j["command"] for j in default)
+
+
+def test_a_thread_plan_of_the_estimate_sets_the_threads_of_its_scale_capped_by_cores(tmp_path):
+    plan = tmp_path / "plan.json"
+    plan.write_text('{"scale": {"name": "smoke"}, "thread_plan": ['
+                    '{"task": "Swimmer", "method": "ours", "threads": 4, "device": "cpu"}]}')
+    for cores, expected in (("16", 4), ("2", 2)):
+        result = snakemake("-n", "-p", "--forceall", "--cores", cores, "--config", "scale=smoke",
+                           f"thread_plan={plan}", "scales={smoke: {train_threads: 2}}")
+        assert result.returncode == 0, result.stderr[-3000:]
+        for job in train_jobs(result.stdout):
+            threads = expected if (job["task"], job["method"]) == ("Swimmer", "ours") else min(2, int(cores))
+            assert job["threads"] == threads and f"--threads {threads} " in job["command"], (cores, job)
+    plan.write_text('{"thread_plan": [{"task": "Swimmer", "method": "ours", "threads": 0}]}')
+    bad = snakemake("-n", "--cores", "2", "--config", "scale=smoke", f"thread_plan={plan}")
+    assert bad.returncode != 0 and "config field 'thread_plan'" in bad.stdout + bad.stderr

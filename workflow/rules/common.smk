@@ -1,6 +1,7 @@
 # Helper functions of the asymbench workflow: config checks, target lists and the command-line
 # options each scale adds. Rules only wire these to `asymbench` commands.
 
+import json
 import math
 import re
 import shlex
@@ -350,8 +351,67 @@ def train_options(wildcards):
                         ("--master-learning-starts", s["master_learning_starts"] if asym else None),
                         ("--max-episode-steps", s["max_episode_steps"]),
                         ("--checkpoint-every", s["checkpoint_every"]), ("--lam", lam),
-                        ("--asym-action-noise", "as_sac" if wildcards.method == "ours_as_sac" else None)])
+                        ("--asym-action-noise", "as_sac" if wildcards.method == "ours_as_sac" else None),
+                        ("--device", "cuda" if train_device(wildcards) == "cuda" else None)])
     return " ".join(filter(None, [options, registry_option()]))
+
+
+# ----------------------------------------------------------------------------- threads, device
+# A training job's threads and device (train.smk): a scale's `train_threads` and `device`
+# (per_task too), each one value or one per result folder, or for threads the plan of
+# `asymbench estimate --out` named by config `thread_plan` (its scale's jobs only).
+def per_method(value, method, default):
+    """A setting given once (4) or per result folder ({ours: 4, fit: 2}; others: ``default``)."""
+    if isinstance(value, dict):
+        return value.get(method, default)
+    return default if value is None else value
+
+
+def load_thread_plan(config):
+    """(scale, {(task, method): threads}) of config `thread_plan`; (None, {}) without one."""
+    path = config.get("thread_plan")
+    if not path:
+        return None, {}
+    try:
+        data = json.loads(Path(path).read_text())
+        plan = data["thread_plan"]
+        threads = {(r["task"], r["method"]): r["threads"] for r in plan}
+        scale = data["scale"]["name"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise WorkflowError(f"config field 'thread_plan': {path} is not a plan of `asymbench estimate "
+                            f"--out` ({type(exc).__name__}: {exc})") from None
+    bad = {key: t for key, t in threads.items() if not isinstance(t, int) or t < 1}
+    if bad:
+        raise WorkflowError(f"config field 'thread_plan': {path} gives {bad}; expected threads >= 1")
+    return scale, threads
+
+
+THREAD_PLAN = load_thread_plan(config)
+
+
+def train_threads(wildcards):
+    """Threads of a training job: the thread plan's for its (task, method) where the plan is of
+    its scale, else the scale's `train_threads` (default 1). --cores N caps them."""
+    scale, planned = THREAD_PLAN
+    if scale == wildcards.scale and (wildcards.task, wildcards.method) in planned:
+        return planned[(wildcards.task, wildcards.method)]
+    return per_method(settings(wildcards).get("train_threads"), wildcards.method, 1)
+
+
+def train_device(wildcards):
+    """cpu or cuda: the scale's `device` for the job's result folder (default cpu)."""
+    return per_method(settings(wildcards).get("device"), wildcards.method, "cpu")
+
+
+def train_gpus(wildcards):
+    """The `gpu` resource of a training job: 1 on cuda (local: --resources gpu=N admits N at
+    once; SLURM: --gpus=1), else 0."""
+    return int(train_device(wildcards) == "cuda")
+
+
+def train_cpus(wildcards, threads):
+    """SLURM's cpus_per_task of a training job: its threads (the profile's default is 1)."""
+    return threads
 
 
 def expert_options(wildcards):
@@ -428,7 +488,8 @@ def tables_of(scale, tables=("table3", "table4", "table5")):
 # ----------------------------------------------------------------------------- estimate
 MEASUREMENTS = {"throughput": sorted(str(p) for p in Path("benchmarks/results").glob("train_throughput*.json")),
                 "engine_throughput": sorted(str(p) for p in Path("benchmarks/results").glob("engine_throughput*.json")),
-                "env_rates": [p for p in ["benchmarks/results/env_step_rate.json"] if Path(p).exists()]}
+                "env_rates": [p for p in ["benchmarks/results/env_step_rate.json"] if Path(p).exists()],
+                "thread_scaling": [p for p in ["benchmarks/results/thread_scaling.json"] if Path(p).exists()]}
 
 
 def estimate_cores(wildcards):
@@ -513,7 +574,7 @@ def grid_scales():
         if scale not in config["scales"]:
             raise WorkflowError(f"config field 'grid.scales': unknown scale '{scale}'; defined "
                                 f"scales: {', '.join(config['scales'])}")
-        if task not in tasks_of(scale):
+        if task not in config["scales"][scale]["tasks"]:
             raise WorkflowError(f"config field 'grid.scales': scale '{scale}' has no task {task}")
     return list(grid["scales"])
 

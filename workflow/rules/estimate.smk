@@ -1,6 +1,9 @@
 # What the configured scale costs before running it: expected CPU-hours per task and method and
-# the wall time on the cores this invocation is given (local: --cores N; cluster: --jobs N, one
-# single-threaded job per core). Training is one job per (task, method) for all its K seeds
+# the wall time on the cores this invocation is given (local: --cores N; cluster: --jobs N), with
+# one thread per job and with the threads it plans per training job (benchmarks/results/
+# thread_scaling.json when present); results/<scale>/estimate.json is that plan, for config
+# `thread_plan`. Training jobs of a scale's `device: cuda` (in the config file: command-line
+# overrides do not reach it) run at the GPU measurements' rates. Training is one job per (task, method) for all its K seeds
 # (train.smk), at the batched engine's per-seed rate at K (benchmarks/results/
 # engine_throughput*.json of one machine kind, CPU runs); the other jobs are per seed. Rates come from the measurements in
 # benchmarks/results/ when present (benchmarks/README.md says how to make them), else from

@@ -9,6 +9,12 @@
 # job and the rerun resumes). Every schedule follows the full budget, so a milestone's snapshot
 # (`milestones/<step>/seed<S>/`, snapshot.json written last) is the full run observed there.
 # The last segment writes the run folders the rest of the DAG uses (run.json written last).
+#
+# Threads and device (common.smk, "threads, device"): a job's `--threads` come from the config's
+# `thread_plan` (`asymbench estimate --out`) or the scale's `train_threads` (default 1), capped by
+# --cores, and SLURM's cpus_per_task follows them; a scale's `device: cuda` adds `--device cuda`
+# and the resource gpu=1 (local: --resources gpu=N; SLURM: --gpus=1). Runs are bit-identical at
+# 1 and 2 threads (tested), so a plan changes no number.
 
 
 def _step(wildcards):
@@ -49,10 +55,12 @@ for _task in tasks_of(SCALE):
                 seeds=" ".join(str(s) for s in seeds_of(SCALE, _task)),
                 options=train_options,
                 segment=segment_options(_step),
-            threads: 1
+            threads: train_threads
             resources:
                 mem_mb=resource("train", "mem_mb"),
                 runtime=resource("train", "runtime"),
+                cpus_per_task=train_cpus,
+                gpu=train_gpus,
             conda:
                 "../envs/asymbench.yaml"
             shell:
@@ -78,10 +86,12 @@ for _task in tasks_of(SCALE):
             seeds=" ".join(str(s) for s in seeds_of(SCALE, _task)),
             options=train_options,
             segment=segment_options(_budget),
-        threads: 1
+        threads: train_threads
         resources:
             mem_mb=resource("train", "mem_mb"),
             runtime=resource("train", "runtime"),
+            cpus_per_task=train_cpus,
+            gpu=train_gpus,
         conda:
             "../envs/asymbench.yaml"
         shell:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from matplotlib import pyplot as plt
 
-from asymbench import figures
+from asymbench import figures, tables
 from asymbench.cli import main
 
 
@@ -219,3 +219,8 @@ def test_milestone_verdict_figure_csv_and_best_over_training(tmp_path):
     assert best.loc["ours", "step"] == 200_000   # the last milestone, beside which it is reported
     written = pd.read_csv(tmp_path / "v.csv")
     assert set(written["kind"]) == {"milestone", "best_of_run", "best_over_training"}
+    # the same interval as the milestone's Table 3 prints for claim (a)
+    at_200k = {m: [p for p in paths if p.parent.parent.name == "200000"] for m, paths in files.items()}
+    row = tables.build_table("table3", tables.load_evaluations(at_200k), "paper").iloc[0]
+    assert (normalized.loc[200_000, "low"], normalized.loc[200_000, "high"]) == (
+        row["claim_return_low"], row["claim_return_high"])

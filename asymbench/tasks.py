@@ -557,7 +557,7 @@ def task_from_config(config: dict, registry: str | Path | None = None,
         raise RegistryError(f"{where}: field 'task_settings' must be a mapping, got {_short(settings)}")
     key = json.dumps([name, settings], sort_keys=True, default=str)
     if key not in _CONFIG_TASKS:
-        defaults = (_read_registry_file(str(REGISTRY_PATH)) or {}).get("defaults") or {}
+        defaults = packaged_defaults()
         filled = _missing_keys(defaults, settings)
         recorded = config.get("registry_version")
         if recorded != REGISTRY_VERSION and (filled or recorded is not None):
@@ -571,6 +571,12 @@ def task_from_config(config: dict, registry: str | Path | None = None,
 
 
 _CONFIG_TASKS: dict[str, Task] = {}
+
+
+def packaged_defaults() -> dict:
+    """The packaged registry's ``defaults``: what task_from_config fills in for a setting a run
+    predates."""
+    return (_read_registry_file(str(REGISTRY_PATH)) or {}).get("defaults") or {}
 
 
 def _missing_keys(defaults: dict, settings: dict, prefix: str = "") -> list[str]:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from asymbench.networks import fit_width
 from asymbench.runs import PROGRESS_FILE, RunError, atomic_path, read_json
-from asymbench.tasks import REGISTRY_VERSION, env_dims, get_task
+from asymbench.tasks import REGISTRY_VERSION, env_dims, get_task, packaged_defaults
 
 METHODS = ("s_only", "l_only", "fit", "asym")
 PROGRESS_COLUMNS = ["step", "episode", "episode_return", "episode_length", "large_share", "wall_s"]
@@ -131,12 +131,33 @@ def resolve_config(request: TrainRequest) -> dict:
 
 
 def same_config(recorded: dict, config: dict) -> bool:
-    """Whether a run folder's recorded config.json is that of ``config``. A run recorded before
-    configs named their registry version (no "registry_version") matches on everything else, so
-    a run started by an earlier asymbench resumes."""
+    """Whether a run folder's recorded config.json is that of ``config``, so that a run started
+    by an earlier asymbench resumes: a run recorded before configs named their registry version
+    (no "registry_version") matches on everything else, and one recorded before a task setting
+    existed matches where ``config`` holds that setting's packaged default (what
+    ``task_from_config`` fills in for it, i.e. what the run ran with)."""
     if "registry_version" not in recorded:
         config = {k: v for k, v in config.items() if k != "registry_version"}
+    if isinstance(recorded.get("task_settings"), dict) and isinstance(config.get("task_settings"), dict):
+        config = {**config, "task_settings": _without_added_defaults(
+            config["task_settings"], recorded["task_settings"], packaged_defaults())}
     return recorded == config
+
+
+def _without_added_defaults(settings: dict, recorded: dict, defaults: dict) -> dict:
+    """``settings`` less the keys (nested too) that ``recorded`` lacks and whose value is the
+    packaged default."""
+    kept = {}
+    for key, value in settings.items():
+        default = defaults.get(key) if isinstance(defaults, dict) else None
+        if key not in recorded:
+            if not (isinstance(defaults, dict) and key in defaults and value == default):
+                kept[key] = value
+        elif isinstance(value, dict) and isinstance(recorded[key], dict):
+            kept[key] = _without_added_defaults(value, recorded[key], default if isinstance(default, dict) else {})
+        else:
+            kept[key] = value
+    return kept
 
 
 def save_model(model, path: Path) -> None:

@@ -243,3 +243,27 @@ def test_quiet_run_logs_a_line_per_checkpoint(tmp_path, capsys):
                            **dict(TINY, checkpoint_every=150)))
     lines = [line for line in capsys.readouterr().out.splitlines() if "checkpoint at step" in line]
     assert len(lines) == 2 and "step 150 of 400" in lines[0] and "step 300 of 400" in lines[1]
+
+
+def test_a_run_recorded_before_a_task_setting_existed_is_the_same_config():
+    """Resuming a run whose config.json predates a task setting (here pad_observation and
+    distill.expert_pairs) works where today's value is the packaged default, which is what the
+    run ran with; any other value, or any other difference, is a different config."""
+    import copy
+
+    from asymbench.training import same_config
+
+    config = resolve_config(TrainRequest(task="walker-stand", method="asym", seed=0, out="x"))
+    old = copy.deepcopy(config)
+    del old["registry_version"], old["task_settings"]["pad_observation"]
+    del old["task_settings"]["distill"]["expert_pairs"]
+    assert same_config(old, config)
+    padded = copy.deepcopy(config)
+    padded["task_settings"]["pad_observation"] = 30
+    assert not same_config(old, padded)
+    evenly = copy.deepcopy(config)
+    evenly["task_settings"]["distill"]["expert_pairs"] = "evenly"
+    assert not same_config(old, evenly)
+    other = copy.deepcopy(config)
+    other["task_settings"]["sac"]["learning_starts"] += 1
+    assert not same_config(old, other)

@@ -109,3 +109,14 @@ def write_results(name: str, payload: dict, started: float, out: str | None = No
             print(f"\nNOTE: {data['high_load_note']}")
         print(f"-> {path}")
     return path
+
+
+def random_replay_batch(members: int, batch: int, obs_dim: int, act_dim: int, gen):
+    """A fixed [K, B] replay batch for timing a StackedSAC update (draws in this order from ``gen``)."""
+    import torch
+
+    return {"obs": torch.randn(members, batch, obs_dim, generator=gen),
+            "next_obs": torch.randn(members, batch, obs_dim, generator=gen),
+            "action": torch.rand(members, batch, act_dim, generator=gen) * 2 - 1,
+            "reward": torch.randn(members, batch, generator=gen),
+            "done": (torch.rand(members, batch, generator=gen) < 0.1).float()}

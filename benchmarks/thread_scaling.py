@@ -28,7 +28,7 @@ import os
 import time
 
 import _common  # noqa: F401  (one BLAS thread by default; torch's own threads are set per T)
-from _common import load, print_table, runnable, write_results
+from _common import load, print_table, random_replay_batch, runnable, write_results
 
 import torch
 
@@ -49,11 +49,7 @@ def make_update(task, width: int, members: int, batch: int):
     settings = dict(task.sac, batch_size=batch)
     sac = StackedSAC(members, obs_dim, act_dim, width, settings)
     gen = torch.Generator().manual_seed(0)
-    data = {"obs": torch.randn(members, batch, obs_dim, generator=gen),
-            "next_obs": torch.randn(members, batch, obs_dim, generator=gen),
-            "action": torch.rand(members, batch, act_dim, generator=gen) * 2 - 1,
-            "reward": torch.randn(members, batch, generator=gen),
-            "done": (torch.rand(members, batch, generator=gen) < 0.1).float()}
+    data = random_replay_batch(members, batch, obs_dim, act_dim, gen)
     noise = [torch.randn(members, batch, act_dim, generator=gen) for _ in range(2)]
     return (lambda: sac.update(data, noise[0], noise[1], 0.5)), (obs_dim, act_dim)
 

@@ -47,7 +47,7 @@ import time
 import types
 
 import _common  # noqa: F401  (one BLAS thread, as training jobs run)
-from _common import load, print_table, write_results
+from _common import load, print_table, random_replay_batch, write_results
 
 import torch
 from thread_scaling import update_flops
@@ -147,11 +147,7 @@ def make_problem(task, width: int, members: int, batch: int, check_updates: int)
     torch.manual_seed(0)
     sac = StackedSAC(members, obs_dim, act_dim, width, dict(task.sac, batch_size=batch))
     gen = torch.Generator().manual_seed(0)
-    data = {"obs": torch.randn(members, batch, obs_dim, generator=gen),
-            "next_obs": torch.randn(members, batch, obs_dim, generator=gen),
-            "action": torch.rand(members, batch, act_dim, generator=gen) * 2 - 1,
-            "reward": torch.randn(members, batch, generator=gen),
-            "done": (torch.rand(members, batch, generator=gen) < 0.1).float()}
+    data = random_replay_batch(members, batch, obs_dim, act_dim, gen)
     noises = [(torch.randn(members, batch, act_dim, generator=gen),
                torch.randn(members, batch, act_dim, generator=gen)) for _ in range(check_updates)]
     return sac, data, noises, (obs_dim, act_dim)

@@ -210,7 +210,10 @@ class StackedMLP(nn.Module):
         for i, layer in enumerate(self.layers):
             x = layer(x, detach)
             if i < len(self.layers) - 1 or self.relu_last:
-                x = torch.relu(x)
+                # In place on the layer's fresh output (baddbmm's backward needs only its inputs,
+                # ReLU's only its output): bit-identical to torch.relu, one [K, B, width] tensor
+                # fewer per layer, ~4% faster per update (benchmarks/README.md, update_variants).
+                x = torch.relu_(x)
         return x
 
     def linears(self) -> list[StackedLinear]:

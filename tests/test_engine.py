@@ -404,19 +404,34 @@ def _exact_request(tmp_path, task, method, checkpoint_every=10_000):
                         checkpoint_every=checkpoint_every, progress=False)
 
 
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """The uninterrupted reference run of an exact case (seeds 0 and 1), trained once per module
+    and shared by the segment, signal and kill tests, which only read it."""
+    done = {}
+
+    def get(task, method):
+        if (task, method) not in done:
+            out = tmp_path_factory.mktemp("straight") / f"{task}-{method}"
+            train_group(_exact_request(out, task, method), [0, 1], out)
+            done[task, method] = out
+        return done[task, method]
+    return get
+
+
 @pytest.mark.parametrize("task, method", EXACT_CASES)
-def test_segmented_run_equals_a_straight_run(tmp_path, task, method):
+def test_segmented_run_equals_a_straight_run(tmp_path, task, method, straight_run):
     """Segments ending at milestones 170 and 333 (inside episodes and macros), with periodic
     checkpoints between them, end bit-identical to a run trained straight through, and each
     snapshot holds the straight run's curve up to its milestone."""
-    train_group(_exact_request(tmp_path, task, method), [0, 1], tmp_path / "straight")
+    straight = straight_run(task, method)
     request = _exact_request(tmp_path, task, method, checkpoint_every=100)
     train_group(request, [0, 1], tmp_path / "seg", until=170)
     train_group(request, [0, 1], tmp_path / "seg", until=333, segment_start=170)
     train_group(request, [0, 1], tmp_path / "seg", segment_start=333)
     for seed in (0, 1):
-        _assert_same_run(tmp_path / "straight" / f"seed{seed}", tmp_path / "seg" / f"seed{seed}")
-        curve = pd.read_csv(tmp_path / "straight" / f"seed{seed}" / "progress.csv")
+        _assert_same_run(straight / f"seed{seed}", tmp_path / "seg" / f"seed{seed}")
+        curve = pd.read_csv(straight / f"seed{seed}" / "progress.csv")
         for milestone in (170, 333):
             snap = tmp_path / "seg" / "milestones" / str(milestone) / f"seed{seed}"
             summary = read_json(snap / "snapshot.json")
@@ -454,12 +469,12 @@ AT_STEP = ("orig_add = e.StackedReplay.add\n"
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGUSR1"])
-def test_signal_writes_a_checkpoint_and_the_rerun_is_bit_identical(tmp_path, signame):
+def test_signal_writes_a_checkpoint_and_the_rerun_is_bit_identical(tmp_path, signame, straight_run):
     """A signal mid-run: the job checkpoints the step it arrived at and exits with 128 + signum;
     the rerun resumes there and ends bit-identical to an uninterrupted run."""
     import signal
 
-    train_group(_exact_request(tmp_path, "MountainCarContinuous", "asym"), [0, 1], tmp_path / "straight")
+    straight = straight_run("MountainCarContinuous", "asym")
     out = tmp_path / "signalled"
     tail = AT_STEP.format(action=f"os.kill(os.getpid(), signal.{signame})")
     stopped = _run_killed(tmp_path, "MountainCarContinuous", "asym", out, tail, checkpoint_every=10_000)
@@ -468,14 +483,14 @@ def test_signal_writes_a_checkpoint_and_the_rerun_is_bit_identical(tmp_path, sig
     assert (out / "group_checkpoint.pt").exists() and not (out / "seed0" / "run.json").exists()
     train_group(_exact_request(tmp_path, "MountainCarContinuous", "asym"), [0, 1], out)
     for seed in (0, 1):
-        _assert_same_run(tmp_path / "straight" / f"seed{seed}", out / f"seed{seed}")
+        _assert_same_run(straight / f"seed{seed}", out / f"seed{seed}")
 
 
 @pytest.mark.parametrize("task, method", EXACT_CASES)
-def test_killed_anywhere_resumes_bit_identically(tmp_path, task, method):
+def test_killed_anywhere_resumes_bit_identically(tmp_path, task, method, straight_run):
     """kill -9 at step 237, after a checkpoint at 200 (mid-episode, mid-macro): the rerun
     resumes at 200 and ends bit-identical to an uninterrupted run."""
-    train_group(_exact_request(tmp_path, task, method), [0, 1], tmp_path / "straight")
+    straight = straight_run(task, method)
     out = tmp_path / "killed"
     killed = _run_killed(tmp_path, task, method, out, AT_STEP.format(action="os._exit(9)"),
                          checkpoint_every=100)
@@ -483,7 +498,7 @@ def test_killed_anywhere_resumes_bit_identically(tmp_path, task, method):
     assert not (out / "seed0" / "run.json").exists()
     train_group(_exact_request(tmp_path, task, method, checkpoint_every=100), [0, 1], out)
     for seed in (0, 1):
-        _assert_same_run(tmp_path / "straight" / f"seed{seed}", out / f"seed{seed}")
+        _assert_same_run(straight / f"seed{seed}", out / f"seed{seed}")
 
 
 def test_segment_faults_are_named(tmp_path):

@@ -79,6 +79,17 @@ def to_device(array, device) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # K SAC agents with stacked weights
 # --------------------------------------------------------------------------------------------
+def squashed_gaussian(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor):
+    """``tanh(mean + std * noise)`` and its log-probability, SB3's operations in SB3's order."""
+    std = torch.ones_like(mean) * log_std.exp()
+    gaussian = mean + noise * std
+    action = torch.tanh(gaussian)
+    log_prob = (-((gaussian - mean) ** 2) / (2 * std ** 2) - std.log()
+                - math.log(math.sqrt(2 * math.pi))).sum(-1)
+    log_prob = log_prob - torch.log(1 - action ** 2 + SQUASH_EPS).sum(-1)
+    return action, log_prob
+
+
 class StackedSAC:
     """K stable-baselines3 SACs of one width, as stacked tensors. Critic members 0..K-1 are
     each seed's first Q-network, K..2K-1 its second, so both critics run as one stack."""
@@ -115,14 +126,7 @@ class StackedSAC:
     def sample(self, obs: torch.Tensor, noise: torch.Tensor):
         """Squashed Gaussian action and its log-probability, as SB3's actor computes them:
         ``a = tanh(mu + std * noise)``; obs ``[K, B, obs]``, noise ``[K, B, act]``."""
-        mean, log_std = self._mean_log_std(obs)
-        std = torch.ones_like(mean) * log_std.exp()
-        gaussian = mean + noise * std
-        action = torch.tanh(gaussian)
-        log_prob = (-((gaussian - mean) ** 2) / (2 * std ** 2) - std.log()
-                    - math.log(math.sqrt(2 * math.pi))).sum(-1)
-        log_prob = log_prob - torch.log(1 - action ** 2 + SQUASH_EPS).sum(-1)
-        return action, log_prob
+        return squashed_gaussian(*self._mean_log_std(obs), noise)
 
     def ent_coef(self) -> torch.Tensor:
         if self.log_ent_coef is None:

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import time
 import types
 
@@ -55,7 +54,7 @@ from _common import load, print_table, random_replay_batch, write_results
 import torch
 from thread_scaling import update_flops
 
-from asymbench.engine import SQUASH_EPS, StackedSAC
+from asymbench.engine import StackedSAC, squashed_gaussian
 from asymbench.networks import StackedLinear, StackedMLP
 from asymbench.tasks import env_dims, get_task
 
@@ -111,17 +110,6 @@ def use_bias_after_bmm(sac: StackedSAC) -> None:
             layer.forward = types.MethodType(linear_forward_bias_after_bmm, layer)
     for layer in (sac.mu, sac.log_std):
         layer.forward = types.MethodType(linear_forward_bias_after_bmm, layer)
-
-
-def squashed_gaussian(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor):
-    """``StackedSAC.sample``'s lines after the network, unchanged, for torch.compile."""
-    std = torch.ones_like(mean) * log_std.exp()
-    gaussian = mean + noise * std
-    action = torch.tanh(gaussian)
-    log_prob = (-((gaussian - mean) ** 2) / (2 * std ** 2) - std.log()
-                - math.log(math.sqrt(2 * math.pi))).sum(-1)
-    log_prob = log_prob - torch.log(1 - action ** 2 + SQUASH_EPS).sum(-1)
-    return action, log_prob
 
 
 compiled_squashed_gaussian = torch.compile(squashed_gaussian, dynamic=False)

@@ -383,6 +383,10 @@ def _add_estimate(sub) -> None:
     p.add_argument("--gpu-throughput", nargs="+", default=None,
                    help="benchmarks/engine_throughput.py --device cuda JSONs, for training jobs "
                    "on a GPU (default: benchmarks/results/engine_throughput_cuda.json)")
+    p.add_argument("--student-width", choices=("ours", "paper"), default=None,
+                   help="the width of fit, BC and GAIL: ours (from Ours' evaluations, which they "
+                   "wait for) or paper (the registry's paper_fit_width) (default: the scale's "
+                   "`student_width` setting)")
     p.add_argument("--out", default=None, help="also write the estimate as JSON (its thread_plan: "
                    "the pipeline's config `thread_plan`)")
     _registry_arg(p)
@@ -396,7 +400,7 @@ def _run_estimate(args) -> None:
                  config=args.config, tasks=args.tasks, seeds=args.seeds, methods=args.methods,
                  out=args.out, registry=args.registry, engine_throughput=args.engine_throughput,
                  thread_scaling=args.thread_scaling, device=args.device, gpus=args.gpus,
-                 gpu_throughput=args.gpu_throughput)
+                 gpu_throughput=args.gpu_throughput, student_width=args.student_width)
 
 
 # ----------------------------------------------------------------------------- export

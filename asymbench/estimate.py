@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +107,7 @@ class Scale:
     eval_steps: dict[str, int]    # episodes x episode limit (an upper bound: episodes may end early)
     milestones: dict[str, tuple[int, ...]] = None  # segment ends below the budget
     devices: dict[str, dict[str, str]] = None      # per task: method -> cpu | cuda (default cpu)
+    student_widths: dict[str, str] = None          # per task: ours (default) | paper
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class Job:
     work: float   # in the rate's unit, all seeds: env steps (bc: expert samples)
     end: int = 0  # train: the env step its segment ends at; evaluate: the step evaluated (0: the run)
     device: str = "cpu"
+    waits_for_ours: bool = True  # fit's first segment, BC, GAIL: their width needs Ours' evaluations
 
     @property
     def k(self) -> int:
@@ -181,7 +183,7 @@ def load_scale(scale: str, config_path: str | Path = DEFAULT_CONFIG, tasks=None,
         tasks = tasks or list(load_registry(registry))
     per_task = s.get("per_task") or {}
     resolved = {key: {} for key in ("seeds", "steps", "gail_steps", "bc_samples", "expert_pairs",
-                                    "eval_steps", "milestones", "devices")}
+                                    "eval_steps", "milestones", "devices", "student_widths")}
     for name in tasks:
         task = get_task(name, registry)
         t = {**s, **(per_task.get(name) or {})}
@@ -202,6 +204,7 @@ def load_scale(scale: str, config_path: str | Path = DEFAULT_CONFIG, tasks=None,
         device = t.get("device") or "cpu"
         resolved["devices"][name] = {m: (device.get(m, "cpu") if isinstance(device, dict) else device)
                                      for m in TRAINED}
+        resolved["student_widths"][name] = t.get("student_width") or "ours"
     return Scale(scale, tuple(tasks), **resolved)
 
 
@@ -228,10 +231,12 @@ def jobs_of(scale: Scale, methods=PIPELINE_METHODS, device: str | None = None) -
         seeds, budget = scale.seeds[task], scale.steps[task]
         milestones = tuple(m for m in (scale.milestones or {}).get(task, ()) if m < budget)
         evaluation = 2 * scale.eval_steps[task]
+        students_wait = ((scale.student_widths or {}).get(task) or "ours") == "ours"
         for method in methods:
             if method in ("bc", "gail"):
                 work = scale.bc_samples[task] if method == "bc" else scale.gail_steps[task]
-                jobs += [Job(task, method, (seed,), "distill", method, work) for seed in seeds]
+                jobs += [Job(task, method, (seed,), "distill", method, work,
+                             waits_for_ours=students_wait) for seed in seeds]
                 jobs += [Job(task, method, (seed,), "evaluate", "eval", evaluation) for seed in seeds]
                 continue
             on = device or ((scale.devices or {}).get(task) or {}).get(method, "cpu")
@@ -242,7 +247,7 @@ def jobs_of(scale: Scale, methods=PIPELINE_METHODS, device: str | None = None) -
             for end in ends:
                 steps = (end or budget) - start
                 jobs.append(Job(task, method, seeds, "train", TRAINER[method], len(seeds) * steps,
-                                end, on))
+                                end, on, waits_for_ours=students_wait))
                 jobs += [Job(task, method, (seed,), "evaluate", "eval", evaluation, end) for seed in seeds]
                 start = end
         if {"bc", "gail"} & set(methods):
@@ -674,10 +679,10 @@ def wall_time_bounds(total_cpu_h: float, cores: int, chain_h: float) -> tuple[fl
 
 def dependencies(jobs: list[Job]) -> list[list[int]]:
     """Per job, the indices of the jobs it waits for (workflow/rules): a segment its group's
-    previous segment, fit's first every final evaluation of Ours of its task; an evaluation the
-    segment that wrote its snapshot (the last segment or the distillation for the run itself);
-    expert data the L-only run; BC / GAIL every final evaluation of Ours of the task and the
-    expert data of their seed."""
+    previous segment; an evaluation the segment that wrote its snapshot (the last segment or the
+    distillation for the run itself); expert data the L-only run; BC / GAIL the expert data of
+    their seed; and fit's first segment, BC and GAIL, unless their width is the paper's
+    (``waits_for_ours`` False: `student_width: paper`), every final evaluation of Ours of the task."""
     segments: dict[tuple, list[tuple[int, int]]] = {}
     for i, job in enumerate(jobs):
         if job.stage == "train":
@@ -712,7 +717,7 @@ def dependencies(jobs: list[Job]) -> list[list[int]]:
             position = ends.index((job.end, i))
             if position:
                 found.append(ends[position - 1][1])
-            elif job.method == "fit":
+            elif job.method == "fit" and job.waits_for_ours:
                 found += ours.get(task, [])
         elif job.stage == "evaluate":
             if job.end == last.get((task, job.method), 0):
@@ -722,7 +727,7 @@ def dependencies(jobs: list[Job]) -> list[list[int]]:
         elif job.stage == "expert":
             found.append(runs.get((task, "l_only", seed)))
         elif job.stage == "distill":
-            found += ours.get(task, []) + [expert.get((task, seed))]
+            found += (ours.get(task, []) if job.waits_for_ours else []) + [expert.get((task, seed))]
         needs.append([j for j in found if j is not None])
     return needs
 
@@ -930,7 +935,7 @@ def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None 
                  config: str = DEFAULT_CONFIG, tasks=None, seeds=None, methods=None,
                  out: str | None = None, registry: str | None = None,
                  engine_throughput=None, thread_scaling=None, device: str | None = None,
-                 gpus: int | None = None, gpu_throughput=None) -> dict:
+                 gpus: int | None = None, gpu_throughput=None, student_width: str | None = None) -> dict:
     """``asymbench estimate``: prints the estimate and returns it (and writes it to ``out``).
     ``throughput``: one or more train_throughput JSONs (default: every
     benchmarks/results/train_throughput*.json; a later file's row replaces an earlier one's);
@@ -941,8 +946,11 @@ def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None 
     benchmarks/results/thread_scaling.json if present; "" or absent: the issue-24 rule);
     ``device``: every training job's (default: the scale's ``device`` setting); ``gpus``: GPUs of
     the machine (default 1 where a job runs on one); ``gpu_throughput``: the GPU engine JSONs
-    for those jobs (default benchmarks/results/engine_throughput_cuda.json)."""
+    for those jobs (default benchmarks/results/engine_throughput_cuda.json); ``student_width``:
+    ours | paper for every task (default: the scale's `student_width` setting)."""
     plan = load_scale(scale, config, tasks, seeds, registry)
+    if student_width is not None:
+        plan = replace(plan, student_widths={task: student_width for task in plan.tasks})
     methods = tuple(methods or PIPELINE_METHODS)
     jobs = jobs_of(plan, methods, device)
     throughput = _paths(throughput, str(Path(DEFAULT_THROUGHPUT).parent / "train_throughput*.json"))
@@ -1022,6 +1030,10 @@ def _print(result: dict, plan: Scale, methods) -> None:
     if left_out:
         print("engine measurements not used: " + "; ".join(
             f"{Path(p).name} ({why})" for p, why in left_out.items()))
+    paper_width = [t for t in plan.tasks if (plan.student_widths or {}).get(t) == "paper"]
+    if paper_width:
+        print(f"student_width paper ({', '.join(paper_width)}): fit, BC and GAIL at the registry's "
+              "paper_fit_width, not waiting for Ours' evaluations")
     print()
 
     trains = [r for r in result["rows"] if r["stage"] == "train"]

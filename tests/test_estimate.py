@@ -62,6 +62,36 @@ def test_fit_waits_for_every_evaluation_of_ours_and_students_for_ours_and_expert
     assert result["longest_chain"] == ["Ant: l_only train (K=1) -> expert expert (seed0) -> bc distill (seed0)"]
 
 
+def test_students_at_the_paper_width_do_not_wait_for_ours():
+    """`student_width: paper` (``waits_for_ours`` False): fit and BC start without Ours'
+    evaluations, so the chain is the longer of the two groups, not their sum."""
+    rates = {("Ant", t): Rate(1.0, "measured") for t in ("asym", "fit", "eval", "l_only", "bc")}
+    hour = 3600.0
+    jobs = [Job("Ant", "ours", (0,), "train", "asym", 2 * hour),
+            Job("Ant", "ours", (0,), "evaluate", "eval", 0.5 * hour),
+            Job("Ant", "fit", (0,), "train", "fit", 3 * hour, waits_for_ours=False),
+            Job("Ant", "fit", (0,), "evaluate", "eval", 0.25 * hour),
+            Job("Ant", "expert", (0,), "expert", "eval", 0.1 * hour),
+            Job("Ant", "bc", (0,), "distill", "bc", 0.1 * hour, waits_for_ours=False)]
+    assert dependencies(jobs)[2] == [] and dependencies(jobs)[5] == [4]
+    result = estimate(jobs, rates, cores=64)
+    assert result["longest_chain_h"] == pytest.approx(3.25)
+    assert result["longest_chain"] == ["Ant: fit train (K=1) -> fit evaluate (seed0)"]
+
+
+def test_the_scales_student_width_reaches_the_jobs(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("scales:\n  tiny:\n    tasks: [MountainCarContinuous, Swimmer]\n    seeds: [0]\n"
+                      "    steps: 1000\n    eval_episodes: 1\n    student_width: paper\n"
+                      "    per_task: {Swimmer: {student_width: ours}}\n")
+    plan = load_scale("tiny", config)
+    assert plan.student_widths == {"MountainCarContinuous": "paper", "Swimmer": "ours"}
+    waits = {(j.task, j.method): j.waits_for_ours for j in jobs_of(plan)
+             if j.method in ("fit", "bc", "gail") and j.stage in ("train", "distill")}
+    assert waits == {("MountainCarContinuous", m): False for m in ("fit", "bc", "gail")} | \
+        {("Swimmer", m): True for m in ("fit", "bc", "gail")}
+
+
 def test_wall_time_bounds_reject_no_cores():
     assert wall_time_bounds(100.0, 10, 4.0) == (10.0, 14.0)
     with pytest.raises(ValueError, match="cores"):

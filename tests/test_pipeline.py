@@ -275,6 +275,29 @@ def test_train_threads_and_device_reach_the_training_jobs():
     assert not any("--device" in j["command"] for j in default)
 
 
+def _blocks(output: str, rule_prefix: str) -> list[str]:
+    return [b for b in re.split(r"\n(?=(?:local)?rule )", output) if re.match(rf"(?:local)?rule {rule_prefix}", b)]
+
+
+def test_student_width_paper_trains_fit_bc_and_gail_at_the_paper_width_without_waiting_for_ours():
+    """`student_width: paper`: fit's segments and BC / GAIL get `--width` the registry's
+    paper_fit_width (MountainCar: 46) and no input from Ours; by default `--width-from` Ours'
+    evaluations, which are their inputs."""
+    base = ("-n", "-p", "--forceall", "--cores", "16", "--config", "scale=smoke", "tasks=[MountainCarContinuous]")
+    ours_eval = "results/smoke/MountainCarContinuous/ours/seed0/eval.json"
+    for setting, width in (("paper", "--width 46 "), ("ours", f"--width-from {ours_eval} ")):
+        result = snakemake(*base, f"scales={{smoke: {{student_width: {setting}}}}}")
+        assert result.returncode == 0, result.stderr[-3000:]
+        fit = [b for b in _blocks(result.stdout, "train") if "method=fit" in b]
+        students = fit + _blocks(result.stdout, "distill")
+        assert len(fit) == 2 and len(students) == 4  # two segments; BC and GAIL
+        for block in students:
+            assert width in commands(block, "asymbench")[0], block
+            assert (ours_eval in block.split("output:")[0]) == (setting == "ours"), block
+    bad = snakemake(*base, "scales={smoke: {student_width: large}}")
+    assert bad.returncode != 0 and "student_width" in bad.stdout + bad.stderr
+
+
 def test_a_thread_plan_of_the_estimate_sets_the_threads_of_its_scale_capped_by_cores(tmp_path):
     plan = tmp_path / "plan.json"
     plan.write_text('{"scale": {"name": "smoke"}, "thread_plan": ['

@@ -211,26 +211,26 @@ def segment_dirs(wildcards, step):
 
 def segment_inputs(step_of):
     """Inputs of the segment ending at ``step_of(wildcards)``: its predecessor's snapshots and,
-    for fit, Ours' evaluations (the fit width)."""
+    for fit, Ours' evaluations where they set its width (`student_width: ours`)."""
 
     def inputs(wildcards):
         start = previous_end(wildcards.scale, wildcards.task, step_of(wildcards))
         found = {"previous": segment_dirs(wildcards, start)} if start else {}
         if wildcards.method == "fit":
-            found["width_from"] = ours_evaluations(wildcards)
+            found["width_from"] = student_width_inputs(wildcards)
         return found
 
     return inputs
 
 
 def segment_options(step_of):
-    """--segment-start of a segment (and fit's --width-from)."""
+    """--segment-start of a segment (and fit's width)."""
 
     def options(wildcards, input):
         start = previous_end(wildcards.scale, wildcards.task, step_of(wildcards))
         parts = [f"--segment-start {start}" if start else ""]
-        if "width_from" in input.keys():
-            parts.append(f"--width-from {' '.join(input.width_from)}")
+        if wildcards.method == "fit":
+            parts.append(student_width_option(wildcards, input))
         return " ".join(filter(None, parts))
 
     return options
@@ -617,11 +617,29 @@ def grid_label(wildcards):
 
 
 # ----------------------------------------------------------------------------- students' width
-def ours_evaluations(wildcards):
-    """Ours' evaluations of every seed of the task: BC and GAIL (distill.smk) take their width
-    from their mean Avg-FLOPs/Inf, as fit does (train.smk), so all three share one width."""
+def student_width(wildcards):
+    """`student_width` of the job's scale and task: ours (default) or paper."""
+    return settings(wildcards).get("student_width", "ours")
+
+
+def student_width_inputs(wildcards):
+    """Ours' evaluations of every seed of the task where they set the one width of fit, BC and
+    GAIL (their mean Avg-FLOPs/Inf; `student_width: ours`); none for `paper`."""
+    if student_width(wildcards) == "paper":
+        return []
     return [result(wildcards.scale, wildcards.task, "ours", s, "eval.json")
             for s in seeds_of(wildcards.scale, wildcards.task)]
+
+
+def student_width_option(wildcards, input):
+    """`--width-from` Ours' evaluations, or `--width` the registry's paper_fit_width."""
+    if student_width(wildcards) == "paper":
+        width = REGISTRY[wildcards.task].paper_fit_width
+        if width is None:
+            raise WorkflowError(f"config field 'student_width': paper needs the registry's "
+                                f"paper_fit_width of task {wildcards.task}, which it does not set")
+        return f"--width {width}"
+    return f"--width-from {' '.join(input.width_from)}"
 
 
 # ----------------------------------------------------------------------------- aggregate over tasks

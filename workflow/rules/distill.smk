@@ -1,6 +1,7 @@
 # Baselines distilled from the L-only teacher: expert data (trajectories x length state-action
-# pairs), then BC and GAIL students sized after Ours' mean Avg-FLOPs/Inf over the task's seeds:
-# every seed's student gets the same width, the one the fit baseline gets (train.smk).
+# pairs), then BC and GAIL students of one width per task, the one the fit baseline gets
+# (train.smk): from Ours' mean Avg-FLOPs/Inf over the task's seeds, or with `student_width:
+# paper` the registry's paper_fit_width.
 
 
 rule expert:
@@ -28,7 +29,7 @@ rule distill:
     input:
         run="results/{scale}/{task}/l_only/seed{seed}/run.json",
         expert="results/{scale}/{task}/expert/seed{seed}.npz",
-        width_from=ours_evaluations,
+        width_from=student_width_inputs,
     output:
         run="results/{scale}/{task}/{method}/seed{seed}/run.json",
     log:
@@ -39,6 +40,7 @@ rule distill:
         teacher=input_run_dir,
         out=run_dir,
         options=distill_options,
+        width=student_width_option,
     threads: 1
     resources:
         mem_mb=resource("distill", "mem_mb"),
@@ -47,5 +49,5 @@ rule distill:
         "../envs/asymbench.yaml"
     shell:
         "asymbench distill --method {wildcards.method} --teacher {params.teacher}"
-        " --expert {input.expert} --width-from {input.width_from} --out {params.out}"
+        " --expert {input.expert} {params.width} --out {params.out}"
         " --seed {wildcards.seed} {params.options} --threads {threads} --quiet > {log} 2>&1"

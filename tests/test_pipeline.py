@@ -178,10 +178,11 @@ def test_mcc_grid_trains_ours_with_both_noise_settings_at_both_budgets():
 
 
 def test_milestone_table_trains_and_evaluates_the_segments_up_to_it():
-    """paper_tables/paper/milestones/200000/table3.csv: the segments to 100k and 200k of S-only,
-    L-only and Ours (each resuming its predecessor's checkpoint), every snapshot evaluated,
-    one table; nothing trained past the milestone."""
-    result = snakemake("paper_tables/paper/milestones/200000/table3.csv", "-n", "-p", "--forceall",
+    """paper_tables/paper/milestones/200000/{,stochastic/}table3.csv: the segments to 100k and
+    200k of S-only, L-only and Ours (each resuming its predecessor's checkpoint), every snapshot
+    evaluated once (both protocols), one table per protocol; nothing trained past the milestone."""
+    result = snakemake("paper_tables/paper/milestones/200000/table3.csv",
+                       "paper_tables/paper/milestones/200000/stochastic/table3.csv", "-n", "-p", "--forceall",
                        "--cores", "2", "--config", "tasks=[walker-stand]")
     assert result.returncode == 0, result.stderr[-3000:]
     train = commands(result.stdout, "asymbench train")
@@ -189,7 +190,11 @@ def test_milestone_table_trains_and_evaluates_the_segments_up_to_it():
     assert sum("--until 100000 " in c and "--segment-start" not in c for c in train) == 3
     assert sum("--until 200000 --segment-start 100000 " in c for c in train) == 3
     counts = job_counts(result.stdout)
-    assert counts["evaluate_milestone"] == 3 * 5 and counts["milestone_table"] == 1
+    assert counts["evaluate_milestone"] == 3 * 5 and counts["milestone_table"] == 2
+    assert all("--protocol both " in c for c in commands(result.stdout, "asymbench evaluate"))
+    tables = {re.search(r"--protocol (\w+)", c).group(1): c for c in commands(result.stdout, "asymbench tables")}
+    assert "--out paper_tables/paper/milestones/200000/table3.csv " in tables["deterministic"]
+    assert "--out paper_tables/paper/milestones/200000/stochastic/table3.csv " in tables["stochastic"]
     assert "milestones/200000/seed4/eval.json" in result.stdout
     missing = snakemake("paper_tables/paper/milestones/300000/table3.csv", "-n", "--cores", "1",
                         "--config", "tasks=[walker-stand]")

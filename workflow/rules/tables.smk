@@ -108,22 +108,24 @@ rule performance_profile:
         " --out {output.png} {output.pdf} > {log} 2>&1"
 
 
-# Tables 3 and 5 at every milestone: paper_tables/<scale>/milestones/<step>/tableN.* over the
+# Tables 3 and 5 at every milestone: paper_tables/<scale>/milestones/<step>/{,stochastic/}tableN.* over the
 # tasks that have that milestone (a task's budget counts as its last milestone).
 rule milestone_table:
     input:
         unpack(milestone_table_inputs),
     output:
-        csv="paper_tables/{scale}/milestones/{step}/{table}.csv",
-        md="paper_tables/{scale}/milestones/{step}/{table}.md",
-        tex="paper_tables/{scale}/milestones/{step}/{table}.tex",
+        csv="paper_tables/{scale}/milestones/{step}/{protocoldir}{table}.csv",
+        md="paper_tables/{scale}/milestones/{step}/{protocoldir}{table}.md",
+        tex="paper_tables/{scale}/milestones/{step}/{protocoldir}{table}.tex",
     log:
-        "paper_tables/{scale}/milestones/logs/{step}_{table}.log",
+        "paper_tables/{scale}/milestones/logs/{protocoldir}{step}_{table}.log",
     wildcard_constraints:
         step=r"\d+",
         table="|".join(MILESTONE_TABLES),
+        protocoldir=TABLE_WILDCARDS["protocoldir"],
     params:
         label=milestone_label,
+        protocol=protocol_of,
         delta=verdict_delta,
         evaluations=method_options,
         registry=registry_option,
@@ -134,7 +136,7 @@ rule milestone_table:
     conda:
         "../envs/asymbench.yaml"
     shell:
-        "asymbench tables {wildcards.table} --scale {params.label} --protocol deterministic"
+        "asymbench tables {wildcards.table} --scale {params.label} --protocol {params.protocol}"
         " --delta {params.delta} --out {output.csv} {params.evaluations} {params.registry} > {log} 2>&1"
 
 

@@ -230,7 +230,8 @@ def test_smoke_dag_end_to_end(tmp_path):
     assert not (tmp_path / "paper_tables" / "table3.csv").exists()
     # Every milestone reached: the snapshot at 150 steps (half the budget) and the budget itself.
     milestones = snakemake("--workflow-profile", "workflow/profiles/local", "--cores", "2", "milestones",
-                           "--config", "scale=smoke", "tasks=[MountainCarContinuous]", cwd=tmp_path)
+                           "--config", "scale=smoke", "tasks=[MountainCarContinuous]", cwd=tmp_path,
+                           timeout=600)
     assert milestones.returncode == 0, milestones.stdout[-3000:] + milestones.stderr[-3000:]
     for step in (150, 300):
         for table in ("table3", "table5"):
@@ -238,7 +239,7 @@ def test_smoke_dag_end_to_end(tmp_path):
             assert df["train_steps"].tolist() == [step]
             assert df["scale"].tolist() == [f"smoke at {step} env steps ({100 * step // 300}% of the budget)"]
     report = snakemake("--config", "scale=smoke", "tasks=[MountainCarContinuous]",
-                       "--report", "report.html", cwd=tmp_path)
+                       "--report", "report.html", cwd=tmp_path, timeout=600)
     assert report.returncode == 0, report.stderr[-3000:]
     assert (tmp_path / "report.html").stat().st_size > 10000
 

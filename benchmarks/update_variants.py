@@ -8,12 +8,12 @@ Each variant is today's update with one thing changed, applied to a deep copy of
 
 - ``fused_adam``: the actor, critic and entropy-coefficient optimizers become Adam with
   ``fused=True`` (one CPU kernel per parameter instead of ~10 foreach kernels over all of them;
-  not exact: the fused kernel rounds some elements differently from foreach, ~3e-8 after one
-  step on a 1,027-element tensor, up to ~1e-4 after 20 updates);
+  not exact: the fused kernel rounds some elements differently from foreach, up to 1.2e-4
+  after 20 updates in benchmarks/results/update_variants.json);
 - ``outofplace_relu``: the stacked MLPs as they were before ReLU went in place on the
   ``baddbmm`` output (``torch.relu``: one ``[K, B, width]`` allocation and write more per hidden
-  layer); the in-place ReLU was adopted because it is exact by construction and was 1-7%
-  faster in 11 of the 12 cells measured before the adoption (benchmarks/README.md), so
+  layer); the in-place ReLU was adopted because it is exact by construction and was faster in
+  7 of the 8 cells of the two committed runs (median 4%; benchmarks/README.md), so
   ``vs_today`` > 1 here is its gain;
 - ``compiled_log_prob``: the squashed-Gaussian tail of ``sample`` (std, tanh, log-prob: ~15 small
   kernels) as one ``torch.compile``d function (inductor, fixed shapes); not in the default run

@@ -318,3 +318,68 @@ def test_a_thread_plan_of_the_estimate_sets_the_threads_of_its_scale_capped_by_c
     plan.write_text('{"thread_plan": [{"task": "Swimmer", "method": "ours", "threads": 0}]}')
     bad = snakemake("-n", "--cores", "2", "--config", "scale=smoke", f"thread_plan={plan}")
     assert bad.returncode != 0 and "config field 'thread_plan'" in bad.stdout + bad.stderr
+
+
+CAMPAIGN_ENV = {**ENV, "CAMPAIGN_SCALE": "smoke", "CAMPAIGN_TASKS": "MountainCarContinuous",
+                "CAMPAIGN_STEPS": "150 300", "CAMPAIGN_CORES": "2"}
+
+
+def test_campaign_plan_prioritizes_the_long_groups_of_each_milestone_in_turn():
+    result = subprocess.run(["bash", "workflow/campaign.sh", "plan"], cwd=ROOT, env=CAMPAIGN_ENV,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    stages = result.stdout.splitlines()
+    assert len(stages) == 3   # milestone 150, the budget 300, then the verdict figure
+    # a milestone's snapshots, then the finished runs' folders at the budget
+    for line, step, marker in zip(stages, (150, 300), ("milestones/150/seed0/snapshot.json", "seed0/run.json")):
+        prio = line.split("--prioritize ")[1].split(" -- ")[0].split()
+        assert prio == [f"results/smoke/MountainCarContinuous/{m}/{marker}" for m in ("ours", "l_only")]
+        assert line.endswith(f"-- paper_tables/smoke/milestones/{step}/table3.csv "
+                             f"paper_tables/smoke/milestones/{step}/stochastic/table3.csv")
+    assert stages[2].endswith("-- results/smoke/figures/verdict_MountainCarContinuous.png")
+
+
+@pytest.mark.skipif(not (ROOT / "asymbench" / "training.py").exists(), reason="needs asymbench train")
+def test_campaign_run_leaves_the_tables_of_every_milestone_and_the_verdict_figure(tmp_path):
+    """`run` at the smoke scale, then `status`, then `collect` into another checkout, where the
+    tables are rebuilt from the collected records alone (config `from_records`)."""
+    for name in ("Snakefile", "workflow", "config"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
+    result = subprocess.run(["bash", "workflow/campaign.sh", "run"], cwd=tmp_path, env=CAMPAIGN_ENV,
+                            capture_output=True, text=True, timeout=600)
+    logs = tmp_path / "results" / "smoke" / "logs" / "campaign"
+    assert result.returncode == 0, result.stderr + (logs / "stage-300.log").read_text()[-3000:]
+    reached = [line.split()[2] for line in (logs / "campaign.log").read_text().splitlines()
+               if line.endswith("reached")]
+    assert reached == ["150", "300"]
+    for step in (150, 300):
+        for protocol in ("", "stochastic/"):
+            df = pd.read_csv(tmp_path / "paper_tables" / "smoke" / "milestones" / str(step) / f"{protocol}table3.csv")
+            assert df["train_steps"].tolist() == [step]
+    figure = pd.read_csv(tmp_path / "results" / "smoke" / "figures" / "verdict_MountainCarContinuous.csv")
+    assert sorted(set(figure.loc[figure["kind"] == "milestone", "step"])) == [150, 300]
+    status = subprocess.run(["bash", "workflow/campaign.sh", "status"], cwd=tmp_path, env=CAMPAIGN_ENV,
+                            capture_output=True, text=True, timeout=60)
+    assert "paper_tables/smoke/milestones/300/table3.csv" in status.stdout
+    # collect: every run's records into another checkout
+    checkout = tmp_path / "checkout"
+    subprocess.run(["git", "init", "-q", str(checkout)], check=True)
+    collect = subprocess.run(["bash", "workflow/campaign.sh", "collect", str(checkout)], cwd=tmp_path,
+                             env=CAMPAIGN_ENV, capture_output=True, text=True, timeout=60)
+    assert collect.returncode == 0, collect.stderr
+    records = checkout / "results/smoke/records/MountainCarContinuous"
+    for method in ("s_only", "l_only", "ours"):
+        for folder in (records / method / "milestones/150/seed0", records / method / "seed0"):
+            assert (folder / "eval.json").exists() and (folder / "progress.csv").exists()
+    assert not list(records.rglob("*.pt")) and not list(records.rglob("*.zip"))
+    # ... from which the milestone tables and the figure are rebuilt, with no run folder
+    for name in ("Snakefile", "workflow", "config"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, checkout / name)
+    rebuilt = snakemake("milestones", "--cores", "1", "--config", "scale=smoke", "tasks=[MountainCarContinuous]",
+                        "from_records=True", cwd=checkout)
+    assert rebuilt.returncode == 0, rebuilt.stdout[-3000:] + rebuilt.stderr[-3000:]
+    assert not (checkout / "results/smoke/MountainCarContinuous").exists()   # nothing trained
+    for made in ("paper_tables/smoke/milestones/150/table3.csv", "paper_tables/smoke/milestones/300/table3.md",
+                 "paper_tables/smoke/milestones/300/stochastic/table3.csv",
+                 "results/smoke/figures/verdict_MountainCarContinuous.csv"):
+        assert (checkout / made).read_bytes() == (tmp_path / made).read_bytes()

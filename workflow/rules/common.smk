@@ -236,11 +236,20 @@ def segment_options(step_of):
     return options
 
 
+def from_records(path):
+    """A run folder's file, or with config `from_records` its collected record
+    (results/<scale>/records/..., `workflow/campaign.sh collect`), made by no job: milestone
+    tables and verdict figures are then rebuilt from the records alone, nothing trained."""
+    if not config.get("from_records"):
+        return path
+    return re.sub(r"^results/([^/]+)/", r"results/\1/records/", path)
+
+
 def milestone_eval(scale, task, method, seed, step):
     """The evaluation of a run at ``step``: a snapshot's, or the finished run's at the budget."""
     if int(step) == budget_of(scale, task):
-        return result(scale, task, method, seed, "eval.json")
-    return f"results/{scale}/{task}/{method}/milestones/{step}/seed{seed}/eval.json"
+        return from_records(result(scale, task, method, seed, "eval.json"))
+    return from_records(f"results/{scale}/{task}/{method}/milestones/{step}/seed{seed}/eval.json")
 
 
 def milestone_tasks(scale, step):
@@ -271,20 +280,21 @@ MILESTONE_TABLES = ("table3", "table5")
 def reached_ends(scale, task, methods):
     """The segment ends of a task that every run of ``methods`` has reached (markers on disk)."""
     return [step for step in segment_ends(scale, task)
-            if all(Path(marker).exists() for method in methods
+            if all(Path(from_records(marker)).exists() for method in methods
                    for marker in segment_dirs(Wildcards(scale, task, method), step))]
 
 
 def reached_milestone_tables(wildcards):
-    """The `milestones` target: the tables of every milestone that all of its tasks' runs of a
-    table have reached (snapshots on disk), and each task's verdict figure over the milestones
-    it reached; nothing is trained for it."""
+    """The `milestones` target: the tables (both protocols: one evaluation holds both) of every
+    milestone that all of its tasks' runs of a table have reached (snapshots on disk), and each
+    task's verdict figure over the milestones it reached; nothing is trained for it."""
     scale, targets = SCALE, []
     steps = sorted({m for t in tasks_of(scale) for m in segment_ends(scale, t)})
     for step in steps:
         for table in MILESTONE_TABLES:
             if all(step in reached_ends(scale, t, methods_of(table)) for t in milestone_tasks(scale, step)):
-                targets += [f"paper_tables/{scale}/milestones/{step}/{table}.{ext}" for ext in ("csv", "md", "tex")]
+                targets += [f"paper_tables/{scale}/milestones/{step}/{protocoldir}{table}.{ext}"
+                            for protocoldir in ("", "stochastic/") for ext in ("csv", "md", "tex")]
     targets += [f"results/{scale}/figures/verdict_{t}.{ext}" for t in tasks_of(scale)
                 if reached_ends(scale, t, VERDICT_METHODS) for ext in ("png", "pdf", "csv")]
     if not targets:

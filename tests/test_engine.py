@@ -541,14 +541,30 @@ ENGINE_RUNS = _fixture_cases()
 @pytest.mark.parametrize("case", sorted(ENGINE_RUNS.CASES))
 def test_engine_reproduces_the_committed_fixtures(tmp_path, case):
     """Every member's learning curve and every deployed tensor, bit for bit, as the committed
-    fixture (made by the code of the walker-stand / finger-spin campaign): a change that moves
-    them must say so and regenerate them."""
+    fixture of this CPU kind (made by the code of the walker-stand / finger-spin campaign): a
+    change that moves them must say so and regenerate them. Against every other recorded kind the
+    learning curves agree but for float rounding grown by the dynamics (the same episodes, steps
+    and master choices; returns within 0.1%: AMD-AVX2 against Intel-AVX512 differ by ~4e-9 on
+    MountainCar, 5e-4 on walker-stand): on a CPU kind with no fixture that is all that
+    can be checked until its fixtures are recorded (`--new-kind`)."""
     import json
 
-    expected = json.loads((ENGINE_RUNS.FIXTURES / f"{case}.json").read_text())
     got = ENGINE_RUNS.run_case(case, tmp_path / case)
-    assert got.keys() == expected.keys()
-    for seed in expected:
-        assert got[seed]["progress"] == expected[seed]["progress"], seed
-        assert len(expected[seed]["progress"]) >= 2
-        assert got[seed]["weights"] == expected[seed]["weights"], seed
+    recorded = {path.parent.name: json.loads(path.read_text())
+                for path in sorted(ENGINE_RUNS.FIXTURES_ROOT.glob(f"*/{case}.json"))}
+    assert recorded, f"no fixture of {case} for any CPU kind"
+    here = ENGINE_RUNS.cpu_kind()
+    for kind, expected in recorded.items():
+        assert got.keys() == expected.keys(), kind
+        for seed in expected:
+            assert len(expected[seed]["progress"]) >= 2
+            if kind == here:
+                assert got[seed]["progress"] == expected[seed]["progress"], seed
+                assert got[seed]["weights"] == expected[seed]["weights"], seed
+            else:
+                assert got[seed]["progress"] == [
+                    {**row, "episode_return": pytest.approx(row["episode_return"], rel=1e-3, abs=1e-6)}
+                    for row in expected[seed]["progress"]], (kind, seed)
+    if here not in recorded:
+        pytest.skip(f"learning curves agree with {sorted(recorded)}'s; no bit-exact fixture for CPU kind "
+                    f"{here}: record it with tests/fixtures/engine_runs.py --new-kind")

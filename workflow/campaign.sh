@@ -29,29 +29,32 @@ export PATH="$venv:$PATH" MUJOCO_GL=${MUJOCO_GL:-egl}
 snakemake=$(command -v snakemake || echo "$venv/snakemake")
 asymbench=$(command -v asymbench || echo "$venv/asymbench")
 
-tables_dir() { if [ "$scale" = paper ]; then echo paper_tables/paper; else echo "paper_tables/$scale"; fi; }
+tables="paper_tables/$scale/milestones"   # every scale's milestone tables, the paper's included
 
-# The first seed of a task's runs at the scale: its snapshot stands for the group (one job
-# trains every seed of a group).
+# The first seed of a task's runs at the scale (as common.smk's seeds_of reads config.yaml): its
+# snapshot stands for the group, since one job trains every seed of a group.
 first_seed() {
     python -c 'import sys, yaml
-s = yaml.safe_load(open("config/config.yaml"))["scales"][sys.argv[1]]
+scales = yaml.safe_load(open("config/config.yaml"))["scales"]
+if sys.argv[1] not in scales:
+    sys.exit(f"CAMPAIGN_SCALE: unknown scale {sys.argv[1]!r}; config/config.yaml has {sorted(scales)}")
+s = scales[sys.argv[1]]
 print((s.get("per_task", {}).get(sys.argv[2], {}).get("seeds") or s["seeds"])[0])' "$scale" "$1"
 }
 
 # The snakemake command (into the array `cmd`) that takes every run to milestone $1; the long
 # groups (Ours, then L-only) start first, since they set the stage's makespan.
 stage_command() {
-    local step=$1 prio=() t m marker
-    for t in $tasks; do for m in ours l_only; do
-        marker="milestones/$step/seed$(first_seed "$t")/snapshot.json"
-        [ "$step" = "${steps##* }" ] && marker="seed$(first_seed "$t")/run.json"   # the budget
-        prio+=("results/$scale/$t/$m/$marker")
-    done; done
+    local step=$1 prio=() t m seed marker
+    for t in $tasks; do
+        seed=$(first_seed "$t")
+        marker="milestones/$step/seed$seed/snapshot.json"
+        [ "$step" = "${steps##* }" ] && marker="seed$seed/run.json"   # the budget: the run folder
+        for m in ours l_only; do prio+=("results/$scale/$t/$m/$marker"); done
+    done
     cmd=("$snakemake" --workflow-profile workflow/profiles/local --cores "$cores"
          --rerun-triggers mtime --config "scale=$scale" "tasks=[${tasks// /,}]"
-         --prioritize "${prio[@]}" -- "$(tables_dir)/milestones/$step/table3.csv"
-         "$(tables_dir)/milestones/$step/stochastic/table3.csv")
+         --prioritize "${prio[@]}" -- "$tables/$step/table3.csv" "$tables/$step/stochastic/table3.csv")
 }
 
 # Each task's verdict figure over the milestones reached.
@@ -97,7 +100,7 @@ case ${1:-} in
         for log in results/"$scale"/logs/*/*/train_*.log; do
             [ -f "$log" ] && echo "${log#results/"$scale"/logs/}: $(tail -n 1 "$log")"
         done
-        ls "$(tables_dir)"/milestones/*/table3.csv 2>/dev/null || echo "no milestone table yet" ;;
+        ls "$tables"/*/table3.csv 2>/dev/null || echo "no milestone table yet" ;;
     collect)
         # Every run's records at each milestone (eval.json, snapshot.json, config.json,
         # progress.csv) into another checkout's results/<scale>/records/<task>/<method>/..., where

@@ -286,7 +286,7 @@ def reached_ends(scale, task, methods):
 
 def reached_milestone_tables(wildcards):
     """The `milestones` target: the tables (both protocols: one evaluation holds both) of every
-    milestone that all of its tasks' runs of a table have reached (snapshots on disk), and each
+    milestone that all of its tasks' runs of a table have reached (snapshots, or records, on disk), and each
     task's verdict figure over the milestones it reached; nothing is trained for it."""
     scale, targets = SCALE, []
     steps = sorted({m for t in tasks_of(scale) for m in segment_ends(scale, t)})

@@ -96,6 +96,10 @@ def _add_train(sub) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1 and 2 give bit-identical runs, tested; the pipeline "
                    "sets it from config `train_threads` / `thread_plan`)")
+    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help="the SAC update through torch.compile (needs a C++ compiler): on, off (eager, "
+                        "the bit-exact reference), or auto: on where a compiler is found and the budget "
+                        "repays the warm-up; config.json's `runtime` records which ran")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _registry_arg(p)
     p.set_defaults(handler=_run_train)
@@ -116,7 +120,7 @@ def _run_train(args) -> None:
         learning_starts=args.learning_starts, master_learning_starts=args.master_learning_starts,
         max_episode_steps=args.max_episode_steps, checkpoint_every=args.checkpoint_every,
         timeouts=args.timeouts, asym_action_noise=args.asym_action_noise,
-        threads=args.threads, progress=not args.quiet, registry=args.registry)
+        threads=args.threads, progress=not args.quiet, registry=args.registry, compile=args.compile)
     seeds = args.seeds or [0 if args.seed is None else args.seed]
     dirs = member_dirs(args.out, seeds) if args.seeds else [Path(args.out)]
     train_group(request, seeds, args.out, dirs, device=args.device, until=args.until,

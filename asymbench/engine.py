@@ -45,6 +45,7 @@ from stable_baselines3.common.utils import LinearSchedule
 from tqdm import tqdm
 
 from asymbench import envstate
+from asymbench.acceleration import runtime_record, use_compiled
 from asymbench.agents import SUB_POLICIES, make_sac
 from asymbench.master import MasterGroup
 from asymbench.networks import StackedLinear, StackedMLP, costs, sac_actor_flops
@@ -95,7 +96,7 @@ class StackedSAC:
     each seed's first Q-network, K..2K-1 its second, so both critics run as one stack."""
 
     def __init__(self, members: int, obs_dim: int, act_dim: int, width: int, settings: dict,
-                 device: str = "cpu"):
+                 device: str = "cpu", compiled: bool = False):
         self.members, self.act_dim, self.settings = members, act_dim, settings
         self.trunk = StackedMLP(members, obs_dim, [width, width], None).to(device)
         self.mu = StackedLinear(members, width, act_dim).to(device)
@@ -117,6 +118,33 @@ class StackedSAC:
         else:
             self.log_ent_coef = None
             self.fixed_ent_coef = torch.full((members, 1, 1), float(settings["ent_coef"]), device=device)
+        # The gradient step's inputs, preallocated: ``update`` copies a batch and its noise in,
+        # so the step always reads the same tensors (static shapes, one compiled graph).
+        batch = settings["batch_size"]
+        empty = lambda *shape: torch.zeros(members, batch, *shape, device=device)  # noqa: E731
+        self.inputs = {"obs": empty(obs_dim), "next_obs": empty(obs_dim), "action": empty(act_dim),
+                       "reward": empty(), "done": empty(), "noise_pi": empty(act_dim),
+                       "noise_next": empty(act_dim)}
+        self.compiled = compiled
+        self.lr = torch.tensor(float(lr), device=device)  # read by the compiled step's Adam
+        self._configure_optimizers()
+        self._step = torch.compile(self.gradient_step) if compiled else self.gradient_step
+
+    def _optimizers(self) -> list[torch.optim.Optimizer]:
+        optimizers = [self.actor_optimizer, self.critic_optimizer]
+        return optimizers + ([self.ent_coef_optimizer] if self.log_ent_coef is not None else [])
+
+    def _configure_optimizers(self) -> None:
+        """Compiled, Adam reads the learning rate from a tensor and keeps its arithmetic on tensors
+        (``capturable``), so a changing learning rate neither recompiles nor leaves the graph.
+        Eager, Adam is today's (a float learning rate, host-side bias corrections): bit for bit
+        the update the fixtures were recorded with."""
+        for optimizer in self._optimizers():
+            for group in optimizer.param_groups:
+                group["capturable"] = self.compiled
+                group["lr"] = self.lr if self.compiled else float(group["lr"])
+            for state in optimizer.state.values():  # capturable keeps its step count by the weights
+                state["step"] = state["step"].to(self.lr.device if self.compiled else "cpu")
 
     # --- policy ------------------------------------------------------------------------
     def _mean_log_std(self, obs: torch.Tensor):
@@ -142,19 +170,31 @@ class StackedSAC:
     # --- one gradient step for every member ----------------------------------------------
     def update(self, batch: dict, noise_pi: torch.Tensor, noise_next: torch.Tensor,
                progress_remaining: float) -> None:
-        """What ``SAC.train(gradient_steps=1)`` does, for all K members at once; member k's
-        losses only reach member k's weights (the summed loss has a block-diagonal Jacobian)."""
+        """What ``SAC.train(gradient_steps=1)`` does, for all K members at once: the batch and
+        noise go into the preallocated inputs, the learning rate follows its schedule, and
+        ``gradient_step`` (eager or compiled) does the rest."""
         lr = self.lr_schedule(progress_remaining)
-        optimizers = [self.actor_optimizer, self.critic_optimizer]
-        if self.log_ent_coef is not None:
-            optimizers.append(self.ent_coef_optimizer)
-        for optimizer in optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-        K = self.members
-        obs, actions = batch["obs"], batch["action"]
-        actions_pi, log_prob = self.sample(obs, noise_pi)          # [K,B,A], [K,B]
+        if self.compiled:
+            self.lr.fill_(lr)
+        else:
+            for optimizer in self._optimizers():
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+        for name, value in (*batch.items(), ("noise_pi", noise_pi), ("noise_next", noise_next)):
+            self.inputs[name].copy_(value)
+        self._step()
+
+    def gradient_step(self) -> None:
+        """One gradient step of every member on ``self.inputs``, optimizer steps included: one
+        static-shape function, the unit ``torch.compile`` compiles. Member k's losses only reach
+        member k's weights (the summed loss has a block-diagonal Jacobian)."""
+        K, inputs = self.members, self.inputs
+        obs, actions = inputs["obs"], inputs["action"]
+        actions_pi, log_prob = self.sample(obs, inputs["noise_pi"])   # [K,B,A], [K,B]
         log_prob = log_prob[..., None]
+        # Compiled, the policy sample is a graph of its own: the actor loss backpropagates through
+        # it after the entropy and critic losses have run their own backward (no-op eager).
+        torch._dynamo.graph_break()
 
         ent_coef = self.ent_coef()                                  # [K,1,1]
         if self.log_ent_coef is not None:
@@ -164,10 +204,10 @@ class StackedSAC:
             self.ent_coef_optimizer.step()
 
         with torch.no_grad():
-            next_actions, next_log_prob = self.sample(batch["next_obs"], noise_next)
-            next_q = self.q_values(batch["next_obs"], next_actions, target=True)
+            next_actions, next_log_prob = self.sample(inputs["next_obs"], inputs["noise_next"])
+            next_q = self.q_values(inputs["next_obs"], next_actions, target=True)
             next_q = torch.minimum(next_q[:K], next_q[K:]) - ent_coef * next_log_prob[..., None]
-            target_q = batch["reward"][..., None] + (1 - batch["done"][..., None]) * self.settings["gamma"] * next_q
+            target_q = inputs["reward"][..., None] + (1 - inputs["done"][..., None]) * self.settings["gamma"] * next_q
 
         current_q = self.q_values(obs, actions)
         critic_loss = 0.5 * (((current_q[:K] - target_q) ** 2).mean(dim=(1, 2))
@@ -236,6 +276,7 @@ class StackedSAC:
             with torch.no_grad():
                 self.log_ent_coef.copy_(state["log_ent_coef"])
             self.ent_coef_optimizer.load_state_dict(state["ent_coef_optimizer"])
+        self._configure_optimizers()  # a state_dict brings its own learning rate and flags
 
 
 class StackedReplay:
@@ -428,7 +469,8 @@ def group_configs(request: TrainRequest, seeds: list[int]) -> list[dict]:
 MERGE_MAX_WIDTH = 128
 
 
-def _stack_layout(widths: dict, members: int, obs_dim: int, act_dim: int, settings: dict, device: str):
+def _stack_layout(widths: dict, members: int, obs_dim: int, act_dim: int, settings: dict, device: str,
+                  compiled: bool = False):
     """The stacks to train and where each policy's K members sit in them: ``slots[name] =
     (stack name, first member index)``. A narrower policy merged into a wider stack is
     zero-padded; its padded units have zero weights, zero activations and zero gradients
@@ -437,9 +479,10 @@ def _stack_layout(widths: dict, members: int, obs_dim: int, act_dim: int, settin
     names = list(widths)
     widest = max(widths.values())
     if len(names) > 1 and widest <= MERGE_MAX_WIDTH:
-        stack = StackedSAC(members * len(names), obs_dim, act_dim, widest, settings, device)
+        stack = StackedSAC(members * len(names), obs_dim, act_dim, widest, settings, device, compiled)
         return {"merged": stack}, {name: ("merged", i * members) for i, name in enumerate(names)}
-    stacks = {name: StackedSAC(members, obs_dim, act_dim, widths[name], settings, device) for name in names}
+    stacks = {name: StackedSAC(members, obs_dim, act_dim, widths[name], settings, device, compiled)
+              for name in names}
     return stacks, {name: (name, 0) for name in names}
 
 
@@ -586,8 +629,10 @@ class Group:
     """The K members' environments, stacked SACs, replay, master, random streams and
     exploration noise: everything that acts and learns."""
 
-    def __init__(self, request: TrainRequest, config: dict, seeds: list[int], device: str):
+    def __init__(self, request: TrainRequest, config: dict, seeds: list[int], device: str,
+                 compiled: bool = False):
         torch.set_num_threads(request.threads)
+        self.compiled = compiled  # the SAC update through torch.compile (engine.compile)
         self.t = 0  # env steps taken, for naming the step of a fault
         self.config, self.seeds, self.device = config, list(seeds), device
         self.K, self.is_asym, self.her = len(seeds), config["method"] == "asym", config["her"]
@@ -615,7 +660,7 @@ class Group:
         self.sb3 = {name: [make_sac(settings, self.envs[k], config["widths"][name], s, buffer_size=1,
                                     her=self.her) for k, s in enumerate(self.seeds)] for name in self.names}
         self.stacks, self.slots = _stack_layout(config["widths"], K, self.obs_dim, self.act_dim,
-                                                settings, device)
+                                                settings, device, self.compiled)
         for name in self.names:
             stack, offset = self.slots[name]
             for k in range(K):
@@ -1063,15 +1108,19 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
     plan, reached = plan_group(request, seeds, out_root, dirs, until, segment_start)
     if reached is not None:
         return reached
+    compiled = use_compiled(request.compile, plan.total_steps)
+    runtime = runtime_record(request.compile, compiled, device, request.threads)
+    plan.configs = [{**c, "runtime": runtime} for c in plan.configs]
     with GroupLock(plan.out_root):
         for d, c in zip(plan.dirs, plan.configs):
             write_json(d / CONFIG_FILE, c)
-        return _train(request, plan, device, segment_start)
+        return _train(request, plan, device, segment_start, compiled)
 
 
-def _train(request: TrainRequest, plan: GroupPlan, device: str, segment_start: int | None) -> list[dict]:
+def _train(request: TrainRequest, plan: GroupPlan, device: str, segment_start: int | None,
+           compiled: bool = False) -> list[dict]:
     """The env-step cycle of ``train_group``, from its set-up (or checkpoint) to its models."""
-    group = Group(request, plan.config, plan.seeds, device)
+    group = Group(request, plan.config, plan.seeds, device, compiled)
     checkpoint = GroupCheckpoint(plan.out_root, device)
     saved = checkpoint.load() if checkpoint.exists() else None
     if saved is not None:

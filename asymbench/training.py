@@ -50,6 +50,7 @@ class TrainRequest:
     registry: str | None = None
     timeouts: str | None = None           # overrides the registry's `timeouts`
     asym_action_noise: str | None = None  # overrides the registry's `asym_action_noise`
+    compile: str = "auto"                 # engine.compile: auto | on | off (acceleration.py)
 
 
 def widths(request: TrainRequest, task) -> dict[str, int]:
@@ -136,6 +137,8 @@ def same_config(recorded: dict, config: dict) -> bool:
     (no "registry_version") matches on everything else, and one recorded before a task setting
     existed matches where ``config`` holds that setting's packaged default (what
     ``task_from_config`` fills in for it, i.e. what the run ran with)."""
+    # how this machine ran the update (acceleration.runtime_record) is no part of what was asked
+    recorded, config = ({k: v for k, v in c.items() if k != "runtime"} for c in (recorded, config))
     if "registry_version" not in recorded:
         config = {k: v for k, v in config.items() if k != "registry_version"}
     if isinstance(recorded.get("task_settings"), dict) and isinstance(config.get("task_settings"), dict):

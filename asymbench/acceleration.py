@@ -3,21 +3,21 @@ record of what ran, saved in every run's config.json under ``runtime``.
 
 ``StackedSAC.gradient_step`` is one static-shape function (critics, actor, entropy coefficient,
 Adam and Polyak on preallocated tensors). Eager it is the reference: on a CPU it computes today's
-update bit for bit. ``torch.compile`` fuses its small operators into a few C++ kernels, which
-pays where a step is dispatch-bound (widths up to a few hundred on a CPU, every width on a GPU);
-benchmarks/results/compile_speedup.json measures it, and its warm-up (seconds per stack shape).
-Compiled results agree with eager to float rounding, not bit for bit (tests/test_engine.py).
+update bit for bit. Compiled (``torch.compile``, Inductor's C++ kernels on a CPU) it agrees
+with eager to float rounding, not bit for bit (tests/test_engine.py);
+benchmarks/results/compile_speedup.json measures both in turns, and the warm-up (seconds of
+compilation per stack shape).
 
-``auto`` compiles where a C++ compiler is found (Inductor needs one) and the run's budget is
-long enough for the warm-up to pay back many times over; it depends on the budget, never on
-how far a resumed run has come, so a killed run resumes in the mode it started in.
+``auto`` runs what measured faster on the device type: eager on a CPU (compile_speedup.json:
+the compiled update, split into graphs at its three backward passes, is no faster there), and
+eager on a GPU until one is measured. ``on`` compiles wherever a C++
+compiler is found, and stops with one line where none is.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import torch
@@ -25,11 +25,9 @@ import torch
 from asymbench.runs import UsageError, cpu_model
 
 COMPILE_CHOICES = ("auto", "on", "off")
-# auto compiles runs of at least this many env steps: the warm-up (about a minute per stack
-# shape, at most two stacks) is repaid by ~2 ms saved per update within ~30k updates at the
-# smallest widths (compile_speedup.json: warmup_s and ms_per_update), so from here it costs
-# at most a few per cent of a run and saves a third or more of the rest.
-AUTO_COMPILE_MIN_STEPS = 100_000
+# What ``auto`` runs per device type: the faster in benchmarks/results/compile_speedup.json
+# (CPU); a GPU's is pending a measurement.
+AUTO_COMPILES = {"cpu": False, "cuda": False}
 
 
 def cxx_compiler() -> str | None:
@@ -38,21 +36,17 @@ def cxx_compiler() -> str | None:
     return next((found for name in candidates if name and (found := shutil.which(name))), None)
 
 
-def use_compiled(setting: str, total_steps: int) -> bool:
-    """Whether the update runs compiled for ``engine.compile: setting`` (--compile)."""
+def use_compiled(setting: str, device: str) -> bool:
+    """Whether the update runs compiled for ``engine.compile: setting`` (--compile) on ``device``."""
     if setting not in COMPILE_CHOICES:
         raise UsageError(f"--compile (engine.compile) must be one of {', '.join(COMPILE_CHOICES)}, "
                          f"got {setting!r}")
-    if setting == "off":
-        return False
-    if cxx_compiler() is None:
-        if setting == "on":
-            raise UsageError("--compile on (engine.compile): no C++ compiler found ($CXX, g++, c++ or "
-                             "clang++), which torch.compile needs: install one or use --compile off")
-        print("asymbench: engine.compile auto: no C++ compiler found, so the update runs eager",
-              file=sys.stderr, flush=True)
-        return False
-    return setting == "on" or total_steps >= AUTO_COMPILE_MIN_STEPS
+    if setting == "auto":
+        return AUTO_COMPILES.get(torch.device(device).type, False)
+    if setting == "on" and cxx_compiler() is None:
+        raise UsageError("--compile on (engine.compile): no C++ compiler found ($CXX, g++, c++ or "
+                         "clang++), which torch.compile needs: install one, or use --compile off")
+    return setting == "on"
 
 
 def cpu_vendor() -> str | None:

@@ -98,8 +98,8 @@ def _add_train(sub) -> None:
                    "sets it from config `train_threads` / `thread_plan`)")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="the SAC update through torch.compile (needs a C++ compiler): on, off (eager, "
-                        "the bit-exact reference), or auto: on where a compiler is found and the budget "
-                        "repays the warm-up; config.json's `runtime` records which ran")
+                        "the bit-exact reference), or auto: what measured faster on the device type "
+                        "(eager on a CPU); config.json's `runtime` records which ran")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _registry_arg(p)
     p.set_defaults(handler=_run_train)

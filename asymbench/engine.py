@@ -128,7 +128,7 @@ class StackedSAC:
         self.compiled = compiled
         self.lr = torch.tensor(float(lr), device=device)  # read by the compiled step's Adam
         self._configure_optimizers()
-        self._step = torch.compile(self.gradient_step) if compiled else self.gradient_step
+        self._step = torch.compile(self.gradient_step, dynamic=False) if compiled else self.gradient_step
 
     def _optimizers(self) -> list[torch.optim.Optimizer]:
         optimizers = [self.actor_optimizer, self.critic_optimizer]
@@ -1108,7 +1108,7 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
     plan, reached = plan_group(request, seeds, out_root, dirs, until, segment_start)
     if reached is not None:
         return reached
-    compiled = use_compiled(request.compile, plan.total_steps)
+    compiled = use_compiled(request.compile, device)
     runtime = runtime_record(request.compile, compiled, device, request.threads)
     plan.configs = [{**c, "runtime": runtime} for c in plan.configs]
     with GroupLock(plan.out_root):

@@ -568,3 +568,79 @@ def test_engine_reproduces_the_committed_fixtures(tmp_path, case):
     if here not in recorded:
         pytest.skip(f"learning curves agree with {sorted(recorded)}'s; no bit-exact fixture for CPU kind "
                     f"{here}: record it with tests/fixtures/engine_runs.py --new-kind")
+
+
+# --------------------------------------------------------------------------------------------
+# engine.compile: the update compiled (torch.compile) against the eager reference
+# --------------------------------------------------------------------------------------------
+COMPILE_TASK = "MountainCarContinuous"  # the test below and the CLI run share its shapes (compile cache)
+
+
+def test_compiled_update_agrees_with_eager_within_adam_rounding():
+    """The compiled update is not bit-exact (Inductor's kernels round differently), and Adam
+    turns a rounding difference in a gradient into a step difference of up to one learning rate
+    where a gradient element is near zero (its step is ~lr * sign). So after n updates from the
+    same state every element agrees within 2 * n * lr, and nearly all agree to float rounding
+    (a wrong gradient or step would move most elements by ~lr)."""
+    task = get_task(COMPILE_TASK)
+    settings = dict(task.sac, lr_schedule="linear")  # a changing learning rate must not recompile
+    obs_dim, act_dim = 2, 1
+    torch.manual_seed(0)
+    eager = StackedSAC(1, obs_dim, act_dim, task.large, settings)
+    compiled = StackedSAC(1, obs_dim, act_dim, task.large, settings, compiled=True)
+    compiled.restore(eager.state())
+    initial = {part: {k: v.clone() for k, v in getattr(eager, part).state_dict().items()}
+               for part in ("trunk", "mu", "log_std", "critic", "critic_target")}
+    gen, B, n = torch.Generator().manual_seed(1), settings["batch_size"], 5
+    for i in range(n):
+        batch = {"obs": torch.randn(1, B, obs_dim, generator=gen), "next_obs": torch.randn(1, B, obs_dim, generator=gen),
+                 "action": torch.rand(1, B, act_dim, generator=gen) * 2 - 1,
+                 "reward": torch.randn(1, B, generator=gen), "done": (torch.rand(1, B, generator=gen) < 0.1).float()}
+        noise = [torch.randn(1, B, act_dim, generator=gen) for _ in range(2)]
+        for sac in (eager, compiled):
+            sac.update(batch, *noise, 1.0 - i / 10)
+    lr = settings["learning_rate"]
+    moved = 0
+    for part in ("trunk", "mu", "log_std", "critic", "critic_target"):
+        for (name, a), b in zip(getattr(eager, part).named_parameters(), getattr(compiled, part).parameters()):
+            diff = (a - b).abs()
+            assert diff.max() <= 2 * n * lr, (part, name)
+            assert (diff > 1e-5).float().mean() < 0.01, (part, name)
+            moved += not torch.equal(a, initial[part][name])
+    assert moved  # the updates changed the weights
+    assert abs(eager.log_ent_coef - compiled.log_ent_coef).max() <= 2 * n * lr
+
+
+def test_train_compile_on_learns_as_eager_and_records_it(tmp_path):
+    """`asymbench train --compile on` and `--compile off`: the same episodes, returns within
+    0.1% (the cross-CPU-kind tolerance of the fixtures), and config.json's runtime says which
+    ran and on what."""
+    from asymbench.cli import main
+
+    curves = {}
+    for mode in ("off", "on"):
+        out = tmp_path / mode
+        assert main(["train", "--task", COMPILE_TASK, "--method", "l_only", "--seed", "3", "--out", str(out),
+                     "--steps", "400", "--learning-starts", "100", "--max-episode-steps", "70",
+                     "--compile", mode, "--quiet"]) in (0, None)
+        runtime = read_json(out / "config.json")["runtime"]
+        assert runtime["compile"] == mode and runtime["compiled"] == (mode == "on")
+        assert runtime["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+        assert runtime["torch"] == torch.__version__ and runtime["deterministic_algorithms"] is False
+        curves[mode] = pd.read_csv(out / "progress.csv")
+    assert len(curves["on"]) >= 4
+    pd.testing.assert_frame_equal(curves["on"].drop(columns=["wall_s", "episode_return"]),
+                                  curves["off"].drop(columns=["wall_s", "episode_return"]))
+    assert np.allclose(curves["on"]["episode_return"], curves["off"]["episode_return"], rtol=1e-3)
+
+
+def test_compile_on_without_a_compiler_stops_in_one_line(tmp_path, monkeypatch, capsys):
+    from asymbench.cli import main
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CXX", raising=False)
+    code = main(["train", "--task", COMPILE_TASK, "--method", "l_only", "--out", str(tmp_path / "run"),
+                 "--steps", "100", "--compile", "on", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--compile on" in err[0] and "C++ compiler" in err[0]
+    assert not (tmp_path / "run" / "config.json").exists()

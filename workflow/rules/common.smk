@@ -362,7 +362,8 @@ def train_options(wildcards):
                         ("--max-episode-steps", s["max_episode_steps"]),
                         ("--checkpoint-every", s["checkpoint_every"]), ("--lam", lam),
                         ("--asym-action-noise", "as_sac" if wildcards.method == "ours_as_sac" else None),
-                        ("--device", "cuda" if train_device(wildcards) == "cuda" else None)])
+                        ("--device", "cuda" if train_device(wildcards) == "cuda" else None),
+                        ("--compile", train_compile(s))])
     return " ".join(filter(None, [options, registry_option()]))
 
 
@@ -411,6 +412,13 @@ def train_threads(wildcards):
 def train_device(wildcards):
     """cpu or cuda: the scale's `device` for the job's result folder (default cpu)."""
     return per_method(settings(wildcards).get("device"), wildcards.method, "cpu")
+
+
+def train_compile(s):
+    """--compile of a training job: the scale's `compile` where not auto (YAML's on / off
+    arrive as true / false)."""
+    value = {True: "on", False: "off"}.get(s.get("compile", "auto"), s.get("compile", "auto"))
+    return None if value == "auto" else value
 
 
 def train_gpus(wildcards):

@@ -14,7 +14,8 @@
 # `thread_plan` (`asymbench estimate --out`) or the scale's `train_threads` (default 1), capped by
 # --cores, and SLURM's cpus_per_task follows them; a scale's `device: cuda` adds `--device cuda`
 # and the resource gpu=1 (local: --resources gpu=N; SLURM: --gpus=1). Runs are bit-identical at
-# 1 and 2 threads (tested), so a plan changes no number.
+# 1 and 2 threads (tested), so a plan changes no number. A scale's `compile` (auto | on | off)
+# is the update's engine.compile (`--compile`, where not auto); config.json's `runtime` records it.
 
 
 def _step(wildcards):

@@ -187,49 +187,59 @@ class StackedSAC:
     def gradient_step(self) -> None:
         """One gradient step of every member on ``self.inputs``, optimizer steps included: one
         static-shape function, the unit ``torch.compile`` compiles. Member k's losses only reach
-        member k's weights (the summed loss has a block-diagonal Jacobian)."""
-        K, inputs = self.members, self.inputs
-        obs, actions = inputs["obs"], inputs["action"]
-        actions_pi, log_prob = self.sample(obs, inputs["noise_pi"])   # [K,B,A], [K,B]
+        member k's weights (the summed loss has a block-diagonal Jacobian). SB3's order: the
+        entropy coefficient, the critics, the actor (through the updated critics), the targets."""
+        inputs = self.inputs
+        actions_pi, log_prob = self.sample(inputs["obs"], inputs["noise_pi"])   # [K,B,A], [K,B]
         log_prob = log_prob[..., None]
         # Compiled, the policy sample is a graph of its own: the actor loss backpropagates through
         # it after the entropy and critic losses have run their own backward (no-op eager).
         torch._dynamo.graph_break()
-
-        ent_coef = self.ent_coef()                                  # [K,1,1]
+        ent_coef = self.ent_coef()                                  # [K,1,1], before its step
         if self.log_ent_coef is not None:
-            ent_loss = -(self.log_ent_coef.view(-1, 1, 1) * (log_prob + self.target_entropy).detach())
-            self.ent_coef_optimizer.zero_grad()
-            ent_loss.mean(dim=(1, 2)).sum().backward()
-            self.ent_coef_optimizer.step()
+            self.entropy_step(log_prob)
+        self.critic_step(ent_coef)
+        self.actor_step(actions_pi, log_prob, ent_coef)
+        self.target_update()
 
+    def entropy_step(self, log_prob: torch.Tensor) -> None:
+        ent_loss = -(self.log_ent_coef.view(-1, 1, 1) * (log_prob + self.target_entropy).detach())
+        self.ent_coef_optimizer.zero_grad()
+        ent_loss.mean(dim=(1, 2)).sum().backward()
+        self.ent_coef_optimizer.step()
+
+    def critic_step(self, ent_coef: torch.Tensor) -> None:
+        K, inputs = self.members, self.inputs
         with torch.no_grad():
             next_actions, next_log_prob = self.sample(inputs["next_obs"], inputs["noise_next"])
             next_q = self.q_values(inputs["next_obs"], next_actions, target=True)
             next_q = torch.minimum(next_q[:K], next_q[K:]) - ent_coef * next_log_prob[..., None]
             target_q = inputs["reward"][..., None] + (1 - inputs["done"][..., None]) * self.settings["gamma"] * next_q
-
-        current_q = self.q_values(obs, actions)
+        current_q = self.q_values(inputs["obs"], inputs["action"])
         critic_loss = 0.5 * (((current_q[:K] - target_q) ** 2).mean(dim=(1, 2))
                              + ((current_q[K:] - target_q) ** 2).mean(dim=(1, 2)))
         self.critic_optimizer.zero_grad()
         critic_loss.sum().backward()
         self.critic_optimizer.step()
 
+    def actor_step(self, actions_pi: torch.Tensor, log_prob: torch.Tensor, ent_coef: torch.Tensor) -> None:
         # The critic's weights are read detached: SB3 lets these gradients reach the critic and
         # zeroes them before the next critic step, so skipping them changes no number.
-        q_pi = self.q_values(obs, actions_pi, detach=True)
+        K = self.members
+        q_pi = self.q_values(self.inputs["obs"], actions_pi, detach=True)
         min_q_pi = torch.minimum(q_pi[:K], q_pi[K:])
         actor_loss = (ent_coef * log_prob - min_q_pi).mean(dim=(1, 2))
         self.actor_optimizer.zero_grad()
         actor_loss.sum().backward()
         self.actor_optimizer.step()
 
-        with torch.no_grad():
-            tau = self.settings["tau"]
-            targets, sources = list(self.critic_target.parameters()), list(self.critic.parameters())
-            torch._foreach_mul_(targets, 1 - tau)
-            torch._foreach_add_(targets, sources, alpha=tau)
+    @torch.no_grad()
+    def target_update(self) -> None:
+        """Polyak averaging of the target critics."""
+        tau = self.settings["tau"]
+        targets, sources = list(self.critic_target.parameters()), list(self.critic.parameters())
+        torch._foreach_mul_(targets, 1 - tau)
+        torch._foreach_add_(targets, sources, alpha=tau)
 
     # --- members in and out of stable-baselines3 SAC objects -------------------------------
     def _pairs(self, k: int, sac):

@@ -110,7 +110,7 @@ def _run_train(args) -> None:
 
     from asymbench.engine import member_dirs, train_group
     from asymbench.runs import UsageError
-    from asymbench.training import TrainRequest
+    from asymbench.train_config import TrainRequest
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is visible to PyTorch on this machine")

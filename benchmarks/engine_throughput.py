@@ -48,7 +48,7 @@ import torch
 
 from asymbench.engine import train_group
 from asymbench.tasks import get_task
-from asymbench.training import TrainRequest
+from asymbench.train_config import TrainRequest
 
 DEFAULT_TASKS = ("MountainCarContinuous", "Swimmer", "Ant", "FetchPickAndPlace", "walker-stand",
                  "finger-spin")

@@ -32,7 +32,7 @@ from _common import load, print_table, random_replay_batch, runnable, write_resu
 
 import torch
 
-from asymbench.engine import StackedSAC
+from asymbench.stacked import StackedSAC
 from asymbench.tasks import env_dims, get_task
 
 

@@ -41,7 +41,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from asymbench.agents import make_action_noise
 from asymbench.tasks import get_task, make_env
 from asymbench.engine import train_group
-from asymbench.training import TrainRequest
+from asymbench.train_config import TrainRequest
 
 TRAINERS = ("s_only", "l_only", "fit", "asym", "bc", "gail")
 WARMUP = 100  # gradient steps inside the short budget, so that both budgets start warm

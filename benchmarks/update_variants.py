@@ -54,7 +54,7 @@ from _common import load, print_table, random_replay_batch, write_results
 import torch
 from thread_scaling import update_flops
 
-from asymbench.engine import StackedSAC, squashed_gaussian
+from asymbench.stacked import StackedSAC, squashed_gaussian
 from asymbench.networks import StackedLinear, StackedMLP
 from asymbench.tasks import env_dims, get_task
 

@@ -7,7 +7,7 @@ import pytest
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from asymbench.engine import train_group  # noqa: E402
-from asymbench.training import TrainRequest  # noqa: E402
+from asymbench.train_config import TrainRequest  # noqa: E402
 
 # A budget that exercises every code path (random warm-up, SAC and master updates, episode
 # ends, macros cut by episode ends) in seconds: 50-step episodes, learning after 100 steps.

@@ -318,7 +318,7 @@ def test_stochastic_student_action_is_its_gaussian_clipped(teacher, expert, tmp_
 def test_students_share_one_width_from_ours_mean_over_seeds(teacher, expert, tmp_path):
     """BC and GAIL, every seed, get the width fit gets: the one matching Ours' mean
     Avg-FLOPs/Inf over seeds (train --method fit --width-from with the same files)."""
-    from asymbench.training import TrainRequest, widths
+    from asymbench.train_config import TrainRequest, widths
 
     paths = []
     for seed, flops in enumerate((3000.0, 4100.0, 7000.0)):
@@ -393,7 +393,7 @@ def test_expert_seeds_stay_below_the_training_range(teacher, tmp_path):
 
 
 def test_a_goal_task_teacher_trained_with_relabelling_gives_flat_expert_data(tmp_path):
-    from asymbench.training import TrainRequest
+    from asymbench.train_config import TrainRequest
 
     from conftest import train_one
 

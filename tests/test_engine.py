@@ -9,10 +9,11 @@ import torch
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from asymbench.agents import make_sac
-from asymbench.engine import StackedSAC, train_group
+from asymbench.engine import train_group
 from asymbench.runs import read_json
+from asymbench.stacked import StackedSAC
 from asymbench.tasks import get_task, make_env, observation_flattener
-from asymbench.training import TrainRequest
+from asymbench.train_config import TrainRequest
 
 
 def _recording_standard_normal(monkeypatch):
@@ -133,7 +134,7 @@ def test_killed_group_resumes_to_the_same_step_count(tmp_path):
 
     script = (
         "import os, asymbench.engine as e\n"
-        "from asymbench.training import TrainRequest\n"
+        "from asymbench.train_config import TrainRequest\n"
         "orig = e.GroupCheckpoint.save\n"
         "def save_then_die(*a):\n    orig(*a); os._exit(9)\n"
         "e.GroupCheckpoint.save = save_then_die\n"
@@ -160,7 +161,8 @@ def test_her_replay_equals_sb3_her_replay_buffer(monkeypatch, strategy):
     from stable_baselines3 import HerReplayBuffer
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from asymbench.engine import StackedHerReplay, _goal_layout
+    from asymbench.engine import _goal_layout
+    from asymbench.stacked import StackedHerReplay
 
     capacity, members, batch_size, her = 23, 2, 40, {"goal_selection_strategy": strategy, "n_sampled_goal": 4}
     envs = [make_env(get_task("FetchPickAndPlace"), seed=k, max_episode_steps=7, flatten=False)

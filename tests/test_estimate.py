@@ -637,7 +637,7 @@ def test_training_with_two_threads_is_bit_identical_to_one(tmp_path):
     import torch
 
     from asymbench.engine import train_group
-    from asymbench.training import TrainRequest
+    from asymbench.train_config import TrainRequest
 
     def run(threads):
         out = tmp_path / f"T{threads}"

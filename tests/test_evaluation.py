@@ -7,7 +7,7 @@ import pytest
 from asymbench.cli import main
 from asymbench.evaluation import evaluate_run
 from asymbench.runs import RunError, read_json
-from asymbench.training import TrainRequest
+from asymbench.train_config import TrainRequest
 
 from conftest import TINY, train_one
 

@@ -32,7 +32,7 @@ def _sac(env_id: str, width: int, seed: int, folder=None) -> SAC:
 
 
 def _finish(run, method: str, **extra) -> None:
-    from asymbench.training import TrainRequest, resolve_config
+    from asymbench.train_config import TrainRequest, resolve_config
 
     if method in ("bc", "gail"):
         config = {"task": TASK, "method": method, "seed": 0, "widths": {"policy": 8}, **extra}

@@ -17,7 +17,7 @@ import torch
 import asymbench.engine as engine
 from asymbench.engine import GROUP_CHECKPOINT, LOCK_FILE, PREVIOUS_CHECKPOINT, train_group
 from asymbench.runs import RunError, load_state
-from asymbench.training import TrainRequest
+from asymbench.train_config import TrainRequest
 
 
 def _request(tmp_path, **kw):

@@ -208,7 +208,7 @@ def test_lint_is_clean():
     assert "Congratulations" in result.stdout + result.stderr
 
 
-@pytest.mark.skipif(not (ROOT / "asymbench" / "training.py").exists(), reason="needs asymbench train")
+@pytest.mark.skipif(not (ROOT / "asymbench" / "train_config.py").exists(), reason="needs asymbench train")
 def test_smoke_dag_end_to_end(tmp_path):
     """Every rule of the smoke scale on one task, in a copy of the workflow, then the report."""
     for name in ("Snakefile", "workflow", "config"):
@@ -339,7 +339,7 @@ def test_campaign_plan_prioritizes_the_long_groups_of_each_milestone_in_turn():
     assert stages[2].endswith("-- results/smoke/figures/verdict_MountainCarContinuous.png")
 
 
-@pytest.mark.skipif(not (ROOT / "asymbench" / "training.py").exists(), reason="needs asymbench train")
+@pytest.mark.skipif(not (ROOT / "asymbench" / "train_config.py").exists(), reason="needs asymbench train")
 def test_campaign_run_leaves_the_tables_of_every_milestone_and_the_verdict_figure(tmp_path):
     """`run` at the smoke scale, then `status`, then `collect` into another checkout, where the
     tables are rebuilt from the collected records alone (config `from_records`)."""

@@ -8,7 +8,7 @@ import torch
 
 from asymbench import seeding
 from asymbench.engine import train_group
-from asymbench.training import TrainRequest
+from asymbench.train_config import TrainRequest
 
 
 def test_env_seeds_are_distinct_and_outside_the_evaluation_range():

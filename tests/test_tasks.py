@@ -194,7 +194,7 @@ def test_fetch_sac_learning_starts_is_tagged_as_the_authors():
 
 
 def test_a_variant_run_records_its_name_and_settings(tmp_path):
-    from asymbench.training import TrainRequest, resolve_config
+    from asymbench.train_config import TrainRequest, resolve_config
 
     config = resolve_config(TrainRequest(task="Ant-v5-contacts", method="l_only", seed=0,
                                          out=tmp_path))
@@ -269,7 +269,7 @@ def test_a_run_that_predates_registry_keys_says_which_defaults_it_takes(capsys):
     """task_from_config fills the keys a run predates from today's defaults, and says so in one
     line on stderr when the run's registry version is not this one; a current run is silent."""
     from asymbench.tasks import REGISTRY_VERSION, task_from_config
-    from asymbench.training import TrainRequest, resolve_config
+    from asymbench.train_config import TrainRequest, resolve_config
 
     config = resolve_config(TrainRequest(task="MountainCarContinuous", method="l_only", seed=0, out="x"))
     assert config["registry_version"] == REGISTRY_VERSION

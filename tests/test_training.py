@@ -13,14 +13,15 @@ import pytest
 import torch
 
 import asymbench.engine as engine
-import asymbench.training as training
+import asymbench.train_config as train_config
 from asymbench.agents import SUB_POLICIES, load_sac, make_sac
-from asymbench.engine import Group, StackedHerReplay, StackedReplay, master_step_costs
+from asymbench.engine import Group, master_step_costs
 from asymbench.master import MasterGroup, load_master
 from asymbench.networks import costs, sac_actor_flops
 from asymbench.runs import RunError, load_state
-from asymbench.training import TrainRequest, resolve_config
+from asymbench.stacked import StackedHerReplay, StackedReplay
 from asymbench.tasks import get_task, make_env
+from asymbench.train_config import TrainRequest, resolve_config
 
 from conftest import TINY, train_one
 
@@ -69,7 +70,7 @@ def test_rerun_of_a_finished_run_does_nothing(asym_run, capsys):
 RESUME_RUN = dict(task="MountainCarContinuous", method="asym", seed=1, steps=600, learning_starts=100,
                   master_learning_starts=50, max_episode_steps=50, checkpoint_every=300,
                   cost_weight=0.01, progress=False)
-TRAIN = ("import sys, asymbench.engine as e, asymbench.training as t\n"
+TRAIN = ("import sys, asymbench.engine as e, asymbench.train_config as t\n"
          "r = t.TrainRequest(out=sys.argv[1], **{kwargs})\n"
          "e.train_group(r, [r.seed], r.out, [r.out])\n")
 # A child process that trains, and dies hard (no cleanup, like SIGKILL) right after writing its
@@ -118,7 +119,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert "at step 300 of 600" in second.stdout and "resuming" in second.stdout
     train_one(TrainRequest(out=whole, **RESUME_RUN))
 
-    columns = [c for c in training.PROGRESS_COLUMNS if c != "wall_s"]
+    columns = [c for c in train_config.PROGRESS_COLUMNS if c != "wall_s"]
     pd.testing.assert_frame_equal(pd.read_csv(killed / "progress.csv")[columns],
                                   pd.read_csv(whole / "progress.csv")[columns])
     a, b = _weights(killed), _weights(whole)
@@ -148,7 +149,7 @@ def _train_to_first_checkpoint(monkeypatch, request: TrainRequest) -> dict:
 
 def test_bootstrap_timeouts_are_not_terminal(tmp_path, monkeypatch):
     registry = tmp_path / "tasks.yaml"
-    text = (Path(training.__file__).parent / "data" / "tasks.yaml").read_text()
+    text = (Path(train_config.__file__).parent / "data" / "tasks.yaml").read_text()
     registry.write_text(text.replace("  timeouts: terminal ", "  timeouts: bootstrap "))
     saved = _train_to_first_checkpoint(monkeypatch, TrainRequest(
         task="MountainCarContinuous", method="asym", seed=0, out=tmp_path / "run", steps=200,
@@ -251,7 +252,7 @@ def test_a_run_recorded_before_a_task_setting_existed_is_the_same_config():
     run ran with; any other value, or any other difference, is a different config."""
     import copy
 
-    from asymbench.training import same_config
+    from asymbench.train_config import same_config
 
     config = resolve_config(TrainRequest(task="walker-stand", method="asym", seed=0, out="x"))
     old = copy.deepcopy(config)

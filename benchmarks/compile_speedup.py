@@ -1,6 +1,7 @@
 """Eager vs compiled SAC update (``--compile off`` vs ``on``), measured in turns in one process:
 per-seed env steps per CPU-second of whole env steps (act, environments, store, SAC update,
-master), K members per group.
+master), K members per group. On a GPU (``--device cuda``) the CPU time is the host's: launches
+and waits.
 
     .venv/bin/python benchmarks/compile_speedup.py                  # -> benchmarks/results/compile_speedup.json
     .venv/bin/python benchmarks/compile_speedup.py --cases mcc_ours --steps 50 --chunks 2 --out /tmp/c.json
@@ -13,7 +14,9 @@ seconds of that first step beyond an eager step). Then ``--chunks`` chunks of ``
 steps alternate eager / compiled, so the load of the shared machine hits both alike; the
 rate is the best chunk's (CPU time, ``time.process_time``: the machine is shared with a
 training campaign, so wall time says little). ``break_even_updates`` = warm-up CPU seconds /
-CPU seconds saved per update: how many updates repay the compilation.
+CPU seconds saved per update: how many updates repay the compilation (none where compiled is
+slower). The warm-up depends on Inductor's on-disk cache (/tmp/torchinductor_$USER): a shape
+compiled before on the machine loads in seconds, a new one takes 40-70 s.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from asymbench.train_config import TrainRequest, resolve_config
 # name -> (task, method, width for fit); K members each
 CASES = {
     "walker_ours": ("walker-stand", "asym", None),
+    "swimmer_l_only": ("Swimmer", "l_only", None),
+    "swimmer_ours": ("Swimmer", "asym", None),
     "walker_l_only": ("walker-stand", "l_only", None),
     "mcc_ours": ("MountainCarContinuous", "asym", None),
     "walker_width256": ("walker-stand", "fit", 256),
@@ -74,11 +79,11 @@ def env_step(group: Group, book: MacroBookkeeping, t: int, update: bool = True) 
         book.new_episode(k, group.reset(k))
 
 
-def measure(case: str, members: int, steps: int, chunks: int, fill: int) -> dict:
+def measure(case: str, members: int, steps: int, chunks: int, fill: int, device: str = "cpu") -> dict:
     task, method, width = CASES[case]
     runs = {}
     for compiled in (False, True):
-        group, book, t = steady_group(task, method, width, members, compiled, fill)
+        group, book, t = steady_group(task, method, width, members, compiled, fill, device)
         wall, cpu = time.perf_counter(), time.process_time()
         env_step(group, book, t)      # the compiled group compiles here
         runs[compiled] = {"group": group, "book": book, "t": t + 1,
@@ -102,7 +107,7 @@ def measure(case: str, members: int, steps: int, chunks: int, fill: int) -> dict
         run["group"].close()
     return {"case": case, "task": task, "method": method,
             "widths": resolve_config(TrainRequest(task=task, method=method, seed=0, out="-", width=width))["widths"],
-            "members": members, "steps_per_chunk": steps, "chunks": chunks,
+            "members": members, "device": device, "steps_per_chunk": steps, "chunks": chunks,
             "eager_seed_steps_per_cpu_s": members / per_step[False],
             "compiled_seed_steps_per_cpu_s": members / per_step[True],
             "speedup": per_step[False] / per_step[True],
@@ -114,23 +119,25 @@ def measure(case: str, members: int, steps: int, chunks: int, fill: int) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--cases", nargs="+", choices=list(CASES),
+                        default=["walker_ours", "walker_l_only", "mcc_ours", "walker_width256"])
     parser.add_argument("--members", type=int, default=5)
     parser.add_argument("--steps", type=int, default=200, help="env steps per chunk")
     parser.add_argument("--chunks", type=int, default=3)
     parser.add_argument("--fill", type=int, default=300, help="random env steps in the buffer first")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.time()
     rows = []
     for case in args.cases:
-        rows.append(measure(case, args.members, args.steps, args.chunks, args.fill))
+        rows.append(measure(case, args.members, args.steps, args.chunks, args.fill, args.device))
         print_table(rows[-1:], ["case", "members", "eager_seed_steps_per_cpu_s",
                                 "compiled_seed_steps_per_cpu_s", "speedup", "warmup_cpu_s", "load"],
                     {"eager_seed_steps_per_cpu_s": ".1f", "compiled_seed_steps_per_cpu_s": ".1f",
                      "speedup": ".2f", "warmup_cpu_s": ".1f"})
-    write_results("compile_speedup", {
+    write_results("compile_speedup" if args.device == "cpu" else f"compile_speedup_{args.device}", {
         "note": ("eager (--compile off) and compiled (--compile on) groups measured in turns in one "
                  "process, one torch thread, CPU time; the machine was shared with a training "
                  "campaign and other work (see loadavg_at_end, peak_load)"),

@@ -4,13 +4,12 @@ import pytest
 import yaml
 
 from asymbench.cli import main
-from asymbench.estimate import (NOTE_SAC_STEPS_PER_S, Job, Rate, ThreadScaling, dependencies,
-                                engine_files, engine_rate, estimate, fallback_rate, gpu_rate,
-                                job_speedup, jobs_of, load_scale, merge_engine,
-                                note_sac_seconds_per_step, plan_threads, rates_for,
-                                read_engine_throughput, read_gpu_throughput, read_thread_scaling,
-                                read_throughput, run_estimate, simulate, update_share,
-                                wall_time_bounds)
+from asymbench.estimate import (Job, dependencies, estimate, jobs_of, load_scale, plan_threads,
+                                run_estimate, simulate, wall_time_bounds)
+from asymbench.rates import (NOTE_SAC_STEPS_PER_S, Rate, ThreadScaling, engine_files, engine_rate,
+                             fallback_rate, gpu_rate, job_speedup, merge_engine,
+                             note_sac_seconds_per_step, rates_for, read_engine_throughput,
+                             read_gpu_throughput, read_thread_scaling, read_throughput, update_share)
 from asymbench.tasks import get_task
 
 CAR, WALKER, FINGER = "MountainCarContinuous", "walker-stand", "finger-spin"

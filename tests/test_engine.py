@@ -646,3 +646,30 @@ def test_compile_on_without_a_compiler_stops_in_one_line(tmp_path, monkeypatch, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--compile on" in err[0] and "C++ compiler" in err[0]
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_killed_compiled_group_resumes_bit_identically(tmp_path, monkeypatch):
+    """A compiled group stopped after its checkpoint resumes (recompiling once for the restored
+    optimizer state) to the learning curve and weights of an uninterrupted compiled run, bit
+    for bit, as an eager group does."""
+    import asymbench.engine as engine
+
+    class Stop(Exception):
+        pass
+
+    def save_then_stop(*args):
+        save(*args)
+        raise Stop
+
+    request = TrainRequest(task=COMPILE_TASK, method="l_only", seed=0, out=tmp_path, steps=400,
+                           learning_starts=100, max_episode_steps=70, checkpoint_every=200,
+                           progress=False, compile="on")
+    train_group(request, [3], tmp_path / "whole")
+    save = engine.GroupCheckpoint.save
+    monkeypatch.setattr(engine.GroupCheckpoint, "save", save_then_stop)
+    with pytest.raises(Stop):
+        train_group(request, [3], tmp_path / "stopped")
+    monkeypatch.setattr(engine.GroupCheckpoint, "save", save)
+    train_group(request, [3], tmp_path / "stopped")
+    assert read_json(tmp_path / "stopped" / "seed3" / "config.json")["runtime"]["compiled"]
+    _assert_same_run(tmp_path / "whole" / "seed3", tmp_path / "stopped" / "seed3")

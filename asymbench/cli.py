@@ -284,6 +284,8 @@ def _add_figures(sub) -> None:
     f.add_argument("--point", nargs="+", action="append", default=[], metavar=("FACTOR", "EVAL_JSON"),
                    help="a lambda factor then its seeds' evaluations (repeat per factor)")
     f.add_argument("--csv", default=None, help="also write the plotted numbers as CSV")
+    f.add_argument("--variant", choices=("dropped", "as_sac"), default="dropped",
+                   help="Ours' sub-policy noise in the sweep (named in the title)")
     for q in (r, f):
         q.add_argument("--task", required=True)
         _registry_arg(q)
@@ -342,7 +344,7 @@ def _run_figures(args) -> None:
                     raise ValueError(f"--point {factor}: no evaluation files")
                 points[float(factor)] = paths
             figures.pareto(args.task, points, evaluations, args.scale, args.out, args.csv,
-                           args.registry)
+                           args.registry, variant=args.variant)
     print(f"figure -> {', '.join(args.out)}")
 
 

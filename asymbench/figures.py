@@ -299,9 +299,14 @@ def tradeoff(task: str, evaluations: dict[str, list[str | Path]], scale: str, ou
     return summary
 
 
+# Ours' sub-policy noise in a Pareto sweep (`--variant`) -> how the title names the agent.
+PARETO_VARIANTS = {"dropped": "Ours (sub-policy noise dropped, as the authors' script)",
+                   "as_sac": "Ours-as-SAC (sub-policy noise as SAC's, as the paper)"}
+
+
 def pareto(task: str, points: dict[float, list[str | Path]], baselines: dict[str, list[str | Path]],
            scale: str, outs: list[str | Path], csv_out: str | Path | None = None,
-           registry=None) -> pd.DataFrame:
+           registry=None, variant: str = "dropped") -> pd.DataFrame:
     """Ours trained at several cost weights (``points``: lambda factor -> its seeds' evaluations)
     on the score / Avg-FLOPs/Inf plane with the baselines of the same scale, the paper's Ours
     point, and the non-dominated front of all reproduced points. Writes the same numbers to
@@ -340,7 +345,7 @@ def pareto(task: str, points: dict[float, list[str | Path]], baselines: dict[str
     _axes_labels(ax, metric)
     _label_sweep(ax, sweep, colours)
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.suptitle(f"{task}: Ours at cost weights λ × factor (registry λ), scale '{scale}': "
+    fig.suptitle(f"{task}: {PARETO_VARIANTS[variant]} at cost weights λ × factor (registry λ), scale '{scale}': "
                  f"{_budget(summary)}\nmean ± 95% CI over seeds (t) on both axes; dashed: front of "
                  "the reproduced means (lower FLOPs, higher score)", fontsize=10)
     save(fig, outs)

@@ -853,11 +853,45 @@ def build_grid(paths: dict[str, list[str | Path]], scale: str, registry=None,
                     continue
                 cell = pd.concat([at_budget[at_budget["method"].isin(("s_only", "l_only"))],
                                   ours.assign(method="ours")], ignore_index=True)
-                row = build_table("table3", cell, scale, registry, delta, protocol, reps).iloc[0]
-                rows.append({"budget": int(budget), "noise": noise, **row.to_dict()})
+                row = build_table("table3", cell, scale, registry, delta, protocol, reps).iloc[0].to_dict()
+                rows.append({"budget": int(budget), "noise": noise, **row, **_grid_extras(row)})
     noises = list(GRID_NOISE.values())
     rows.sort(key=lambda r: (r["budget"], noises.index(r["noise"]), PROTOCOLS.index(r["protocol"])))
     return pd.DataFrame(rows)
+
+
+def solved_share(reached: int, n: int) -> tuple[float, float, float]:
+    """(share, low, high): the share of ``n`` seeds whose score reached the success threshold,
+    with its Wilson 95% interval. For an outcome that is bimodal over seeds (a seed solves the
+    task or it does not) this is the number a reader needs beside the mean."""
+    if n == 0 or reached is None or (isinstance(reached, float) and math.isnan(reached)):
+        return math.nan, math.nan, math.nan
+    ci = stats.binomtest(int(reached), int(n)).proportion_ci(method="wilson")
+    return int(reached) / int(n), float(ci.low), float(ci.high)
+
+
+def seeds_to_decide(n: int, mean: float, low: float, high: float, reference: float) -> float:
+    """Seeds per method at which claim (a)'s interval would exclude ``reference`` if the spread
+    observed at ``n`` seeds held: the bootstrap half-width on the side of the reference shrinks
+    as 1/sqrt(n). NaN where the interval already excludes it or no interval was computed."""
+    if any(math.isnan(v) for v in (mean, low, high)) or not low < reference <= high:
+        return math.nan
+    if mean == reference:
+        return math.inf
+    half = (mean - low) if mean > reference else (high - mean)
+    return float(math.ceil(round(n * (half / abs(mean - reference)) ** 2, 9)))
+
+
+def _grid_extras(row: dict) -> dict:
+    """Per method the share of seeds that solve the task (``<col>_solved_share``, ``_low``,
+    ``_high``), and the seeds claim (a) would need to be decided (``seeds_to_decide``)."""
+    extras = {}
+    for column in ("s_only_return", "l_only_return", "ours_return"):
+        share = solved_share(row.get(f"{column}_reached", math.nan), row["n_seeds"])
+        extras.update(zip((f"{column}_solved_share", f"{column}_solved_low", f"{column}_solved_high"), share))
+    extras["seeds_to_decide"] = seeds_to_decide(
+        row["n_seeds"], *(float(row.get(f"claim_return_{k}", math.nan)) for k in ("mean", "low", "high", "reference")))
+    return extras
 
 
 def grid_caption(df: pd.DataFrame, link: str | None = None) -> str:
@@ -881,7 +915,9 @@ def _grid_paper(df: pd.DataFrame, column: str) -> str:
 def grid_markdown(df: pd.DataFrame, link: str | None = None) -> str:
     header = (["budget", "Ours' sub-policy noise", "protocol", "n"]
               + [TABLES["table3"].columns[c][2] for c in GRID_COLUMNS]
-              + [CLAIM_LABELS["return"], CLAIM_LABELS["flops"]])
+              + [CLAIM_LABELS["return"], CLAIM_LABELS["flops"],
+                 "seeds solving (S-only / L-only / Ours), 95% Wilson interval",
+                 "seeds per method (a) would need"])
     rows = []
     for row in df.to_dict("records"):
         cells = [f"{row['budget']:,}", GRID_NOISE_LABELS[row["noise"]], row["protocol"], str(row["n_seeds"])]
@@ -891,11 +927,23 @@ def grid_markdown(df: pd.DataFrame, link: str | None = None) -> str:
             if not (reached is None or (isinstance(reached, float) and math.isnan(reached))):
                 cell += f"; {int(reached)}/{row['n_seeds']} ≥ {_fmt(row['success_threshold'])}"
             cells.append(cell)
-        cells += [_claim_cell(row, "return"), _claim_cell(row, "flops")]
+        cells += [_claim_cell(row, "return"), _claim_cell(row, "flops"), _solved_cell(row),
+                  "–" if math.isnan(row["seeds_to_decide"]) else f"{row['seeds_to_decide']:,.0f}"]
         rows.append(cells)
     first = df.iloc[0]
-    paper = (["paper", "–", "–", "–"] + [_fmt(first[f"{c}_paper"]) for c in GRID_COLUMNS] + ["", ""])
+    paper = (["paper", "–", "–", "–"] + [_fmt(first[f"{c}_paper"]) for c in GRID_COLUMNS] + ["", "", "", ""])
     return "\n".join([f"**{grid_caption(df, link)}**", ""] + _markdown_table(header, rows + [paper])) + "\n"
+
+
+def _solved_cell(row: dict) -> str:
+    """"0% (0, 16) / 100% (84, 100) / 40% (17, 69)": each method's share of seeds solving."""
+    def one(column):
+        share = row[f"{column}_solved_share"]
+        if math.isnan(share):
+            return "–"
+        return (f"{100 * share:.0f}% ({100 * row[f'{column}_solved_low']:.0f}, "
+                f"{100 * row[f'{column}_solved_high']:.0f})")
+    return " / ".join(one(c) for c in ("s_only_return", "l_only_return", "ours_return"))
 
 
 def write_grid(paths: dict[str, list[str | Path]], scale: str, out_csv: str | Path, registry=None,

@@ -711,3 +711,25 @@ def test_grid_refuses_a_budget_without_its_baselines(tmp_path, capsys):
                                     stochastic={"mean_return": 0.0, "large_share": 0.1}))
     with pytest.raises(ValueError, match="budget 300 env steps has no l_only and s_only"):
         tables.build_grid(paths, "verify", reps=REPS)
+
+
+def test_grid_reports_the_share_of_seeds_that_solve_the_task(tmp_path):
+    """Per method, the share of seeds at or above the success threshold (90 on MountainCar) with
+    its Wilson interval: S-only's seeds never solve it, L-only's always do."""
+    df = tables.build_grid(grid_evals(tmp_path, budgets=(240,)), "verify", reps=REPS)  # L-only: 100
+    for row in df.itertuples():
+        assert row.s_only_return_solved_share == 0.0 and row.s_only_return_solved_low == 0.0
+        assert 0.0 < row.s_only_return_solved_high < 0.6  # 0 of 5: Wilson's interval is not empty
+        assert row.l_only_return_solved_share == 1.0 and row.l_only_return_solved_high == pytest.approx(1.0)
+        assert row.ours_return_solved_share == row.ours_return_reached / row.n_seeds
+    md = tables.grid_markdown(df)
+    assert "0% (0, 43) / 100% (57, 100)" in md
+
+
+def test_seeds_to_decide_follow_the_bootstrap_half_width():
+    # mean 0.7, interval (0.39, 0.92) at 10 seeds: the upper half-width 0.22 must shrink below 0.1
+    assert tables.seeds_to_decide(10, 0.7, 0.39, 0.92, 0.8) == math.ceil(10 * (0.22 / 0.1) ** 2)
+    # the lower side decides a mean above the margin
+    assert tables.seeds_to_decide(10, 0.9, 0.7, 1.0, 0.8) == math.ceil(10 * (0.2 / 0.1) ** 2)
+    assert math.isnan(tables.seeds_to_decide(10, 0.9, 0.85, 0.95, 0.8))  # already decided
+    assert math.isnan(tables.seeds_to_decide(10, math.nan, math.nan, math.nan, 0.8))

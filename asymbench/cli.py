@@ -413,13 +413,18 @@ def _add_export(sub) -> None:
     p.add_argument("--format", default="c", choices=("c",), help="c only (ONNX: see asymbench.export)")
     p.add_argument("--master-streams", default="all", choices=("all", "advantage"),
                    help="advantage: drop the dueling master's value stream (same argmax up to ties)")
+    p.add_argument("--prefix", default="asymbench_",
+                   help="starts every C symbol (upper-cased: every macro), so several exported "
+                        "policies link into one program; a C identifier")
     p.set_defaults(handler=_run_export)
 
 
 def _run_export(args) -> None:
-    from asymbench.export import export_run
+    from asymbench.export import check_prefix, export_run
 
-    m = export_run(args.run, args.out, args.format, args.master_streams, task=_run_task(args.run))
+    check_prefix(args.prefix)  # before the run is loaded: a bad name costs nothing
+    m = export_run(args.run, args.out, args.format, args.master_streams, task=_run_task(args.run),
+                   prefix=args.prefix)
     print(f"{m['source']}: {', '.join(m['networks'])}{' + master' if m['has_master'] else ''} "
           f"-> {args.out} (build: cd {args.out} && {m['build']})")
 

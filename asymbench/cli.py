@@ -416,6 +416,9 @@ def _add_export(sub) -> None:
     p.add_argument("--prefix", default="asymbench_",
                    help="starts every C symbol (upper-cased: every macro), so several exported "
                         "policies link into one program; a C identifier")
+    p.add_argument("--registry", default=None,
+                   help="task registry YAML, for a run that recorded no task settings (older "
+                        "runs); a run that did needs none")
     p.set_defaults(handler=_run_export)
 
 
@@ -423,8 +426,8 @@ def _run_export(args) -> None:
     from asymbench.export import check_prefix, export_run
 
     check_prefix(args.prefix)  # before the run is loaded: a bad name costs nothing
-    m = export_run(args.run, args.out, args.format, args.master_streams, task=_run_task(args.run),
-                   prefix=args.prefix)
+    m = export_run(args.run, args.out, args.format, args.master_streams,
+                   task=_run_task(args.run, args.registry), prefix=args.prefix)
     print(f"{m['source']}: {', '.join(m['networks'])}{' + master' if m['has_master'] else ''} "
           f"-> {args.out} (build: cd {args.out} && {m['build']})")
 
@@ -531,14 +534,15 @@ def _check_args(args) -> None:
         _check_train(args)
 
 
-def _run_task(run: str):
+def _run_task(run: str, registry: str | None = None):
     """A finished run's own task (config.json's task_settings), passed on explicitly to the
-    command on it, so a run of a task from a user's registry file needs no registry."""
+    command on it, so a run of a task from a user's registry file needs no registry
+    (``registry``: where a run that recorded none finds its task)."""
     from asymbench.runs import CONFIG_FILE, load_finished_run
     from asymbench.tasks import task_from_config
 
     config, _ = load_finished_run(run)
-    return task_from_config(config, source=Path(run) / CONFIG_FILE)
+    return task_from_config(config, registry, source=Path(run) / CONFIG_FILE)
 
 
 def _stat(path: Path):

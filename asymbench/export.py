@@ -731,10 +731,14 @@ def write_folder(out_dir: str | Path, files: dict[str, str]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         for name, text in files.items():
-            with open(tmp / name, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                with open(tmp / name, "w") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as exc:
+                raise OSError(exc.errno, f"{exc.strerror} while writing {out_dir / name}; nothing of "
+                              f"this export was written (free space in {out_dir.parent} and rerun)") from exc
             os.chmod(tmp / name, 0o666 & ~_umask())
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's folder is 0700
         if out_dir.is_dir():

@@ -260,3 +260,119 @@ def test_flops_are_what_the_c_loops_execute(trained, task):
     with FlopCounterMode(display=False) as flops:
         policy.master.q_net(x)
     assert flops.get_total_flops() == executed["master"]
+
+
+CPP_MAIN = """\
+#include <cstdio>
+#include "swim/policy.h"
+#include "fetch/policy.h"
+{unity}
+int main()
+{{
+    float swim_obs[SWIMMER_OBS_DIM] = {{0}}, swim_action[SWIMMER_ACT_DIM];
+    float fetch_obs[FETCH_OBS_DIM] = {{0}}, fetch_action[FETCH_ACT_DIM];
+    swimmer_reset();
+    fetch_reset();
+    int faults = swimmer_act(swim_obs, swim_action) + fetch_act(fetch_obs, fetch_action);
+    for (int k = 0; k < SWIMMER_ACT_DIM; ++k) std::printf("%.9g ", swim_action[k]);
+    for (int k = 0; k < FETCH_ACT_DIM; ++k) std::printf("%.9g ", fetch_action[k]);
+    std::printf("%d %d %d\\n", swimmer_current(), fetch_current(), faults);
+    return 0;
+}}
+"""
+
+
+def _run(cmd, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(not __import__("shutil").which("g++"), reason="no g++ for the C++ test")
+@pytest.mark.parametrize("unity", [False, True], ids=["linked", "one_translation_unit"])
+def test_two_exports_link_into_one_cpp_program(trained, tmp_path, unity):
+    """Two exports (prefixes swimmer_ and fetch_) in one C++ program: their headers in one C++
+    translation unit (extern "C"), the policy.c files compiled as C and linked, or included in
+    that same translation unit; both act as their PyTorch policies. Without prefixes (both
+    'asymbench_') the link fails: the test can tell."""
+    for task, folder in (("Swimmer", "swim"), ("FetchPickAndPlace", "fetch")):
+        (tmp_path / folder).mkdir()
+        for name in ("policy.h", "policy.c"):
+            (tmp_path / folder / name).write_bytes((trained[task][1] / name).read_bytes())
+    include = '#include "swim/policy.c"\n#include "fetch/policy.c"\n' if unity else ""
+    (tmp_path / "main.cpp").write_text(CPP_MAIN.format(unity=include))
+    warnings = ["-Wall", "-Wextra", "-Werror"]
+    if unity:
+        steps = [["g++", "-O2", *warnings, "main.cpp", "-o", "both"]]
+    else:
+        steps = [[find_compiler(), "-O2", "-std=c99", *warnings, "-pedantic", "-c", f"{f}/policy.c",
+                  "-o", f"{f}.o"] for f in ("swim", "fetch")]
+        steps.append(["g++", "-O2", *warnings, "main.cpp", "swim.o", "fetch.o", "-lm", "-o", "both"])
+    for cmd in steps:
+        done = _run(cmd, tmp_path)
+        assert done.returncode == 0, done.stderr
+    values = _run(["./both"], tmp_path).stdout.split()
+    expected = []
+    for task in TASKS:
+        policy, _ = _deployed(trained[task][0])
+        action, current = policy.act(np.zeros(json.loads(
+            (trained[task][1] / "export.json").read_text())["obs_dim"], np.float32), 0, "small")
+        expected.append((action, current))
+    got = np.array(values[:-3], float)
+    np.testing.assert_allclose(got, np.concatenate([a for a, _ in expected]), rtol=0, atol=ATOL)
+    assert values[-3:] == [str(["small", "large"].index(c)) for _, c in expected] + ["0"]
+
+
+def test_exports_without_distinct_prefixes_clash(trained, tmp_path):
+    """The control for the test above: the same two runs exported with the default prefix."""
+    objects = []
+    for task in TASKS:
+        out = tmp_path / task
+        cli("export", str(trained[task][0]), "--out", str(out))
+        done = _run([find_compiler(), "-O2", "-c", "policy.c", "-o", "policy.o"], out)
+        assert done.returncode == 0, done.stderr
+        objects.append(str(out / "policy.o"))
+    (tmp_path / "main.c").write_text("int main(void) { return 0; }\n")
+    done = _run([find_compiler(), "main.c", *objects, "-lm", "-o", "both"], tmp_path)
+    assert done.returncode != 0 and "asymbench_act" in done.stderr
+
+
+def _sanitizers_work(tmp_path) -> bool:
+    probe = tmp_path / "probe.c"
+    probe.write_text("#include <stdlib.h>\nint main(void) { free(malloc(1)); return 0; }\n")
+    done = _run([find_compiler(), *SANITIZE, str(probe), "-o", str(tmp_path / "probe")], tmp_path)
+    return done.returncode == 0 and _run([str(tmp_path / "probe")], tmp_path).returncode == 0
+
+
+SANITIZE = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g", "-O1")
+
+
+def test_harness_is_clean_under_sanitizers(trained, tmp_path):
+    """bench built with ASan + UBSan (LeakSanitizer included): a replay with faults, forced
+    sub-policy patterns and resets exits 0 without a report; an invalid -c byte (2, 255) is
+    refused with one line naming the file and the byte, exit 2, nothing leaked."""
+    if not _sanitizers_work(tmp_path):
+        pytest.skip(f"{find_compiler()} cannot build and run -fsanitize=address,undefined here")
+    run, export = trained["Swimmer"]
+    policy, spec = _deployed(run)
+    visited = np.array([r[0] for e in _trace(policy, spec) for r in e])
+    faulty, _ = _faulty_observations(visited[3])
+    observations = np.concatenate([visited, faulty])
+    folder = tmp_path / "asan"
+    folder.mkdir()
+    for name in ("policy.h", "policy.c", "bench.c"):
+        (folder / name).write_bytes((export / name).read_bytes())
+    binary = build(folder, SANITIZE + ("-Werror",))
+    plain, used, timing = replay(binary, observations, 2, episode_len=EPISODE, repeats=2)
+    reference, reference_used, _ = replay(build(export, FLAGS), observations, 2, episode_len=EPISODE)
+    np.testing.assert_array_equal(np.isnan(plain), np.isnan(reference))
+    np.testing.assert_array_equal(used, reference_used)
+    assert timing["faults"] > 0
+    forced = (np.arange(len(observations)) // 5) % 2
+    replay(binary, observations, 2, episode_len=EPISODE, choices=forced)
+    np.asarray(observations, np.float32).tofile(tmp_path / "obs.f32")
+    for bad in (2, 255):
+        choices = forced.astype(np.uint8)
+        choices[7] = bad
+        choices.tofile(tmp_path / "choices.u8")
+        done = _run([str(binary), "obs.f32", "-c", "choices.u8"], tmp_path)
+        assert done.returncode == 2 and done.stdout == ""
+        assert done.stderr == f"choices.u8: byte 7 is {bad}; expected a network index 0..1 (0: small, 1: large)\n"

@@ -17,21 +17,30 @@ the paper's FLOPs) but never changes the action: it is NOT computed in C. ``expo
 reports both FLOPs figures: the evaluation's convention (``DeployedPolicy.flops``) and what
 the C code executes (``2 x MACs`` of the emitted Linear layers).
 
-Output folder:
+Output folder (written all or nothing: a failure, e.g. a full disk, leaves no file behind):
 
-* ``policy.h`` / ``policy.c``: ``void reset(void)`` (call at every episode start) and
-  ``void act(const float *obs, float *action)``, which keeps the macro state (position within
-  the macro, current sub-policy): the master decides at the 1st, (1+K)th, ... step of every
-  episode, K = ``macro_len``, as ``DeployedPolicy.act`` does. Helpers ``policy_current()``,
-  ``policy_master_choose()`` and ``policy_forward()`` serve the harness. Not reentrant
-  (static scratch buffers and state), as fits a single control loop. Weights are
+* ``policy.h`` / ``policy.c``: every symbol starts with a prefix (``asymbench_`` unless
+  ``prefix`` / ``--prefix`` says otherwise; macros with it upper-cased), so several exports link
+  into one program, and the header has ``extern "C"`` guards. ``<p>reset()`` (call at every
+  episode start) and ``int <p>act(const float *obs, float *action)``, which keeps the macro
+  state (position within the macro, current sub-policy): the master decides at the 1st,
+  (1+K)th, ... step of every episode, K = ``macro_len``, as ``DeployedPolicy.act`` does.
+  Helpers ``<p>current()``, ``<p>master_choose()`` and ``<p>forward()`` serve the harness. Not
+  reentrant (static scratch buffers and state), as fits a single control loop. Weights are
   ``static const float`` arrays: wide layers stored transposed (in x out) and run as loops
   over the outputs, 4 inputs per pass, which a plain ``-O2`` vectorises (GCC 12); narrow
-  layers (< 8 outputs: the heads) as dot products over 8 partial sums. Plain C99, no
-  intrinsics; tanh as Eigen's rational approximation (no libm call) unless ``tanh="libm"``.
+  layers (< 8 outputs: the heads) as dot products over 8 partial sums. Plain C99 (it also
+  compiles as C++), no intrinsics; tanh as Eigen's rational approximation (no libm call) unless
+  ``tanh="libm"``.
+* Fault contract: IEEE special values propagate as in PyTorch (ReLU keeps NaN as torch.relu
+  does, the master's argmax takes the first NaN as torch.argmax does, the clamp keeps NaN as
+  torch.clamp does), so the action is NaN wherever the deployed PyTorch policy's is; ``act``
+  returns 1 then (the fault flag). docs/export.md states it for users.
 * ``bench.c``: a harness that replays float32 observations from a file, writes the actions
-  (``-o``) and prints the time per decision as JSON; ``-c`` replays a given sub-policy pattern
-  (the master still runs at every macro start) to time a chosen large share.
+  (``-o``) and prints the time per decision (and the number of faults) as JSON; ``-c``
+  replays a given sub-policy pattern (the master still runs at every macro start) to time a
+  chosen large share. It frees what it allocates and refuses a ``-c`` byte that names no
+  network.
 * ``export.json``: dimensions, networks, layer shapes, FLOPs; ``README.txt``: how to build.
 
 Build: ``cc -O2 -std=c99 policy.c bench.c -lm -o bench``; the policy alone needs only
@@ -814,13 +823,14 @@ def find_compiler() -> str | None:
     return None
 
 
-def build(out_dir: str | Path, flags: tuple[str, ...] = ("-O2",), compiler: str | None = None) -> Path:
-    """Compiles policy.c + bench.c of an export folder into ``out_dir/bench``."""
+def build(out_dir: str | Path, flags: tuple[str, ...] = ("-O2",), compiler: str | None = None,
+          output: str = "bench") -> Path:
+    """Compiles policy.c + bench.c of an export folder into ``out_dir/<output>``."""
     out_dir = Path(out_dir)
     compiler = compiler or find_compiler()
     if compiler is None:
         raise RuntimeError("no C compiler found (tried $CC, cc, gcc, clang)")
-    binary = out_dir / "bench"
+    binary = out_dir / output
     cmd = [compiler, *flags, "-std=c99", "-Wall", "-Wextra", "-pedantic",
            str(out_dir / "policy.c"), str(out_dir / "bench.c"), "-lm", "-o", str(binary)]
     done = subprocess.run(cmd, capture_output=True, text=True)

@@ -8,6 +8,7 @@ program; the harness is clean under the address and undefined-behaviour sanitize
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,7 @@ EPISODE = 23     # not a multiple of macro_len (5): episodes end mid-macro
 EPISODES = 3
 ATOL = 1e-5
 FLAGS = ("-O2", "-Werror")
+BUILDS = (FLAGS, ("-O2", "-march=native", "-Werror"), ("-Os", "-Werror"))  # benchmarks/c_runtime.py's
 FLT_MAX = float(np.finfo(np.float32).max)
 FAULTS = {"nan": np.nan, "+inf": np.inf, "-inf": -np.inf, "+max": FLT_MAX, "-max": -FLT_MAX}
 TASKS = {"Swimmer": "swimmer_", "FetchPickAndPlace": "fetch_"}
@@ -89,11 +91,11 @@ def _trace(policy, task, seed: int = 0):
 def _replay_episodes(binary, episodes, act_dim):
     """The C policy on the same episodes: one harness run (reset every EPISODE decisions) when
     all have that length, else one run per episode."""
-    stack = lambda rows, i: np.array([r[i] for r in rows])  # noqa: E731
     groups = [sum(episodes, [])] if all(len(e) == EPISODE for e in episodes) else episodes
     actions, used = [], []
     for rows in groups:
-        a, u, _ = replay(binary, stack(rows, 0), act_dim, episode_len=min(EPISODE, len(rows)))
+        observations = np.array([r[0] for r in rows])
+        a, u, _ = replay(binary, observations, act_dim, episode_len=min(EPISODE, len(rows)))
         actions.append(a)
         used.append(u)
     return np.concatenate(actions), np.concatenate(used)
@@ -170,15 +172,16 @@ def test_fault_contract_nan_inf_and_float_max(trained, task):
         expected.append(action)
         chosen.append(["small", "large"].index(current))
     expected = np.array(expected)
-    binary = build(export, FLAGS)
-    c_actions, c_used, timing = replay(binary, observations, expected.shape[1], episode_len=1)
     nan = np.isnan(expected)
-    for row, label in enumerate(labels):
-        assert np.array_equal(np.isnan(c_actions[row]), nan[row]), \
-            f"{label}: C {c_actions[row]}, PyTorch {expected[row]}"
-    np.testing.assert_allclose(c_actions[~nan], expected[~nan], rtol=0, atol=ATOL)
-    np.testing.assert_array_equal(c_used, chosen)
-    assert timing["faults"] == int((~np.isfinite(expected)).any(axis=1).sum())
+    for flags in BUILDS:  # the contract holds whatever the optimisation
+        binary = build(export, flags, output="bench_" + "_".join(f.strip("-=") for f in flags))
+        c_actions, c_used, timing = replay(binary, observations, expected.shape[1], episode_len=1)
+        for row, label in enumerate(labels):
+            assert np.array_equal(np.isnan(c_actions[row]), nan[row]), \
+                f"{' '.join(flags)}, {label}: C {c_actions[row]}, PyTorch {expected[row]}"
+        np.testing.assert_allclose(c_actions[~nan], expected[~nan], rtol=0, atol=ATOL)
+        np.testing.assert_array_equal(c_used, chosen)
+        assert timing["faults"] == int((~np.isfinite(expected)).any(axis=1).sum())
     # The contract is exercised: a NaN anywhere gives a NaN action, as in PyTorch.
     assert nan[[i for i, label in enumerate(labels) if label.startswith("nan")]].all()
     assert timing["faults"] > 0
@@ -286,7 +289,7 @@ def _run(cmd, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.skipif(not __import__("shutil").which("g++"), reason="no g++ for the C++ test")
+@pytest.mark.skipif(not shutil.which("g++"), reason="no g++ for the C++ test")
 @pytest.mark.parametrize("unity", [False, True], ids=["linked", "one_translation_unit"])
 def test_two_exports_link_into_one_cpp_program(trained, tmp_path, unity):
     """Two exports (prefixes swimmer_ and fetch_) in one C++ program: their headers in one C++

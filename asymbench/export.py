@@ -349,9 +349,11 @@ HEADER = """\
  * computes, IEEE special values included. A NaN or infinite observation element, or finite
  * ones so large that a layer's sums overflow float32, propagates as it does in PyTorch: the
  * action is NaN where PyTorch's is, and the master picks what torch.argmax picks (the first
- * NaN Q-value, else the first maximum). No value is clipped or replaced, so a fault is never
- * turned into a plausible action. @p@act() returns 1 when an action element is not finite
- * (the fault flag: the controller then applies its own safe command), else 0.
+ * NaN Q-value, else the first maximum). No value is clipped or replaced on the way, so a NaN
+ * never becomes a plausible action. @p@act() returns 1 when an action element is not finite
+ * (the fault flag: the controller then applies its own safe command), else 0. The flag is no
+ * sensor check: an infinite or huge reading can saturate tanh into a finite action, in PyTorch
+ * as here; range-check the observations where sensor faults must be caught.
  * Build without -ffast-math / -ffinite-math-only: they let the compiler assume that no NaN
  * arises, which would hide the fault (policy.c refuses to compile with them). */
 #ifndef @P@POLICY_H

@@ -415,13 +415,21 @@ def _add_export(sub) -> None:
     p.add_argument("--format", default="c", choices=("c",), help="c only (ONNX: see asymbench.export)")
     p.add_argument("--master-streams", default="all", choices=("all", "advantage"),
                    help="advantage: drop the dueling master's value stream (same argmax up to ties)")
+    p.add_argument("--prefix", default="asymbench_",
+                   help="starts every C symbol (upper-cased: every macro), so several exported "
+                        "policies link into one program; a C identifier")
+    p.add_argument("--registry", default=None,
+                   help="task registry YAML, for a run that recorded no task settings (older "
+                        "runs); a run that did needs none")
     p.set_defaults(handler=_run_export)
 
 
 def _run_export(args) -> None:
-    from asymbench.export import export_run
+    from asymbench.export import check_prefix, export_run
 
-    m = export_run(args.run, args.out, args.format, args.master_streams, task=_run_task(args.run))
+    check_prefix(args.prefix)  # before the run is loaded: a bad name costs nothing
+    m = export_run(args.run, args.out, args.format, args.master_streams,
+                   task=_run_task(args.run, args.registry), prefix=args.prefix)
     print(f"{m['source']}: {', '.join(m['networks'])}{' + master' if m['has_master'] else ''} "
           f"-> {args.out} (build: cd {args.out} && {m['build']})")
 
@@ -528,14 +536,15 @@ def _check_args(args) -> None:
         _check_train(args)
 
 
-def _run_task(run: str):
+def _run_task(run: str, registry: str | None = None):
     """A finished run's own task (config.json's task_settings), passed on explicitly to the
-    command on it, so a run of a task from a user's registry file needs no registry."""
+    command on it, so a run of a task from a user's registry file needs no registry
+    (``registry``: where a run that recorded none finds its task)."""
     from asymbench.runs import CONFIG_FILE, load_finished_run
     from asymbench.tasks import task_from_config
 
     config, _ = load_finished_run(run)
-    return task_from_config(config, source=Path(run) / CONFIG_FILE)
+    return task_from_config(config, registry, source=Path(run) / CONFIG_FILE)
 
 
 def _stat(path: Path):

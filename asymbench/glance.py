@@ -158,10 +158,14 @@ def score_text(row: Row) -> str:
     return f"{_g(row.score)} ({_g(row.low)}, {_g(row.high)})"
 
 
-def _verdict(verdict: str, reason: str) -> str:
+def _verdict(verdict: str, reason: str, notes: list[str]) -> str:
+    """The verdict; the reason of an inconclusive, trivial or n/a one as a numbered note."""
     shown = "n/a" if verdict == "not applicable" else verdict or "–"
-    explain = reason and (verdict.startswith(("inconclusive", "trivial")) or verdict == "not applicable")
-    return f"{shown} ({reason})" if explain else shown
+    if reason and (verdict.startswith(("inconclusive", "trivial")) or verdict == "not applicable"):
+        if reason not in notes:
+            notes.append(reason)
+        return f"{shown} [{notes.index(reason) + 1}]"
+    return shown
 
 
 def _relative(path: Path, start: Path) -> str:
@@ -173,26 +177,30 @@ def _link(table: Path, start: Path) -> str:
     return _relative(target, start)
 
 
-HEADER = ("task", "scale", "env steps (share of the paper's budget)", "protocol", "seeds",
+HEADER = ("task", "scale", "budget (share of the paper's)", "protocol", "seeds",
           "Ours' normalized score (95% interval)", "(a) Ours ≥ 1 − δ of L-only",
           "(b) FLOPs reduction ≥ paper's", "degenerate", "full table")
 
 
 def glance_table(rows: list[Row], doc_dir: Path, root: Path, legend: Path) -> str:
     """The Markdown block of a document in ``doc_dir``: one line per row, every link relative
-    to ``doc_dir``; the tables are named relative to ``root``."""
+    to ``doc_dir`` (``root``: the tables' folder, named when there is none)."""
     if not rows:
         return (f"No Table 3 is committed under `{_relative(root, doc_dir)}/` yet: run the "
                 "pipeline (`snakemake --cores N`), then `asymbench tables glance`.")
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    notes: list[str] = []
     for r in rows:
-        cells = (r.task, r.scale, f"{r.steps:,} ({share_text(r.fraction)})", r.protocol, r.seeds,
-                 score_text(r), _verdict(r.verdict_a, r.reason_a), _verdict(r.verdict_b, r.reason_b),
+        cells = (r.task, r.scale, f"{steps_text(r.steps)} ({share_text(r.fraction)})", r.protocol,
+                 r.seeds, score_text(r), _verdict(r.verdict_a, r.reason_a, notes),
+                 _verdict(r.verdict_b, r.reason_b, notes),
                  {True: "yes", False: "no", None: "–"}[r.degenerate],
-                 f"[{_relative(r.table.with_suffix(''), root)}]({_link(r.table, doc_dir)})")
+                 f"[table]({_link(r.table, doc_dir)})")
         lines.append("| " + " | ".join(cells) + " |")
     deltas = sorted({r.delta for r in rows if not math.isnan(r.delta)})
     margin = ", ".join(f"δ = {d:g} (1 − δ = {1 - d:g})" for d in deltas) or "δ as in each table"
+    lines += ["", "; ".join(f"[{i}] {note}" for i, note in enumerate(notes, 1))
+              + ("." if notes else "")] if notes else []
     lines += ["", f"Normalized score: S-only's mean 0, L-only's 1; verdict margin {margin}. "
               f"Every column: [Reading the tables]({_relative(legend, doc_dir)})."]
     return "\n".join(lines)

@@ -71,10 +71,11 @@ def test_glance_writes_one_row_per_table_row_into_both_readmes(checkout):
     table = pd.read_csv(checkout / "paper_tables" / "mine" / "table3.csv").iloc[0]
     assert f"{table['claim_return_mean']:.3g} ({table['claim_return_low']:.3g}, " \
            f"{table['claim_return_high']:.3g})" in walker
-    assert "200,000 (10%)" in walker and "| reproduced |" in walker  # walker-stand's budget: 2M
+    assert "200k (10%)" in walker and "| reproduced |" in walker  # walker-stand's budget: 2M
     assert "(paper_tables/mine/table3.md)" in walker
     mcc = next(r for r in rows if r.startswith("| MountainCarContinuous"))
-    assert "100,000 (100%)" in mcc and "| not reproduced |" in mcc and "n/a (return claim not met)" in mcc
+    assert "100k (100%)" in mcc and "| not reproduced |" in mcc and "| n/a [1] |" in mcc
+    assert "[1] return claim not met." in block
     assert "(paper_tables/mine/milestones/100000/table3.md)" in mcc
     tables_readme = (checkout / "paper_tables" / "README.md").read_text()
     assert "(mine/table3.md)" in tables_readme and "(../docs/reading-tables.md)" in tables_readme

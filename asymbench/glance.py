@@ -55,7 +55,7 @@ class Row:
     verdict_b: str
     reason_b: str
     degenerate: bool | None
-    delta: float | None
+    delta: float             # NaN where the table has none
 
     @property
     def fraction(self) -> float | None:
@@ -196,11 +196,11 @@ def glance_table(rows: list[Row], doc_dir: Path, root: Path, legend: Path) -> st
                  _verdict(r.verdict_b, r.reason_b, notes),
                  {True: "yes", False: "no", None: "–"}[r.degenerate],
                  f"[table]({_link(r.table, doc_dir)})")
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     deltas = sorted({r.delta for r in rows if not math.isnan(r.delta)})
     margin = ", ".join(f"δ = {d:g} (1 − δ = {1 - d:g})" for d in deltas) or "δ as in each table"
-    lines += ["", "; ".join(f"[{i}] {note}" for i, note in enumerate(notes, 1))
-              + ("." if notes else "")] if notes else []
+    if notes:
+        lines += ["", "; ".join(f"[{i}] {note}" for i, note in enumerate(notes, 1)) + "."]
     lines += ["", f"Normalized score: S-only's mean 0, L-only's 1; verdict margin {margin}. "
               f"Every column: [Reading the tables]({_relative(legend, doc_dir)})."]
     return "\n".join(lines)

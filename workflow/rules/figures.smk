@@ -118,12 +118,6 @@ rule verdict_figure:
 # Ours' normalized score across tasks: every Table 3 under paper_tables/ (each scale, protocol
 # and milestone that exists; the smoke scale's left out), against 1 - delta and the paper's point.
 # Not part of `all`: `snakemake paper_tables/verdicts.png` once tables have changed (README).
-def committed_table3s(wildcards):
-    from asymbench.glance import table_files
-
-    return [str(p) for p in table_files("paper_tables")]
-
-
 rule verdicts_across_tasks:
     input:
         committed_table3s,

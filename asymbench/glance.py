@@ -329,7 +329,7 @@ def verdicts_figure(rows: list[Row], outs: list[str | Path]) -> None:
     ax.axhline(0, color="0.8", lw=0.8)
     ax.axhline(1, color="0.8", lw=0.8)
     ax.set_ylim(min([0.0] + [r.low if not math.isnan(r.low) else r.score for r in rows
-                              if not math.isnan(r.score)]) - 0.3, top * 1.15 + 0.3)
+                              if not math.isnan(r.score)]) - 0.3, top * 1.3 + 0.3)
     ax.set_xticks(range(len(tasks)), tasks)
     ax.set_xlim(-0.6, max(len(tasks), 1) - 0.4)
     ax.set_ylabel("Ours' normalized score")
@@ -338,6 +338,8 @@ def verdicts_figure(rows: list[Row], outs: list[str | Path]) -> None:
                for p, (m, c) in PROTOCOL_MARKERS.items()]
     handles += [plt.Line2D([], [], marker="o", color="tab:gray", mfc="white", ls="",
                            label="no interval (normalization unresolved)"),
+                plt.Line2D([], [], marker="^", color="tab:gray", mfc="white", ls="",
+                           label="off the scale (value in its label)"),
                 plt.Line2D([], [], marker="*", color="black", ls="", ms=10, label="the paper's Table 3")]
     ax.legend(handles=handles, fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     if not rows:

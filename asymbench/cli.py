@@ -268,7 +268,7 @@ def _run_tables(args) -> None:
 
     for dest in ("scale", "out"):
         if getattr(args, dest) is None:
-            raise UsageError(f"asymbench tables {args.table}: the following arguments are required: --{dest}")
+            raise UsageError(f"argument --{dest}: required for {args.table} (only glance runs without it)")
     paths = {m: getattr(args, m) for m in METHODS + VARIANT_METHODS if getattr(args, m)}
     if args.table == "grid":
         df = write_grid(paths, args.scale, args.out, args.registry, args.delta)

@@ -186,3 +186,9 @@ def test_no_import_cycle_among_the_modules():
         if name not in state:
             cycle = visit(name, [])
             assert cycle is None, " -> ".join(cycle)
+
+
+def test_other_tables_still_need_scale_and_out(tmp_path, capsys):
+    assert main(["tables", "table3", "--out", str(tmp_path / "t3.csv")]) == 2
+    assert "argument --scale: required for table3" in capsys.readouterr().err
+    assert not (tmp_path / "t3.csv").exists()

@@ -1,9 +1,6 @@
-"""Every Table 3 at a glance (`asymbench tables glance`, `asymbench figures verdicts`), the
-README's links, and the import graph of the package."""
+"""Every Table 3 at a glance: `asymbench tables glance` and `asymbench figures verdicts`."""
 
-import ast
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -127,65 +124,6 @@ def test_committed_verdict_figure_names_its_budgets():
     title = Image.open(ROOT / "paper_tables" / "verdicts.png").info["Title"]
     assert (title.startswith("Ours' normalized score per task") and "of the paper's" in title) \
         or "no Table 3 committed" in title
-
-
-def anchors(page: Path) -> set[str]:
-    """GitHub's anchors of a Markdown page's headings."""
-    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
-    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
-            for h in re.findall(r"^#+ (.*)$", text, re.M)}
-
-
-def test_readme_is_short_and_every_relative_link_resolves():
-    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "paper_tables" / "README.md"]
-    assert len((ROOT / "README.md").read_text().splitlines()) <= 250
-    broken = []
-    for page in pages:
-        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)  # code blocks hold no links
-        for target in re.findall(r"\]\(([^)\s]+)\)", text):
-            if re.match(r"[a-z]+:", target) or target.startswith("#"):
-                continue
-            path, _, anchor = target.partition("#")
-            file = page.parent / path if path else page
-            if not file.exists() or (anchor and file.suffix == ".md" and anchor not in anchors(file)):
-                broken.append(f"{page.relative_to(ROOT)}: {target}")
-    assert not broken, broken
-
-
-def imports_of(path: Path, modules: set[str]) -> set[str]:
-    """The asymbench modules that ``path`` imports, at top level or inside functions."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "asymbench":
-            names = ([a.name for a in node.names] if node.module == "asymbench"
-                     else [node.module.split(".")[1]])
-            found |= {n for n in names if n in modules}
-        elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names
-                      if a.name.startswith("asymbench.") and a.name.split(".")[1] in modules}
-    return found - {path.stem}
-
-
-def test_no_import_cycle_among_the_modules():
-    files = {p.stem: p for p in (ROOT / "asymbench").glob("*.py")}
-    graph = {name: imports_of(path, set(files)) for name, path in files.items()}
-    assert "evaluation" in graph["distillation"] or "distillation" in graph["evaluation"]
-    state = {}
-
-    def visit(node, stack):
-        state[node] = "open"
-        for nxt in sorted(graph[node]):
-            if state.get(nxt) == "open":
-                return stack + [node, nxt]
-            if nxt not in state and (cycle := visit(nxt, stack + [node])):
-                return cycle
-        state[node] = "done"
-        return None
-
-    for name in sorted(graph):
-        if name not in state:
-            cycle = visit(name, [])
-            assert cycle is None, " -> ".join(cycle)
 
 
 def test_other_tables_still_need_scale_and_out(tmp_path, capsys):

@@ -233,9 +233,15 @@ def _add_tables(sub) -> None:
     p = sub.add_parser("tables", help="rebuild Table 3, 4 or 5 from evaluation JSONs (CSV + .md + .tex), "
                        "the aggregate over tasks (CSV + .md), or one task's grid of Ours' "
                        "sub-policy noise x training budget, both protocols (CSV + .md)")
-    p.add_argument("table", choices=("table3", "table4", "table5", "aggregate", "grid"))
-    p.add_argument("--scale", required=True, help="the budget's name, written into every row and caption")
-    p.add_argument("--out", required=True, help="CSV to write; .md and .tex go beside it")
+    p.add_argument("table", choices=("table3", "table4", "table5", "aggregate", "grid", "glance"),
+                   help="glance: every Table 3 under --root in one table, written into README.md "
+                        "(between its glance marker lines) and ROOT/README.md")
+    p.add_argument("--scale", help="the budget's name, written into every row and caption")
+    p.add_argument("--out", help="CSV to write; .md and .tex go beside it")
+    p.add_argument("--root", default="paper_tables", help="glance: the folder of the tables")
+    p.add_argument("--readme", default="README.md", help="glance: the README to write the table into")
+    p.add_argument("--check", action="store_true",
+                   help="glance: write nothing; fail if README.md or ROOT/README.md is stale")
     p.add_argument("--protocol", choices=("deterministic", "stochastic"), default="deterministic",
                    help="which evaluation protocol's metrics to read (stochastic: eval.json's "
                         "'stochastic' entry)")
@@ -250,8 +256,19 @@ def _add_tables(sub) -> None:
 
 
 def _run_tables(args) -> None:
+    if args.table == "glance":
+        from asymbench.glance import write_glance
+
+        rows = write_glance(args.root, args.readme, args.registry, args.check)
+        print(f"glance ({len(rows)} rows from {args.root}) -> "
+              f"{'up to date' if args.check else f'{args.readme}, {args.root}/README.md'}")
+        return
+    from asymbench.runs import UsageError
     from asymbench.tables import METHODS, VARIANT_METHODS, write_aggregate, write_grid, write_table
 
+    for dest in ("scale", "out"):
+        if getattr(args, dest) is None:
+            raise UsageError(f"argument --{dest}: required for {args.table} (only glance runs without it)")
     paths = {m: getattr(args, m) for m in METHODS + VARIANT_METHODS if getattr(args, m)}
     if args.table == "grid":
         df = write_grid(paths, args.scale, args.out, args.registry, args.delta)
@@ -313,6 +330,14 @@ def _add_figures(sub) -> None:
     for q in (t, c, r, f, pp, v):
         q.add_argument("--scale", required=True, help="the budget's name, for the title")
         q.add_argument("--out", required=True, nargs="+", help="figure files (.png, .pdf, ...)")
+    a = kinds.add_parser("verdicts", help="Ours' normalized score across tasks, from every Table 3 "
+                         "(budgets and milestones, both protocols) against 1 - delta and the paper")
+    a.add_argument("--tables", nargs="*", default=None, metavar="TABLE3_CSV",
+                   help="the tables (default: every table3.csv under --root)")
+    a.add_argument("--root", default="paper_tables", help="the folder of the tables")
+    a.add_argument("--out", nargs="+", default=["paper_tables/verdicts.png", "paper_tables/verdicts.pdf"],
+                   help="figure files (.png, .pdf, ...)")
+    _registry_arg(a)
     p.set_defaults(handler=_run_figures)
 
 
@@ -320,7 +345,12 @@ def _run_figures(args) -> None:
     from asymbench import figures
     from asymbench.tables import METHODS, RL_METHODS
 
-    if args.figure == "timeline":
+    if args.figure == "verdicts":
+        from asymbench import glance
+
+        paths = glance.table_files(args.root) if args.tables is None else args.tables
+        glance.verdicts_figure(glance.read_rows(paths, args.root, args.registry), args.out)
+    elif args.figure == "timeline":
         figures.timeline(args.trace, args.eval, args.frames, args.scale, args.run_seed, args.out)
     elif args.figure == "curves":
         runs = {m: getattr(args, m) for m in RL_METHODS if getattr(args, m)}
@@ -452,7 +482,7 @@ AT_LEAST = {"seed": 0, "seeds": 0, "run_seed": 0, "threads": 1, "steps": 1, "epi
 INPUTS = {"train": [("width_from", "file")], "evaluate": [("run", "dir")],
           "expert": [("teacher", "dir")],
           "distill": [("teacher", "dir"), ("expert", "file"), ("width_from", "file")],
-          "figures": [("trace", "file"), ("eval", "file"), ("frames", "dir")],
+          "figures": [("trace", "file"), ("eval", "file"), ("frames", "dir"), ("tables", "file")],
           "export": [("run", "dir")]}
 # ... and writes (files written by a failed command are removed, so nothing looks finished)
 OUTPUTS = {"train": [("out", "dir")], "distill": [("out", "dir")], "export": [("out", "dir")],

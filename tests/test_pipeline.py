@@ -255,10 +255,10 @@ def test_lint_is_clean():
 @pytest.mark.skipif(not (ROOT / "asymbench" / "training.py").exists(), reason="needs asymbench train")
 def test_smoke_dag_end_to_end(tmp_path):
     """Every rule of the smoke scale on one task, in a copy of the workflow, then the report."""
-    for name in ("Snakefile", "workflow", "config"):
+    for name in ("Snakefile", "workflow", "config", "profiles"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
     start = time.time()
-    result = snakemake("--workflow-profile", "workflow/profiles/local", "--cores", "2", "--config",
+    result = snakemake("--cores", "2", "--config",
                        "scale=smoke", "tasks=[MountainCarContinuous]", cwd=tmp_path, timeout=600)
     elapsed = time.time() - start
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -273,7 +273,7 @@ def test_smoke_dag_end_to_end(tmp_path):
             assert (figures / f"{kind}_MountainCarContinuous.{ext}").stat().st_size > 5000
     assert not (tmp_path / "paper_tables" / "table3.csv").exists()
     # Every milestone reached: the snapshot at 150 steps (half the budget) and the budget itself.
-    milestones = snakemake("--workflow-profile", "workflow/profiles/local", "--cores", "2", "milestones",
+    milestones = snakemake("--cores", "2", "milestones",
                            "--config", "scale=smoke", "tasks=[MountainCarContinuous]", cwd=tmp_path,
                            timeout=600)
     assert milestones.returncode == 0, milestones.stdout[-3000:] + milestones.stderr[-3000:]
@@ -387,7 +387,7 @@ def test_campaign_plan_prioritizes_the_long_groups_of_each_milestone_in_turn():
 def test_campaign_run_leaves_the_tables_of_every_milestone_and_the_verdict_figure(tmp_path):
     """`run` at the smoke scale, then `status`, then `collect` into another checkout, where the
     tables are rebuilt from the collected records alone (config `from_records`)."""
-    for name in ("Snakefile", "workflow", "config"):
+    for name in ("Snakefile", "workflow", "config", "profiles"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
     result = subprocess.run(["bash", "workflow/campaign.sh", "run"], cwd=tmp_path, env=CAMPAIGN_ENV,
                             capture_output=True, text=True, timeout=600)
@@ -417,7 +417,7 @@ def test_campaign_run_leaves_the_tables_of_every_milestone_and_the_verdict_figur
             assert (folder / "eval.json").exists() and (folder / "progress.csv").exists()
     assert not list(records.rglob("*.pt")) and not list(records.rglob("*.zip"))
     # ... from which the milestone tables and the figure are rebuilt, with no run folder
-    for name in ("Snakefile", "workflow", "config"):
+    for name in ("Snakefile", "workflow", "config", "profiles"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, checkout / name)
     rebuilt = snakemake("milestones", "--cores", "1", "--config", "scale=smoke", "tasks=[MountainCarContinuous]",
                         "from_records=True", cwd=checkout)

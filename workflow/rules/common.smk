@@ -504,6 +504,13 @@ def figures_of(scale):
             for kind in ("timeline", "curves", "tradeoff") for ext in ("png", "pdf")]
 
 
+def committed_table3s(wildcards):
+    """Every table3.csv under paper_tables/ that exists now (the verdict figure across tasks)."""
+    from asymbench.glance import table_files
+
+    return [str(p) for p in table_files("paper_tables")]
+
+
 def tables_of(scale, tables=("table3", "table4", "table5")):
     return [f"{tables_dir(scale)}/{table}.{ext}" for table in tables for ext in ("csv", "md", "tex")]
 

@@ -233,7 +233,9 @@ def _add_tables(sub) -> None:
     p = sub.add_parser("tables", help="rebuild Table 3, 4 or 5 from evaluation JSONs (CSV + .md + .tex), "
                        "the aggregate over tasks (CSV + .md), or one task's grid of Ours' "
                        "sub-policy noise x training budget, both protocols (CSV + .md)")
-    p.add_argument("table", choices=("table3", "table4", "table5", "aggregate", "grid"))
+    p.add_argument("table", choices=("table3", "table4", "table5", "aggregate", "grid", "runs"),
+                   help="runs: every evaluation as one tidy row per task, method, seed, budget and "
+                        "protocol (runs.csv; docs/runs-csv.md)")
     p.add_argument("--scale", required=True, help="the budget's name, written into every row and caption")
     p.add_argument("--out", required=True, help="CSV to write; .md and .tex go beside it")
     p.add_argument("--protocol", choices=("deterministic", "stochastic"), default="deterministic",
@@ -250,9 +252,14 @@ def _add_tables(sub) -> None:
 
 
 def _run_tables(args) -> None:
-    from asymbench.tables import METHODS, VARIANT_METHODS, write_aggregate, write_grid, write_table
+    from asymbench.tables import (METHODS, VARIANT_METHODS, write_aggregate, write_grid, write_runs,
+                                  write_table)
 
     paths = {m: getattr(args, m) for m in METHODS + VARIANT_METHODS if getattr(args, m)}
+    if args.table == "runs":
+        df = write_runs(paths, args.scale, args.out, args.registry)
+        print(f"runs ({args.scale}, {len(df)} rows: task x method x seed x budget x protocol) -> {args.out}")
+        return
     if args.table == "grid":
         df = write_grid(paths, args.scale, args.out, args.registry, args.delta)
         print(f"grid ({args.scale}, {len(df)} rows: budget x noise x protocol) -> {args.out}")
@@ -274,6 +281,9 @@ def _add_figures(sub) -> None:
     t.add_argument("--eval", required=True, help="the same evaluation's JSON")
     t.add_argument("--frames", default=None, help="frames folder from `asymbench evaluate --frames`")
     t.add_argument("--run-seed", type=int, required=True, help="training seed of the run, for the title")
+    t.add_argument("--seed-choice", choices=("first", "learned"), default="first",
+                   help="how the seed was chosen, stated in the title: the scale's first seed (the "
+                        "pipeline's) or a seed chosen because it learned")
     c = kinds.add_parser("curves", help="episode return against env steps, per method")
     c.add_argument("--task", required=True)
     for method in methods:
@@ -319,7 +329,8 @@ def _run_figures(args) -> None:
     from asymbench.tables import METHODS, RL_METHODS
 
     if args.figure == "timeline":
-        figures.timeline(args.trace, args.eval, args.frames, args.scale, args.run_seed, args.out)
+        figures.timeline(args.trace, args.eval, args.frames, args.scale, args.run_seed, args.out,
+                         args.seed_choice)
     elif args.figure == "curves":
         runs = {m: getattr(args, m) for m in RL_METHODS if getattr(args, m)}
         figures.learning_curves(args.task, runs, args.scale, args.out)

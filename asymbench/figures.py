@@ -56,6 +56,12 @@ def budget_phrase(steps, paper_steps) -> str:
     return f"{steps:,} env steps per run, {share}"
 
 
+def paper_budget(task: str, registry=None) -> int:
+    """The paper's training budget of ``task`` (the registry's ``total_steps``), for runs that
+    do not record it."""
+    return int(tables.load_registry(registry)[task].total_steps)
+
+
 def png_title(path: str | Path) -> str:
     """The title a PNG written by ``save`` carries in its metadata ("" if none)."""
     from PIL import Image
@@ -138,7 +144,7 @@ def timeline(trace_csv: str | Path, eval_json: str | Path, frames_dir: str | Pat
         fig.add_artist(ConnectionPatch(xyA=(0.5, 0), coordsA=image_ax.transAxes, xyB=(frame.step, top),
                                        coordsB=ax.transData, color=colour, lw=0.8, alpha=0.8))
 
-    paper_steps = evaluation.get("paper_total_steps") or evaluation["total_steps"]
+    paper_steps = evaluation.get("paper_total_steps") or paper_budget(evaluation["task"])
     fig.suptitle(f"{evaluation['task']}: {_variant(evaluation)}, training seed {run_seed} "
                  f"({SEED_CHOICES[seed_choice]}), first evaluation episode: return {rewards.sum():.1f}, "
                  f"{len(segments) - 1} master switches\nscale '{scale}': "
@@ -204,7 +210,7 @@ def learning_curves(task: str, runs: dict[str, list[str | Path]], scale: str,
     """
     configs = {m: [read_json(Path(r).parent / CONFIG_FILE) for r in paths] for m, paths in runs.items()}
     budget = max(c["total_steps"] for cs in configs.values() for c in cs)
-    paper_steps = max(c.get("paper_total_steps") or c["total_steps"] for cs in configs.values() for c in cs)
+    paper_steps = max(c.get("paper_total_steps") or paper_budget(task) for cs in configs.values() for c in cs)
     seeds = sorted({c["seed"] for cs in configs.values() for c in cs})
     grid = np.linspace(0, budget, 200)
     has_share = any(m in ("ours", "ours_no_cost") for m in runs)
@@ -353,7 +359,7 @@ def _budget(summary: pd.DataFrame, task: str, registry=None) -> str:
 
     rl = summary[[tables.is_pareto_method(m) or m in tables.RL_METHODS for m in summary["method"]]]
     steps = joined(rl if len(rl) else summary, "train_steps")
-    paper_steps = tables.load_registry(registry)[task].total_steps
+    paper_steps = paper_budget(task, registry)
     budget = (budget_phrase(steps, paper_steps) if isinstance(steps, int)
               else f"{tables._steps_text(steps)} env steps per run")
     students = " (BC, GAIL: distilled from L-only)" if set(summary["method"]) & {"bc", "gail"} else ""
@@ -579,7 +585,7 @@ def milestone_verdicts(task: str, evaluations: dict[str, list[str | Path]], scal
         ax.grid(alpha=0.3)
     seeds = int(milestones["n"].max()) if len(milestones) else 0
     fig.suptitle(f"{task}: claim (a) at every milestone, scale '{scale}', up to {last:,} of "
-                 f"{budget:,} env steps ({100 * last / budget:.3g}% of the budget), {seeds} seeds\n"
+                 f"{budget:,} env steps ({tables.percent_text(last / budget)} of the paper's budget), {seeds} seeds\n"
                  "mean ± 95% interval over seeds; hollow diamonds: the paper at its budget",
                  fontsize=10)
     save(fig, outs)

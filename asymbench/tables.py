@@ -914,8 +914,8 @@ def build_grid(paths: dict[str, list[str | Path]], scale: str, registry=None,
 def grid_caption(df: pd.DataFrame, link: str | None = None) -> str:
     """What the grid is, its protocols and budgets as fractions of the paper's, the legend."""
     budgets = ", ".join(f"{b:,}" for b in sorted(set(df["budget"])))
-    return (f"{df['task'].iloc[0]}: Ours with its sub-policies' exploration noise dropped (the "
-            f"authors' script) or as SAC's (the paper), each against S-only and L-only of its budget "
+    return (f"{df['task'].iloc[0]}: Ours with its sub-policies' exploration noise dropped (authors' "
+            f"script) or as SAC's (paper), each against S-only and L-only of its budget "
             f"({budgets} env steps: {budget_fraction_text(df['budget_fraction'])}); both protocols. "
             f"Legend: {_where(link)}.")
 

@@ -499,6 +499,29 @@ def performance_profile(evaluations: dict[str, list[str | Path]], scale: str, ou
     return pd.DataFrame(rows, columns=["method", "tau", "fraction", "low", "high"])
 
 
+def _normalized_panel(ax, summary: pd.DataFrame, budget: int, delta: float, task: str, registry) -> None:
+    """Ours' normalized score per milestone with its interval and verdict ("met at 5% of the
+    budget" below the paper's budget; "L-only not converged" where the score is above 1.5),
+    the line 1 - delta and the paper's point."""
+    normalized = summary[summary["quantity"] == "normalized score"]
+    ax.errorbar(normalized["step"], normalized["mean"],
+                yerr=[(normalized["mean"] - normalized["low"]).clip(lower=0).fillna(0),
+                      (normalized["high"] - normalized["mean"]).clip(lower=0).fillna(0)],
+                fmt="o-", color=METHOD_COLOURS["ours"], capsize=3, label="Ours (bootstrap 95%)")
+    for _, row in normalized.iterrows():
+        fraction = row["step"] / budget
+        label = tables.verdict_word(row["verdict"], fraction) + (
+            "; L-only not converged" if fraction < 1 and row["mean"] > tables.NOT_CONVERGED_SCORE else "")
+        ax.annotate(label, (row["step"], row["mean"]), fontsize=7, textcoords="offset points",
+                    xytext=(4, 6))
+    ax.axhline(1 - delta, color="0.3", ls="--", lw=1, label=f"1 − δ = {1 - delta:g}")
+    paper = tables.published_normalized_scores()
+    name = tables.load_registry(registry)[task].settings.get("paper_name", task)
+    if name in paper.index:
+        ax.plot([budget], [paper[name]], "D", mfc="none", mec=METHOD_COLOURS["ours"], ms=8,
+                label="paper")
+
+
 MILESTONE_METHODS = ("s_only", "l_only", "ours")
 
 
@@ -560,23 +583,7 @@ def milestone_verdicts(task: str, evaluations: dict[str, list[str | Path]], scal
             top.plot([budget], [score], "D", mfc="none", mec=METHOD_COLOURS[method], ms=8)
     top.set_ylabel(tables.METRIC_LABELS[metric])
     top.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
-    normalized = summary[summary["quantity"] == "normalized score"]
-    bottom.errorbar(normalized["step"], normalized["mean"],
-                    yerr=[(normalized["mean"] - normalized["low"]).clip(lower=0).fillna(0),
-                          (normalized["high"] - normalized["mean"]).clip(lower=0).fillna(0)],
-                    fmt="o-", color=METHOD_COLOURS["ours"], capsize=3, label="Ours (bootstrap 95%)")
-    for _, row in normalized.iterrows():
-        fraction = row["step"] / budget
-        label = tables.verdict_word(row["verdict"], fraction) + (
-            "; L-only not converged" if fraction < 1 and row["mean"] > tables.NOT_CONVERGED_SCORE else "")
-        bottom.annotate(label, (row["step"], row["mean"]), fontsize=7, textcoords="offset points",
-                        xytext=(4, 6))
-    bottom.axhline(1 - delta, color="0.3", ls="--", lw=1, label=f"1 − δ = {1 - delta:g}")
-    paper = tables.published_normalized_scores()
-    name = tables.load_registry(registry)[task].settings.get("paper_name", task)
-    if name in paper.index:
-        bottom.plot([budget], [paper[name]], "D", mfc="none", mec=METHOD_COLOURS["ours"], ms=8,
-                    label="paper")
+    _normalized_panel(bottom, summary, budget, delta, task, registry)
     bottom.set_ylabel("normalized score\n(S-only 0, L-only 1)")
     bottom.set_xlabel("env steps trained (milestone)")
     bottom.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
@@ -585,7 +592,8 @@ def milestone_verdicts(task: str, evaluations: dict[str, list[str | Path]], scal
         ax.grid(alpha=0.3)
     seeds = int(milestones["n"].max()) if len(milestones) else 0
     fig.suptitle(f"{task}: claim (a) at every milestone, scale '{scale}', up to {last:,} of "
-                 f"{budget:,} env steps ({tables.percent_text(last / budget)} of the paper's budget), {seeds} seeds\n"
+                 f"{budget:,} env steps ({tables.percent_text(last / budget)} of the paper's budget), "
+                 f"{seeds} seeds\n"
                  "mean ± 95% interval over seeds; hollow diamonds: the paper at its budget",
                  fontsize=10)
     save(fig, outs)

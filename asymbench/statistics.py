@@ -333,25 +333,23 @@ class Aggregate:
 def aggregate_rows(agg: Aggregate, reps: int = BOOTSTRAP_RESAMPLES) -> pd.DataFrame:
     """One row per method: IQM of the normalized score with its stratified-bootstrap 95%
     interval, and the probability that Ours improves on the method (baselines of
-    ``POI_BASELINES``); NaN throughout (and ``note`` saying why) with fewer than MIN_TASKS tasks."""
+    ``POI_BASELINES``; NaN for the others). Only for a computed aggregate (``agg.computed``)."""
+    if not agg.computed:
+        raise ValueError(f"aggregate over tasks: fewer than {MIN_TASKS} tasks with a resolved normalization")
     rows = []
-    note = "" if agg.computed else (f"fewer than {MIN_TASKS} tasks with a resolved normalization: "
-                                    "nothing computed")
     for method, per_task in agg.scores.items():
         row = {"scale": agg.scale, "protocol": agg.protocol, "delta": agg.delta, "method": method,
                "n_tasks": len(agg.tasks), "tasks": " ".join(agg.tasks),
                "excluded": "; ".join(f"{t}: {why}" for t, why in agg.excluded.items()),
-               "n_runs": int(sum(len(t) for t in per_task)), "iqm": math.nan, "iqm_low": math.nan,
-               "iqm_high": math.nan, "poi_ours_over": math.nan, "poi_low": math.nan,
-               "poi_high": math.nan, "note": note}
-        if agg.computed:
-            row["iqm"] = iqm(per_task)
-            row["iqm_low"], row["iqm_high"] = iqm_interval(per_task, bootstrap_rng("aggregate", "iqm", method), reps)
-            if method in POI_BASELINES:
-                ours = agg.scores["ours"]
-                row["poi_ours_over"] = probability_of_improvement(ours, per_task)
-                row["poi_low"], row["poi_high"] = poi_interval(ours, per_task,
-                                                               bootstrap_rng("aggregate", "poi", method), reps)
+               "n_runs": int(sum(len(t) for t in per_task)), "iqm": iqm(per_task),
+               "poi_ours_over": math.nan, "poi_low": math.nan, "poi_high": math.nan}
+        row["iqm_low"], row["iqm_high"] = iqm_interval(per_task, bootstrap_rng("aggregate", "iqm", method), reps)
+        if method in POI_BASELINES:
+            ours = agg.scores["ours"]
+            row["poi_ours_over"] = probability_of_improvement(ours, per_task)
+            row["poi_low"], row["poi_high"] = poi_interval(ours, per_task, bootstrap_rng("aggregate", "poi", method),
+                                                           reps)
         rows.append(row)
-    return pd.DataFrame(rows)
-
+    columns = ["scale", "protocol", "delta", "method", "n_tasks", "tasks", "excluded", "n_runs", "iqm",
+               "iqm_low", "iqm_high", "poi_ours_over", "poi_low", "poi_high"]
+    return pd.DataFrame(rows)[columns]

@@ -1,11 +1,26 @@
 """Tables 3, 4 and 5 of the paper, rebuilt from evaluation JSONs with the published numbers
-beside, the verdicts on the paper's two claims, and the aggregate over tasks.
+beside, the verdicts on the paper's two claims, the aggregate over tasks and runs.csv (every
+run as a tidy row). The numbers and their intervals are computed once, in
+``asymbench.statistics``; this module loads and checks the inputs, lays out the tables and
+renders them to CSV (full precision), Markdown and LaTeX. Its former statistical names
+(``interval``, ``judge_claims``, ``iqm``, ...) are re-exported here.
 
 Every reproduced number is the mean over training seeds with a 95% interval, plus a "best run"
-view (the paper's Table 4 reports the highest score each method reached). Each table states the
-budget it was made with (scale, seeds, training steps, evaluation episodes), the evaluation
-protocol and the verdict margin in its caption; the legend of every column is one README
-section ("Reading the tables") that the caption names.
+view (the paper's Table 4 reports the highest score each method reached). A table's caption
+(at most ``MAX_CAPTION`` characters) says what it is, its evaluation protocol and its budget as a
+fraction of the paper's, and links the legend of every column (README, "Reading the tables");
+a footnote line under it gives the scale, steps, seeds, episodes and the verdict margin. In the
+Markdown and LaTeX the paper's number (with the paper's own digits) and the count of seeds
+reaching the success threshold have columns of their own, and each column has one number of
+decimals. Below the paper's budget a verdict reads "met at 5% of the budget" rather than
+"reproduced" (the CSV keeps the verdict and adds ``budget_fraction``), and where Ours'
+normalized score is above 1.5 the cell adds "L-only not converged".
+
+Inputs are checked before anything is computed (``load_evaluations``): each eval.json must be an
+evaluation object with finite numbers that agree with themselves (``mean_return`` the mean of
+``returns``, shares in [0, 1]), given under the method it records, once (file, run folder, seed),
+with one registry's widths per task; a table's runs of a task share one budget. A refusal is one
+line naming the file and what to do.
 
 What sits beside a published number is the same quantity the paper measured:
 
@@ -38,7 +53,8 @@ CSV spelling of n/a: "not applicable", which pandas does not read as missing):
     the normalization is unknown); "inconclusive (n < 3)" with fewer than ``MIN_SEEDS`` seeds of
     any of the three.
 (b) *Ours' FLOPs reduction is at least the paper's* (Table 3), judged only where (a) is
-    reproduced: percentile bootstrap interval of Ours' mean reduction; lower bound >= the
+    reproduced: the percentile bootstrap interval of Ours' mean reduction (the one of Table 3's
+    "Ours % FLOPs reduction" column, computed once); lower bound >= the
     paper's: "reproduced"; upper bound < it: "not reproduced"; otherwise "inconclusive".
     Elsewhere "n/a (return claim not met)".
 
@@ -50,10 +66,11 @@ evaluations give the same table, and a task's numbers do not depend on which oth
 it.
 
 **Across tasks** (``build_aggregate``; at least ``MIN_TASKS`` tasks whose L-only - S-only gap is
-resolved, else nothing is computed): the IQM of the normalized score per method with
+resolved, else it is refused and nothing is written; the pipeline asks for it only where
+``aggregate_computable`` says so from runs.csv): the IQM of the normalized score per method with
 stratified-bootstrap 95% intervals, the probability of improvement of Ours over L-only, fit, BC
 and GAIL, and the performance profile; the estimators are rliable's (Agarwal et al. 2021),
-computed here (rliable 1.2.0 does not import with pandas 3, see ``iqm``).
+computed in ``asymbench.statistics`` (rliable 1.2.0 does not import with pandas 3, see ``iqm``).
 
 **The noise x budget grid** (``build_grid``): one task's Table 3 row for each training budget and
 each setting of Ours' sub-policy exploration noise (``ours``: dropped, as the authors' script
@@ -617,6 +634,7 @@ SHORT_TITLES = {"table3": "Table 3: score of S-only, L-only and Ours; Ours' % st
                           "(GAIL, BC)",
                 "table5": "Table 5: Ours with and without (λ = 0) the cost term"}
 PROTOCOL_SHORT = {"deterministic": "deterministic protocol", "stochastic": "stochastic protocol"}
+MAX_CAPTION = 300  # characters: what the table is, its protocol and budget; the rest in the footnote
 
 
 def _where(link: str | None) -> str:
@@ -627,12 +645,8 @@ def caption(table: str, df: pd.DataFrame, registry=None, link: str | None = None
     """What the table is, its protocol and its budget as a fraction of the paper's, then where
     the columns are explained (``link``: a Markdown link); at most ``MAX_CAPTION`` characters.
     Seeds, episodes and the margin are in ``footnote``."""
-    text = (f"{SHORT_TITLES[table]}; {PROTOCOL_SHORT[df['protocol'].iloc[0]]}, "
+    return (f"{SHORT_TITLES[table]}; {PROTOCOL_SHORT[df['protocol'].iloc[0]]}, "
             f"{budget_fraction_text(df['budget_fraction'])}. Legend: {_where(link)}.")
-    return text
-
-
-MAX_CAPTION = 300
 
 
 def footnote(df: pd.DataFrame, registry=None, published: bool = True) -> str:

@@ -49,10 +49,11 @@ def save(fig: plt.Figure, outs: list[str | Path]) -> None:
 
 
 def budget_phrase(steps, paper_steps) -> str:
-    """"20,000 env steps per run, 2% of the paper's budget" (or "..., the paper's budget")."""
+    """"20,000 env steps per run, 2% of the paper's budget of 1,000,000" (or "..., the paper's
+    budget")."""
     steps, paper_steps = int(steps), int(paper_steps)
     share = "the paper's budget" if steps == paper_steps else (
-        f"{tables.percent_text(steps / paper_steps)} of the paper's budget ({paper_steps:,})")
+        f"{tables.percent_text(steps / paper_steps)} of the paper's budget of {paper_steps:,}")
     return f"{steps:,} env steps per run, {share}"
 
 

@@ -233,9 +233,11 @@ def _add_tables(sub) -> None:
     p = sub.add_parser("tables", help="rebuild Table 3, 4 or 5 from evaluation JSONs (CSV + .md + .tex), "
                        "the aggregate over tasks (CSV + .md), or one task's grid of Ours' "
                        "sub-policy noise x training budget, both protocols (CSV + .md)")
-    p.add_argument("table", choices=("table3", "table4", "table5", "aggregate", "grid", "glance"),
-                   help="glance: every Table 3 under --root in one table, written into README.md "
-                        "(between its glance marker lines) and ROOT/README.md")
+    p.add_argument("table", choices=("table3", "table4", "table5", "aggregate", "grid", "runs", "glance"),
+                   help="runs: every evaluation as one tidy row per task, method, seed, budget and "
+                        "protocol (runs.csv; docs/runs-csv.md); glance: every Table 3 under --root in "
+                        "one table, written into README.md (between its glance marker lines) and "
+                        "ROOT/README.md")
     p.add_argument("--scale", help="the budget's name, written into every row and caption")
     p.add_argument("--out", help="CSV to write; .md and .tex go beside it")
     p.add_argument("--root", default="paper_tables", help="glance: the folder of the tables")
@@ -264,12 +266,17 @@ def _run_tables(args) -> None:
               f"{'up to date' if args.check else f'{args.readme}, {args.root}/README.md'}")
         return
     from asymbench.runs import UsageError
-    from asymbench.tables import METHODS, VARIANT_METHODS, write_aggregate, write_grid, write_table
+    from asymbench.tables import (METHODS, VARIANT_METHODS, write_aggregate, write_grid, write_runs,
+                                  write_table)
 
     for dest in ("scale", "out"):
         if getattr(args, dest) is None:
             raise UsageError(f"argument --{dest}: required for {args.table} (only glance runs without it)")
     paths = {m: getattr(args, m) for m in METHODS + VARIANT_METHODS if getattr(args, m)}
+    if args.table == "runs":
+        df = write_runs(paths, args.scale, args.out, args.registry)
+        print(f"runs ({args.scale}, {len(df)} rows: task x method x seed x budget x protocol) -> {args.out}")
+        return
     if args.table == "grid":
         df = write_grid(paths, args.scale, args.out, args.registry, args.delta)
         print(f"grid ({args.scale}, {len(df)} rows: budget x noise x protocol) -> {args.out}")
@@ -291,6 +298,9 @@ def _add_figures(sub) -> None:
     t.add_argument("--eval", required=True, help="the same evaluation's JSON")
     t.add_argument("--frames", default=None, help="frames folder from `asymbench evaluate --frames`")
     t.add_argument("--run-seed", type=int, required=True, help="training seed of the run, for the title")
+    t.add_argument("--seed-choice", choices=("first", "learned"), default="first",
+                   help="how the seed was chosen, stated in the title: the scale's first seed (the "
+                        "pipeline's) or a seed chosen because it learned")
     c = kinds.add_parser("curves", help="episode return against env steps, per method")
     c.add_argument("--task", required=True)
     for method in methods:
@@ -351,7 +361,8 @@ def _run_figures(args) -> None:
         paths = glance.table_files(args.root) if args.tables is None else args.tables
         glance.verdicts_figure(glance.read_rows(paths, args.root, args.registry), args.out)
     elif args.figure == "timeline":
-        figures.timeline(args.trace, args.eval, args.frames, args.scale, args.run_seed, args.out)
+        figures.timeline(args.trace, args.eval, args.frames, args.scale, args.run_seed, args.out,
+                         args.seed_choice)
     elif args.figure == "curves":
         runs = {m: getattr(args, m) for m in RL_METHODS if getattr(args, m)}
         figures.learning_curves(args.task, runs, args.scale, args.out)

@@ -272,6 +272,11 @@ def test_smoke_dag_end_to_end(tmp_path):
         for ext in ("png", "pdf"):
             assert (figures / f"{kind}_MountainCarContinuous.{ext}").stat().st_size > 5000
     assert not (tmp_path / "paper_tables" / "table3.csv").exists()
+    # runs.csv beside the tables; one task cannot make an aggregate, so none is written
+    runs = pd.read_csv(tmp_path / "paper_tables" / "smoke" / "runs.csv")
+    assert set(runs["task"]) == {"MountainCarContinuous"} and set(runs["protocol"]) == {"deterministic", "stochastic"}
+    assert not list((tmp_path / "paper_tables" / "smoke").glob("aggregate.*"))
+    assert not list((tmp_path / "paper_tables" / "smoke").glob("performance_profile.*"))
     # Every milestone reached: the snapshot at 150 steps (half the budget) and the budget itself.
     milestones = snakemake("--cores", "2", "milestones",
                            "--config", "scale=smoke", "tasks=[MountainCarContinuous]", cwd=tmp_path,

@@ -702,9 +702,28 @@ def aggregate_inputs(wildcards):
 
 
 def aggregate_of(scale):
-    """The aggregate over tasks and its performance profile (deterministic protocol)."""
-    return [f"{tables_dir(scale)}/{name}" for name in
-            ("aggregate.csv", "aggregate.md", "performance_profile.png", "performance_profile.pdf")]
+    """The aggregate over tasks and its performance profile (deterministic protocol), asked for
+    only where they can be computed: the scale's runs.csv (a checkpoint) is read first, so that
+    no empty table or figure is ever written."""
+    from asymbench.tables import aggregate_computable
+
+    def targets(wildcards):
+        runs = checkpoints.runs_table.get(scaledir="" if scale == "paper" else f"{scale}/").output.csv
+        if not aggregate_computable(runs, registry=config.get("registry")):
+            return []
+        return [f"{tables_dir(scale)}/{name}" for name in
+                ("aggregate.csv", "aggregate.md", "performance_profile.png", "performance_profile.pdf")]
+
+    return targets
+
+
+def runs_inputs(wildcards):
+    """Evaluation JSONs of every task and seed of the scale, named by method, for runs.csv."""
+    from asymbench.tables import METHODS
+
+    scale = scale_of(wildcards)
+    return {m: [result(scale, t, m, s, "eval.json") for t in tasks_of(scale) for s in seeds_of(scale, t)]
+            for m in METHODS}
 
 
 def protocol_of(wildcards):

@@ -216,9 +216,18 @@ def readme_block(text: str, block: str, readme: str | Path) -> str:
     return f"{head}{START}\n{block}\n{END}{tail}"
 
 
+def figure_link(root: Path, doc_dir: Path) -> str:
+    """The verdict figure embedded, relative to ``doc_dir``, where it is built (else nothing:
+    an empty figure is never shown)."""
+    figure = root / "verdicts.png"
+    if not figure.exists():
+        return ""
+    return (f"![Ours' normalized score per task and budget, both protocols, against 1 − δ and the "
+            f"paper]({_relative(figure, doc_dir)})\n\n")
+
+
 def tables_readme(rows: list[Row], root: Path, legend: Path) -> str:
-    figure = "![Ours' normalized score per task and budget](verdicts.png)\n\n" \
-        if (root / "verdicts.png").exists() else ""
+    figure = figure_link(root, root)
     return ("# paper_tables: every Table 3 at a glance\n\n"
             "Written by `asymbench tables glance` from the `table3.csv` files below this folder "
             "(do not edit by hand). Other scales' tables lie in `<scale>/`, the stochastic "
@@ -234,7 +243,7 @@ def write_glance(root: str | Path = "paper_tables", readme: str | Path = "README
     root, readme = Path(root), Path(readme)
     rows = read_rows(table_files(root), root, registry)
     legend = readme.parent / LEGEND
-    block = glance_table(rows, readme.parent, root, legend)
+    block = figure_link(root, readme.parent) + glance_table(rows, readme.parent, root, legend)
     wanted = {readme: readme_block(readme.read_text(encoding="utf-8"), block, readme),
               root / "README.md": tables_readme(rows, root, legend)}
     for path, text in wanted.items():

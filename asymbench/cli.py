@@ -313,6 +313,10 @@ def _add_figures(sub) -> None:
     f.add_argument("--csv", default=None, help="also write the plotted numbers as CSV")
     f.add_argument("--variant", choices=("dropped", "as_sac"), default="dropped",
                    help="Ours' sub-policy noise in the sweep (named in the title)")
+    f.add_argument("--protocol", dest="protocols", nargs="+", choices=("deterministic", "stochastic"),
+                   default=["deterministic", "stochastic"], help="one panel per evaluation protocol")
+    f.add_argument("--delta", type=float, default=0.2,
+                   help="claim (a)'s margin: a cost weight is non-inferior at normalized score >= 1 - delta")
     for q in (r, f):
         q.add_argument("--task", required=True)
         _registry_arg(q)
@@ -385,7 +389,8 @@ def _run_figures(args) -> None:
                     raise ValueError(f"--point {factor}: no evaluation files")
                 points[float(factor)] = paths
             figures.pareto(args.task, points, evaluations, args.scale, args.out, args.csv,
-                           args.registry, variant=args.variant)
+                           args.registry, variant=args.variant, protocols=args.protocols,
+                           delta=args.delta)
     print(f"figure -> {', '.join(args.out)}")
 
 

@@ -405,54 +405,26 @@ PARETO_VARIANTS = {"dropped": "Ours (sub-policy noise dropped, as the authors' s
 
 def pareto(task: str, points: dict[float, list[str | Path]], baselines: dict[str, list[str | Path]],
            scale: str, outs: list[str | Path], csv_out: str | Path | None = None,
-           registry=None, variant: str = "dropped") -> pd.DataFrame:
+           registry=None, variant: str = "dropped", protocols=("deterministic", "stochastic"),
+           delta: float = tables.DEFAULT_DELTA) -> pd.DataFrame:
     """Ours trained at several cost weights (``points``: lambda factor -> its seeds' evaluations)
     on the score / Avg-FLOPs/Inf plane with the baselines of the same scale, the paper's Ours
-    point, and the non-dominated front of all reproduced points. Writes the same numbers to
-    ``csv_out`` (one row per point; ``source`` "paper" for the published one)."""
+    point, and the non-dominated front of all reproduced points, one panel per evaluation
+    protocol. Each cost weight is judged by claim (a) against S-only and L-only (where given),
+    and each panel says in one sentence whether any weight is non-inferior, and at what FLOPs.
+    Writes the same numbers to ``csv_out`` (one row per point and protocol; ``source`` "paper"
+    for the published one)."""
     if not points:
         raise ValueError("pareto: no lambda points given")
     paths = {f"{tables.PARETO_PREFIX}{factor_name(f)}": p for f, p in sorted(points.items())}
     paths.update(baselines)
-    summary, metric = summarise(tables.load_evaluations(paths))
-    summary.insert(2, "lambda_factor", [tables.pareto_factor(m) if tables.is_pareto_method(m) else math.nan
-                                        for m in summary["method"]])
-    summary["non_dominated"] = non_dominated(summary["flops_per_inf_mean"], summary["score_mean"])
-    summary["source"] = "reproduced"
-    sweep = summary[summary["lambda_factor"].notna()].sort_values("lambda_factor")
-    others = summary[summary["lambda_factor"].isna()]
-
-    fig, ax = plt.subplots(figsize=(8.5, 5.5))
-    cmap = plt.get_cmap("viridis")
-    colours = {m: cmap(i / max(1, len(sweep) - 1) * 0.85) for i, m in enumerate(sweep["method"])}
-    ax.plot(sweep["flops_per_inf_mean"], sweep["score_mean"], color="tab:green", lw=0.8, alpha=0.5, zorder=2)
-    _points(ax, sweep, colours, annotate=False)
-    _points(ax, others, METHOD_COLOURS)
-    front = summary[summary["non_dominated"]].sort_values("flops_per_inf_mean")
-    if len(front):
-        ax.step(front["flops_per_inf_mean"], front["score_mean"], where="post", color="0.2", ls="--",
-                lw=1, zorder=3, label="non-dominated front (means)")
-    paper = tables.published_points(task, registry).get("ours")
-    rows = [summary]
-    if paper is not None:
-        reproduced = np.concatenate([summary["score_mean"] - summary["score_ci95"].fillna(0),
-                                     summary["score_mean"] + summary["score_ci95"].fillna(0)])
-        if _off_scale(paper[1], reproduced):  # a note, so the reproduced points keep their scale
-            ax.scatter([], [], marker="*", s=180, color="gold", edgecolors="k",
-                       label=f"paper: Ours (λ×1), {tables.METRIC_LABELS[metric]} {paper[1]:g} at "
-                             f"{paper[0]:,.0f} FLOPs/Inf:\nfar off this plot's scale, not drawn")
-        else:
-            ax.scatter([paper[0]], [paper[1]], marker="*", s=180, color="gold", edgecolors="k",
-                       zorder=6, label="paper: Ours (λ×1)")
-        rows.append(pd.DataFrame([{"task": task, "method": "ours", "label": "Ours (paper)",
-                                   "lambda_factor": 1.0, "metric": tables.METRIC_LABELS[metric],
-                                   "score_mean": paper[1], "flops_per_inf_mean": paper[0],
-                                   "source": "paper"}]))
-    _axes_labels(ax, metric)
-    _label_sweep(ax, sweep, colours)
-    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig, axes = plt.subplots(1, len(protocols), figsize=(8.5 * len(protocols), 5.5), squeeze=False)
+    rows = []
+    for ax, protocol in zip(axes[0], protocols):
+        rows += _pareto_panel(ax, task, paths, protocol, registry, delta)
+    budget = _budget(rows[0], task, registry)
     fig.suptitle(f"{task}: {PARETO_VARIANTS[variant]} at cost weights λ × factor (registry λ), scale '{scale}': "
-                 f"{_budget(summary, task, registry)}\nmean ± 95% CI over seeds (t) on both axes; dashed: front of "
+                 f"{budget}\nmean ± 95% CI over seeds (t) on both axes; dashed: front of "
                  "the reproduced means (lower FLOPs, higher score)", fontsize=10)
     save(fig, outs)
     table = pd.concat(rows, ignore_index=True)
@@ -461,6 +433,87 @@ def pareto(task: str, points: dict[float, list[str | Path]], baselines: dict[str
         with atomic_path(Path(csv_out)) as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")
     return table
+
+
+def _sweep_verdicts(evaluations: pd.DataFrame, summary: pd.DataFrame, task: str, delta: float) -> pd.DataFrame:
+    """Claim (a) of every cost weight of the sweep against the S-only and L-only runs given (the
+    same bootstrap as Table 3's): normalized score, its interval and the verdict per row."""
+    runs, _ = tables.with_score(evaluations)
+    score = {m: g["score"].to_numpy() for m, g in runs.groupby("method")}
+    columns = {"normalized_score": [], "normalized_low": [], "normalized_high": [], "claim_return_verdict": []}
+    for method in summary["method"]:
+        judged = tables.is_pareto_method(method) and {"s_only", "l_only"} <= set(score)
+        verdict = (tables.verdict_return(score["s_only"], score["l_only"], score[method], delta, task, method)
+                   if judged else None)
+        for key, value in zip(columns, (verdict.mean, verdict.low, verdict.high, verdict.verdict)
+                              if verdict else (math.nan, math.nan, math.nan, "")):
+            columns[key].append(value)
+    return summary.assign(**columns)
+
+
+def non_inferiority_sentence(summary: pd.DataFrame, delta: float) -> str:
+    """"λ×0.1 and λ×1 are non-inferior (a); the cheapest at 1,234 FLOPs/Inf" or "no cost weight
+    is non-inferior (a)" (or that S-only and L-only were not given to judge it)."""
+    sweep = summary[summary["lambda_factor"].notna()]
+    if not sweep["claim_return_verdict"].astype(bool).any():
+        return "claim (a) not judged: S-only and L-only not given"
+    met = sweep[sweep["claim_return_verdict"] == tables.REPRODUCED].sort_values("flops_per_inf_mean")
+    if met.empty:
+        return f"no cost weight is non-inferior (normalized score ≥ {1 - delta:g})"
+    names = ", ".join(f"λ×{f:g}" for f in met["lambda_factor"])
+    return (f"non-inferior (normalized score ≥ {1 - delta:g}): {names}; the cheapest at "
+            f"{met['flops_per_inf_mean'].iloc[0]:,.0f} FLOPs/Inf")
+
+
+def _pareto_panel(ax, task: str, paths: dict, protocol: str, registry,
+                  delta: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One protocol's panel of the Pareto figure; returns its plotted numbers: the reproduced
+    points, and the paper's (empty where unpublished)."""
+    evaluations = tables.load_evaluations(paths, protocol)
+    summary, metric = summarise(evaluations)
+    summary.insert(2, "lambda_factor", [tables.pareto_factor(m) if tables.is_pareto_method(m) else math.nan
+                                        for m in summary["method"]])
+    summary.insert(3, "protocol", protocol)
+    summary["non_dominated"] = non_dominated(summary["flops_per_inf_mean"], summary["score_mean"])
+    summary["source"] = "reproduced"
+    summary = _sweep_verdicts(evaluations, summary, task, delta)
+    sweep = summary[summary["lambda_factor"].notna()].sort_values("lambda_factor")
+    cmap = plt.get_cmap("viridis")
+    colours = {m: cmap(i / max(1, len(sweep) - 1) * 0.85) for i, m in enumerate(sweep["method"])}
+    ax.plot(sweep["flops_per_inf_mean"], sweep["score_mean"], color="tab:green", lw=0.8, alpha=0.5, zorder=2)
+    _points(ax, sweep, colours, annotate=False)
+    _points(ax, summary[summary["lambda_factor"].isna()], METHOD_COLOURS)
+    front = summary[summary["non_dominated"]].sort_values("flops_per_inf_mean")
+    if len(front):
+        ax.step(front["flops_per_inf_mean"], front["score_mean"], where="post", color="0.2", ls="--",
+                lw=1, zorder=3, label="non-dominated front (means)")
+    paper = _pareto_paper_point(ax, task, summary, metric, registry, protocol)
+    _axes_labels(ax, metric)
+    _label_sweep(ax, sweep, colours)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set_title(f"{protocol} protocol: {non_inferiority_sentence(summary, delta)}", fontsize=9)
+    return summary, paper
+
+
+def _pareto_paper_point(ax, task: str, summary: pd.DataFrame, metric: str, registry,
+                        protocol: str) -> pd.DataFrame:
+    """The paper's Ours point, drawn, or named in the legend where it lies far off the scale of
+    the reproduced points (so that they keep their scale); its CSV row (none if unpublished)."""
+    paper = tables.published_points(task, registry).get("ours")
+    if paper is None:
+        return pd.DataFrame()
+    reproduced = np.concatenate([summary["score_mean"] - summary["score_ci95"].fillna(0),
+                                 summary["score_mean"] + summary["score_ci95"].fillna(0)])
+    if _off_scale(paper[1], reproduced):
+        ax.scatter([], [], marker="*", s=180, color="gold", edgecolors="k",
+                   label=f"paper: Ours (λ×1), {tables.METRIC_LABELS[metric]} {paper[1]:g} at "
+                         f"{paper[0]:,.0f} FLOPs/Inf:\nfar off this plot's scale, not drawn")
+    else:
+        ax.scatter([paper[0]], [paper[1]], marker="*", s=180, color="gold", edgecolors="k",
+                   zorder=6, label="paper: Ours (λ×1)")
+    return pd.DataFrame([{"task": task, "method": "ours", "label": "Ours (paper)", "lambda_factor": 1.0,
+                          "protocol": protocol, "metric": tables.METRIC_LABELS[metric],
+                          "score_mean": paper[1], "flops_per_inf_mean": paper[0], "source": "paper"}])
 
 
 # ----------------------------------------------------------------------------- performance profile

@@ -148,7 +148,8 @@ def test_pareto_csv_and_figure(tmp_path):
     baselines, points = sweep_files(tmp_path / "runs")
     outs = [tmp_path / "pareto.png", tmp_path / "pareto.pdf"]
     csv = tmp_path / "pareto.csv"
-    args = ["pareto", "--task", "Swimmer", "--scale", "smoke", "--out", *map(str, outs), "--csv", str(csv)]
+    args = ["pareto", "--task", "Swimmer", "--scale", "smoke", "--out", *map(str, outs), "--csv", str(csv),
+            "--protocol", "deterministic"]
     for factor, paths in points.items():
         args += ["--point", str(factor), *map(str, paths)]
     for method, paths in baselines.items():
@@ -251,7 +252,7 @@ def test_pareto_labels_do_not_overlap_and_a_far_paper_point_is_a_note(tmp_path, 
         real_save(fig, outs)
 
     monkeypatch.setattr(figures, "save", inspect)
-    figures.pareto("walker-stand", points, baselines, "smoke", [tmp_path / "p.png"])
+    figures.pareto("walker-stand", points, baselines, "smoke", [tmp_path / "p.png"], protocols=("deterministic",))
     boxes = seen["boxes"]
     assert len(boxes) == len(crowded)
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
@@ -272,3 +273,32 @@ def test_as_sac_timeline_says_it_is_the_variant(tmp_path):
     title = figures.png_title(out)
     assert "noise as SAC (variant)" in title and "chosen because it learned" in title
     assert "10% of the paper's budget" in title
+
+
+def test_pareto_of_ours_as_sac_judges_each_cost_weight_under_both_protocols(tmp_path):
+    """One panel per protocol; each cost weight judged by claim (a) against S-only and L-only.
+    Under the stochastic protocol the sweep loses 50 return, so no weight is non-inferior."""
+    baselines, points = sweep_files(tmp_path / "runs")
+    for path in [p for paths in [*baselines.values(), *points.values()] for p in paths]:
+        data = json.loads(path.read_text())
+        drop = 50.0 if data["method"] == "asym" else 0.0
+        path.write_text(json.dumps({**data, "stochastic": {
+            "mean_return": data["mean_return"] - drop, "large_share": 0.5,
+            "flops_per_inf": data["flops_per_inf"], "flops_reduction_pct": data["flops_reduction_pct"]}}))
+    csv = tmp_path / "pareto.csv"
+    table = figures.pareto("Swimmer", points, baselines, "smoke", [tmp_path / "p.png"], csv, variant="as_sac")
+    assert "Ours-as-SAC" in figures.png_title(tmp_path / "p.png")
+    rows = pd.read_csv(csv)
+    assert set(rows["protocol"]) == {"deterministic", "stochastic"}
+    sweep = table[table["lambda_factor"].notna() & (table["source"] == "reproduced")]
+    verdicts = sweep.set_index(["protocol", "lambda_factor"])["claim_return_verdict"]
+    # deterministic: S-only 21, L-only 81 (means); λ×0.1 scores 86 -> 1.08, λ×10 31 -> 0.17
+    assert verdicts["deterministic", 0.1] == figures.tables.REPRODUCED
+    assert verdicts["deterministic", 10] == figures.tables.NOT_REPRODUCED
+    assert (verdicts["stochastic"] != figures.tables.REPRODUCED).all()
+    deterministic = sweep[sweep["protocol"] == "deterministic"]
+    sentence = figures.non_inferiority_sentence(deterministic, 0.2)
+    cheapest = deterministic[deterministic["claim_return_verdict"] == figures.tables.REPRODUCED]["flops_per_inf_mean"].min()
+    assert sentence.startswith("non-inferior (normalized score ≥ 0.8): ") and f"{cheapest:,.0f} FLOPs/Inf" in sentence
+    assert figures.non_inferiority_sentence(sweep[sweep["protocol"] == "stochastic"], 0.2).startswith(
+        "no cost weight is non-inferior")

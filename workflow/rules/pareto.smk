@@ -42,6 +42,7 @@ rule pareto_figure:
     params:
         evaluations=pareto_options,
         variant=lambda wildcards: wildcards.variant.lstrip("_") or "dropped",
+        delta=verdict_delta,
         registry=registry_option,
     resources:
         mem_mb=resource("report", "mem_mb"),
@@ -50,5 +51,6 @@ rule pareto_figure:
         "../envs/asymbench.yaml"
     shell:
         "asymbench figures pareto --task {wildcards.task} --scale {wildcards.scale}"
-        " {params.evaluations} {params.registry} --variant {params.variant} --out {output.png} {output.pdf}"
+        " {params.evaluations} {params.registry} --variant {params.variant} --delta {params.delta}"
+        " --out {output.png} {output.pdf}"
         " --csv {output.csv} > {log} 2>&1"

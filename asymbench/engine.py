@@ -963,7 +963,9 @@ class GroupCheckpoint:
                 if self.path.exists():
                     os.replace(self.path, self.previous)
         except (OSError, RuntimeError) as exc:
-            reason = getattr(exc, "strerror", None) or "it could not be written whole: is the disk full?"
+            reason = getattr(exc, "strerror", None) or (
+                "the file written is damaged: it does not load back" if isinstance(exc, RunError)
+                else "it could not be written whole") + ": is the disk full?"
             kept = (f"the last intact checkpoint is {self.path} (step {self.step:,})"
                     if self.step is not None and self.path.exists() else "no checkpoint was written before")
             raise RunError(f"writing the checkpoint {self.path} at step {log.step:,} failed ({reason}); "
@@ -978,8 +980,8 @@ class GroupCheckpoint:
                 raise
             saved = self._read(self.previous)
             why = str(latest).split(": delete it")[0] if self.path.exists() else f"{self.path} is missing"
-            print(f"asymbench: {why}: resuming from the previous checkpoint {self.previous} "
-                  f"(step {saved['state']['step']:,}) instead", file=sys.stderr, flush=True)
+            print(f"asymbench: {why}: falling back to the previous checkpoint {self.previous} "
+                  f"(step {saved['state']['step']:,})", file=sys.stderr, flush=True)
             self.fell_back = True
             return saved
         self.step = saved["state"]["step"]

@@ -531,7 +531,8 @@ def plan_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
     marker = FINISHED_FILE if stop == total_steps else SNAPSHOT_FILE
     plan = GroupPlan(out_root, list(seeds), dirs, configs, stop, targets, marker)
     if stop == total_steps:  # a finished group whose run.json files a workflow deleted
-        restore_finished_group(out_root, dirs, configs, same_config)
+        restore_finished_group(out_root, dirs, configs, same_config,
+                               checkpoint=GroupCheckpoint(out_root, "cpu").exists())
     finished = [(d / marker).exists() for d in targets]
     if all(finished):
         for d, c in zip(targets, configs):

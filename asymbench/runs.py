@@ -327,29 +327,45 @@ def record_finished_group(out_root: str | Path, dirs: list[Path], configs: list[
 
 
 def restore_finished_group(out_root: str | Path, dirs: list[Path], configs: list[dict],
-                           same_config) -> bool:
-    """Rewrites the run.json files a finished group's record holds, where they are missing and
-    everything else of the run is there and of ``configs`` (``same_config(recorded, asked)``).
-    Returns whether it did; a record that does not fit is left alone (the group trains)."""
+                           same_config, checkpoint: bool) -> None:
+    """Where every member's run.json is missing but the rest of a finished run of ``configs``
+    is there (``same_config(recorded, asked)``; no ``checkpoint`` left): writes the run.json
+    files back from the group's record, or, without a record that fits (a group finished by an
+    earlier asymbench), refuses rather than train the finished runs again."""
     out_root = Path(out_root)
     path = out_root / GROUP_RECORD
-    if not path.is_file() or all((Path(d) / FINISHED_FILE).exists() for d in dirs):
-        return False
+    if checkpoint or any((Path(d) / FINISHED_FILE).exists() for d in dirs):
+        return
+    if not all(_finished_member(d, c, same_config) for d, c in zip(dirs, configs)):
+        return
     try:
         runs = read_json(path)["runs"]
         found = [runs[str(Path(d).relative_to(out_root))] for d in dirs]
-        for d, c, run in zip(dirs, configs, found):
-            if not (same_config(run["config"], c) and same_config(read_json(Path(d) / CONFIG_FILE), c)
-                    and (Path(d) / PROGRESS_FILE).is_file()):
-                return False
-            check_model_files(d, c)
-    except (RunError, KeyError, TypeError, ValueError):
-        return False
+        fits = all(same_config(run["config"], c) and isinstance(run["summary"], dict)
+                   for run, c in zip(found, configs))
+    except (RunError, KeyError, TypeError):
+        fits = False
+    if not fits:
+        raise RunError(f"{out_root}: its runs finished (their models are written, no checkpoint is "
+                       f"left) but their {FINISHED_FILE} files are missing and no {GROUP_RECORD} "
+                       f"restores them; rather than train them again: put the {FINISHED_FILE} "
+                       f"files back (a backup), or delete {out_root} to retrain")
     for d, run in zip(dirs, found):
-        if not (Path(d) / FINISHED_FILE).exists():
-            write_json(Path(d) / FINISHED_FILE, run["summary"])
+        write_json(Path(d) / FINISHED_FILE, run["summary"])
     print(f"{out_root}: finished already: run.json written back from {path.name} (deleted as "
           "an unfinished output: its job had outlived the workflow process?)")
+
+
+def _finished_member(run_dir: Path, config: dict, same_config) -> bool:
+    """A member folder that holds a finished run of ``config``, but for its run.json."""
+    run_dir = Path(run_dir)
+    try:
+        if not (same_config(read_json(run_dir / CONFIG_FILE), config)
+                and (run_dir / PROGRESS_FILE).is_file()):
+            return False
+        check_model_files(run_dir, config)
+    except RunError:
+        return False
     return True
 
 

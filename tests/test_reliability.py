@@ -117,6 +117,17 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     assert len(fallback) == 1 and str(latest) in fallback[0] and "step 200" in fallback[0]
     assert (out / "seed0" / "run.json").exists()
 
+    # A finished run is never trained again: its run.json, deleted, comes back from the group's
+    # record; without the record (a run of an earlier asymbench) the command refuses.
+    (out / "seed0" / "run.json").unlink()
+    again = asymbench(*TRAIN, "--out", str(out), "--segment-start", "250")
+    assert again.returncode == 0 and "run.json written back" in again.stdout, again.stderr
+    (out / "seed0" / "run.json").unlink()
+    (out / "group_finished.json").unlink()
+    kept = asymbench(*TRAIN, "--out", str(out))
+    assert kept.returncode == 2 and "delete" in kept.stderr and "run.json files are missing" in kept.stderr
+    assert not (out / "group_checkpoint.pt").exists()
+
     both = tmp_path / "both"
     shutil.copytree(out / "milestones", both / "milestones")  # a group whose two checkpoints are damaged
     (both / "seed0").mkdir(parents=True)

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -75,9 +74,10 @@ def test_a_job_that_outlives_a_killed_snakemake_leaves_a_run_the_rerun_accepts(t
                                  "--cores", "1", target, *config], cwd=ws, env=ENV, stdout=out,
                                 stderr=subprocess.STDOUT)
         try:
-            # The final segment (150 -> 3000) is under way: it checkpointed past the milestone.
-            wait_for(lambda: log.exists() and re.search(r"checkpoint at step [\d,]+ of 1,500", log.read_text()),
-                     300, "the final segment's first checkpoint")
+            # The final segment (150 -> 1500) is under way: it checkpointed past the milestone.
+            started = re.compile(r"checkpoint at step [\d,]+ of 1,500")
+            wait_for(lambda: log.exists() and started.search(log.read_text()), 300,
+                     "the final segment's first checkpoint")
             job = json.loads((group / "train.lock").read_text())["pid"]
         finally:
             head.kill()

@@ -49,8 +49,8 @@ from asymbench.agents import SUB_POLICIES, make_sac
 from asymbench.master import MasterGroup
 from asymbench.networks import StackedLinear, StackedMLP, costs, sac_actor_flops
 from asymbench.runs import (CONFIG_FILE, FINISHED_FILE, SNAPSHOT_FILE, Interrupted, RunError,
-                            atomic_path, load_state, provenance, read_json, record_finished_group,
-                            restore_finished_group, write_json)
+                            atomic_path, forget_finished_group, load_state, provenance, read_json,
+                            record_finished_group, restore_finished_group, write_json)
 from asymbench.seeding import run_streams
 from asymbench.tasks import env_dims, get_task, make_env, observation_flattener
 from asymbench.training import (TrainRequest, checkpoint_line, resolve_config, same_config,
@@ -1084,6 +1084,8 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
     if reached is not None:
         return reached
     with GroupLock(plan.out_root):
+        if not GroupCheckpoint(plan.out_root, "cpu").exists():
+            forget_finished_group(plan.out_root, plan.dirs)
         for d, c in zip(plan.dirs, plan.configs):
             write_json(d / CONFIG_FILE, c)
         return _train(request, plan, device, segment_start)

@@ -356,6 +356,20 @@ def restore_finished_group(out_root: str | Path, dirs: list[Path], configs: list
           "an unfinished output: its job had outlived the workflow process?)")
 
 
+def forget_finished_group(out_root: str | Path, dirs: list[Path]) -> None:
+    """Before a group trains from step 0 in folders that held another run whose run.json is gone
+    (a run of another config: a finished run of the same config is never trained again): that
+    run's record and deployed models go, so that none of it is ever taken for the new run's. A
+    run.json still there keeps everything (a milestone segment does not touch the run)."""
+    import shutil
+
+    if any((Path(d) / FINISHED_FILE).exists() for d in dirs):
+        return
+    (Path(out_root) / GROUP_RECORD).unlink(missing_ok=True)
+    for d in dirs:
+        shutil.rmtree(Path(d) / "model", ignore_errors=True)
+
+
 def _finished_member(run_dir: Path, config: dict, same_config) -> bool:
     """A member folder that holds a finished run of ``config``, but for its run.json."""
     run_dir = Path(run_dir)

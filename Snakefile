@@ -28,6 +28,7 @@ check_milestones(config["scale"])
 
 SCALE = config["scale"]
 check_grid()
+check_results(SCALE)
 
 
 wildcard_constraints:

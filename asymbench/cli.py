@@ -658,8 +658,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+HISTORY_FILE = "train.log"
+
+
+class _History:
+    """A stream that also appends its lines to a training group's OUT/train.log, once that
+    folder exists: the group's whole history, which no rerun overwrites (a workflow deletes the
+    log of a job it reruns). Progress-bar redraws (carriage returns) stay on the terminal."""
+
+    def __init__(self, stream, path: Path):
+        self.stream, self.path = stream, path
+
+    def write(self, text: str) -> int:
+        if "\r" not in text and self.path.parent.is_dir():
+            with open(self.path, "a") as history:
+                history.write(text)
+        return self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # argparse's usage errors: one line, SystemExit(2)
+    if args.command != "train":
+        return _main(args)
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = (_History(s, Path(args.out) / HISTORY_FILE) for s in streams)
+    try:
+        return _main(args)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(args) -> int:
     debug = args.debug or os.environ.get("ASYMBENCH_DEBUG", "") not in ("", "0")
     prog = f"asymbench {args.command}"
     snapshot = _snapshot_outputs(args)

@@ -1,6 +1,7 @@
 # Helper functions of the asymbench workflow: config checks, target lists and the command-line
 # options each scale adds. Rules only wire these to `asymbench` commands.
 
+import hashlib
 import json
 import math
 import re
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from asymbench.runs import damaged_json_files
 from asymbench.tables import METHODS, RL_METHODS, TABLES, methods_of
 from asymbench.tasks import RegistryError, load_registry
 
@@ -151,6 +153,25 @@ def check_config():
         if unknown:
             raise WorkflowError(f"config field '{field}': unknown task(s) {', '.join(unknown)}; "
                                 f"known tasks: {', '.join(REGISTRY)}")
+
+
+def check_results(scale):
+    """Before any job starts: the evaluations and run summaries of this run's tasks are intact.
+    A corrupt one would make every job that reads it fail, after Snakemake deleted that job's
+    finished outputs; this error names the file and how to rebuild it, and nothing is deleted."""
+    folders = [Path("results") / scale / task for task in tasks_of(scale)]
+    for path, problem in damaged_json_files(folders, ("eval.json", "run.json")):
+        maker = "`asymbench evaluate`" if path.name == "eval.json" else "its training group"
+        raise WorkflowError(f"{path} is corrupt ({problem}): delete it and rerun snakemake, which "
+                            f"rebuilds it ({maker}); nothing was run or deleted")
+
+
+def task_entry_digest(wildcards):
+    """A digest of the task's resolved registry entry (config `registry` or the packaged one):
+    a `params` value of the training rules, so that a change to the entry retrains that
+    task's runs (Snakemake's params rerun trigger), and only those."""
+    settings = json.dumps(REGISTRY[wildcards.task].settings, sort_keys=True, default=str)
+    return hashlib.sha256(settings.encode()).hexdigest()[:16]
 
 
 def alternatives(names):

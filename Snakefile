@@ -1,12 +1,13 @@
 # asymbench: regenerates the paper's Tables 3, 4, 5 and its figures (arXiv 2105.14471).
 #
-#   snakemake --workflow-profile workflow/profiles/local                      # paper scale
-#   snakemake --workflow-profile workflow/profiles/local --config scale=smoke # minutes, 2 cores
-#   snakemake --workflow-profile workflow/profiles/slurm                      # on a SLURM cluster
-#   snakemake --report report.html                                            # after a run
+#   snakemake --cores 16                                          # paper scale (profiles/default)
+#   snakemake --cores 2 --config scale=smoke                      # minutes, 2 cores
+#   snakemake --workflow-profile workflow/profiles/slurm          # on a SLURM cluster
+#   snakemake --report report.html                                # after a run
 # Targets: all (default), ablation_no_cost (Table 5), pareto (Ours over a list of cost weights),
 # mcc_grid (Ours' sub-policy noise x training budget, config `grid`),
-# or any file, e.g. paper_tables/table4.csv or paper_tables/verify/table3.csv. Training runs
+# paper_tables/verdicts.png (every Table 3 across tasks), or any file, e.g.
+# paper_tables/table4.csv or paper_tables/verify/table3.csv. Training runs
 # every seed of a (task, method) in one job (the batched engine). See results/README.md.
 
 from snakemake.utils import min_version, validate
@@ -27,6 +28,7 @@ check_milestones(config["scale"])
 
 SCALE = config["scale"]
 check_grid()
+check_results(SCALE)
 
 
 wildcard_constraints:

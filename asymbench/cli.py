@@ -237,9 +237,17 @@ def _add_tables(sub) -> None:
     p = sub.add_parser("tables", help="rebuild Table 3, 4 or 5 from evaluation JSONs (CSV + .md + .tex), "
                        "the aggregate over tasks (CSV + .md), or one task's grid of Ours' "
                        "sub-policy noise x training budget, both protocols (CSV + .md)")
-    p.add_argument("table", choices=("table3", "table4", "table5", "aggregate", "grid"))
-    p.add_argument("--scale", required=True, help="the budget's name, written into every row and caption")
-    p.add_argument("--out", required=True, help="CSV to write; .md and .tex go beside it")
+    p.add_argument("table", choices=("table3", "table4", "table5", "aggregate", "grid", "runs", "glance"),
+                   help="runs: every evaluation as one tidy row per task, method, seed, budget and "
+                        "protocol (runs.csv; docs/runs-csv.md); glance: every Table 3 under --root in "
+                        "one table, written into README.md (between its glance marker lines) and "
+                        "ROOT/README.md")
+    p.add_argument("--scale", help="the budget's name, written into every row and caption")
+    p.add_argument("--out", help="CSV to write; .md and .tex go beside it")
+    p.add_argument("--root", default="paper_tables", help="glance: the folder of the tables")
+    p.add_argument("--readme", default="README.md", help="glance: the README to write the table into")
+    p.add_argument("--check", action="store_true",
+                   help="glance: write nothing; fail if README.md or ROOT/README.md is stale")
     p.add_argument("--protocol", choices=("deterministic", "stochastic"), default="deterministic",
                    help="which evaluation protocol's metrics to read (stochastic: eval.json's "
                         "'stochastic' entry)")
@@ -254,9 +262,25 @@ def _add_tables(sub) -> None:
 
 
 def _run_tables(args) -> None:
-    from asymbench.tables import METHODS, VARIANT_METHODS, write_aggregate, write_grid, write_table
+    if args.table == "glance":
+        from asymbench.glance import write_glance
 
+        rows = write_glance(args.root, args.readme, args.registry, args.check)
+        print(f"glance ({len(rows)} rows from {args.root}) -> "
+              f"{'up to date' if args.check else f'{args.readme}, {args.root}/README.md'}")
+        return
+    from asymbench.runs import UsageError
+    from asymbench.tables import (METHODS, VARIANT_METHODS, write_aggregate, write_grid, write_runs,
+                                  write_table)
+
+    for dest in ("scale", "out"):
+        if getattr(args, dest) is None:
+            raise UsageError(f"argument --{dest}: required for {args.table} (only glance runs without it)")
     paths = {m: getattr(args, m) for m in METHODS + VARIANT_METHODS if getattr(args, m)}
+    if args.table == "runs":
+        df = write_runs(paths, args.scale, args.out, args.registry)
+        print(f"runs ({args.scale}, {len(df)} rows: task x method x seed x budget x protocol) -> {args.out}")
+        return
     if args.table == "grid":
         df = write_grid(paths, args.scale, args.out, args.registry, args.delta)
         print(f"grid ({args.scale}, {len(df)} rows: budget x noise x protocol) -> {args.out}")
@@ -278,6 +302,9 @@ def _add_figures(sub) -> None:
     t.add_argument("--eval", required=True, help="the same evaluation's JSON")
     t.add_argument("--frames", default=None, help="frames folder from `asymbench evaluate --frames`")
     t.add_argument("--run-seed", type=int, required=True, help="training seed of the run, for the title")
+    t.add_argument("--seed-choice", choices=("first", "learned"), default="first",
+                   help="how the seed was chosen, stated in the title: the scale's first seed (the "
+                        "pipeline's) or a seed chosen because it learned")
     c = kinds.add_parser("curves", help="episode return against env steps, per method")
     c.add_argument("--task", required=True)
     for method in methods:
@@ -288,6 +315,12 @@ def _add_figures(sub) -> None:
     f.add_argument("--point", nargs="+", action="append", default=[], metavar=("FACTOR", "EVAL_JSON"),
                    help="a lambda factor then its seeds' evaluations (repeat per factor)")
     f.add_argument("--csv", default=None, help="also write the plotted numbers as CSV")
+    f.add_argument("--variant", choices=("dropped", "as_sac"), default="dropped",
+                   help="Ours' sub-policy noise in the sweep (named in the title)")
+    f.add_argument("--protocol", dest="protocols", nargs="+", choices=("deterministic", "stochastic"),
+                   default=["deterministic", "stochastic"], help="one panel per evaluation protocol")
+    f.add_argument("--delta", type=float, default=0.2,
+                   help="claim (a)'s margin: a cost weight is non-inferior at normalized score >= 1 - delta")
     for q in (r, f):
         q.add_argument("--task", required=True)
         _registry_arg(q)
@@ -315,6 +348,14 @@ def _add_figures(sub) -> None:
     for q in (t, c, r, f, pp, v):
         q.add_argument("--scale", required=True, help="the budget's name, for the title")
         q.add_argument("--out", required=True, nargs="+", help="figure files (.png, .pdf, ...)")
+    a = kinds.add_parser("verdicts", help="Ours' normalized score across tasks, from every Table 3 "
+                         "(budgets and milestones, both protocols) against 1 - delta and the paper")
+    a.add_argument("--tables", nargs="*", default=None, metavar="TABLE3_CSV",
+                   help="the tables (default: every table3.csv under --root)")
+    a.add_argument("--root", default="paper_tables", help="the folder of the tables")
+    a.add_argument("--out", nargs="+", default=["paper_tables/verdicts.png", "paper_tables/verdicts.pdf"],
+                   help="figure files (.png, .pdf, ...)")
+    _registry_arg(a)
     p.set_defaults(handler=_run_figures)
 
 
@@ -322,8 +363,14 @@ def _run_figures(args) -> None:
     from asymbench import figures
     from asymbench.tables import METHODS, RL_METHODS
 
-    if args.figure == "timeline":
-        figures.timeline(args.trace, args.eval, args.frames, args.scale, args.run_seed, args.out)
+    if args.figure == "verdicts":
+        from asymbench import glance
+
+        paths = glance.table_files(args.root) if args.tables is None else args.tables
+        glance.verdicts_figure(glance.read_rows(paths, args.root, args.registry), args.out)
+    elif args.figure == "timeline":
+        figures.timeline(args.trace, args.eval, args.frames, args.scale, args.run_seed, args.out,
+                         args.seed_choice)
     elif args.figure == "curves":
         runs = {m: getattr(args, m) for m in RL_METHODS if getattr(args, m)}
         figures.learning_curves(args.task, runs, args.scale, args.out)
@@ -346,7 +393,8 @@ def _run_figures(args) -> None:
                     raise ValueError(f"--point {factor}: no evaluation files")
                 points[float(factor)] = paths
             figures.pareto(args.task, points, evaluations, args.scale, args.out, args.csv,
-                           args.registry)
+                           args.registry, variant=args.variant, protocols=args.protocols,
+                           delta=args.delta)
     print(f"figure -> {', '.join(args.out)}")
 
 
@@ -417,13 +465,21 @@ def _add_export(sub) -> None:
     p.add_argument("--format", default="c", choices=("c",), help="c only (ONNX: see asymbench.export)")
     p.add_argument("--master-streams", default="all", choices=("all", "advantage"),
                    help="advantage: drop the dueling master's value stream (same argmax up to ties)")
+    p.add_argument("--prefix", default="asymbench_",
+                   help="starts every C symbol (upper-cased: every macro), so several exported "
+                        "policies link into one program; a C identifier")
+    p.add_argument("--registry", default=None,
+                   help="task registry YAML, for a run that recorded no task settings (older "
+                        "runs); a run that did needs none")
     p.set_defaults(handler=_run_export)
 
 
 def _run_export(args) -> None:
-    from asymbench.export import export_run
+    from asymbench.export import check_prefix, export_run
 
-    m = export_run(args.run, args.out, args.format, args.master_streams, task=_run_task(args.run))
+    check_prefix(args.prefix)  # before the run is loaded: a bad name costs nothing
+    m = export_run(args.run, args.out, args.format, args.master_streams,
+                   task=_run_task(args.run, args.registry), prefix=args.prefix)
     print(f"{m['source']}: {', '.join(m['networks'])}{' + master' if m['has_master'] else ''} "
           f"-> {args.out} (build: cd {args.out} && {m['build']})")
 
@@ -446,7 +502,7 @@ AT_LEAST = {"seed": 0, "seeds": 0, "run_seed": 0, "threads": 1, "steps": 1, "epi
 INPUTS = {"train": [("width_from", "file")], "evaluate": [("run", "dir")],
           "expert": [("teacher", "dir")],
           "distill": [("teacher", "dir"), ("expert", "file"), ("width_from", "file")],
-          "figures": [("trace", "file"), ("eval", "file"), ("frames", "dir")],
+          "figures": [("trace", "file"), ("eval", "file"), ("frames", "dir"), ("tables", "file")],
           "export": [("run", "dir")]}
 # ... and writes (files written by a failed command are removed, so nothing looks finished)
 OUTPUTS = {"train": [("out", "dir")], "distill": [("out", "dir")], "export": [("out", "dir")],
@@ -530,14 +586,15 @@ def _check_args(args) -> None:
         _check_train(args)
 
 
-def _run_task(run: str):
+def _run_task(run: str, registry: str | None = None):
     """A finished run's own task (config.json's task_settings), passed on explicitly to the
-    command on it, so a run of a task from a user's registry file needs no registry."""
+    command on it, so a run of a task from a user's registry file needs no registry
+    (``registry``: where a run that recorded none finds its task)."""
     from asymbench.runs import CONFIG_FILE, load_finished_run
     from asymbench.tasks import task_from_config
 
     config, _ = load_finished_run(run)
-    return task_from_config(config, source=Path(run) / CONFIG_FILE)
+    return task_from_config(config, registry, source=Path(run) / CONFIG_FILE)
 
 
 def _stat(path: Path):
@@ -605,8 +662,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+HISTORY_FILE = "train.log"
+
+
+class _History:
+    """A stream that also appends its lines to a training group's OUT/train.log, once that
+    folder exists: the group's whole history, which no rerun overwrites (a workflow deletes the
+    log of a job it reruns). Progress-bar redraws (carriage returns) stay on the terminal."""
+
+    def __init__(self, stream, path: Path):
+        self.stream, self.path = stream, path
+
+    def write(self, text: str) -> int:
+        if "\r" not in text and self.path.parent.is_dir():
+            with open(self.path, "a") as history:
+                history.write(text)
+        return self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # argparse's usage errors: one line, SystemExit(2)
+    if args.command != "train":
+        return _main(args)
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = (_History(s, Path(args.out) / HISTORY_FILE) for s in streams)
+    try:
+        return _main(args)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(args) -> int:
     debug = args.debug or os.environ.get("ASYMBENCH_DEBUG", "") not in ("", "0")
     prog = f"asymbench {args.command}"
     snapshot = _snapshot_outputs(args)

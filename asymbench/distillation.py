@@ -33,6 +33,7 @@ from torch import nn
 
 from asymbench.runs import (CONFIG_FILE, FINISHED_FILE, PROGRESS_FILE, RunError, atomic_path,
                             load_finished_run, provenance, read_json, write_json)
+from asymbench.seeding import check_episode_seeds
 from asymbench.tasks import REGISTRY_VERSION, Task, make_env, task_from_config
 
 METHODS = ("bc", "gail")
@@ -171,6 +172,25 @@ def evenly_spaced_steps(episode_length: int, pairs: int) -> list[int]:
     return np.round(np.linspace(0, episode_length - 1, pairs)).astype(int).tolist()
 
 
+def _teacher_episode(env, teacher, seed: int, length: int | None):
+    """One deterministic episode of the teacher reset with ``seed``, cut after ``length`` steps
+    (``None``: run to its end): observations (one more than actions), actions, rewards, and
+    whether the env terminated it."""
+    act_dim = _env_dims(env)[1]
+    obs, _ = env.reset(seed=seed)
+    observations, actions, rewards = [obs], [], []
+    while length is None or len(actions) < length:
+        with torch.no_grad():
+            action = teacher(torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
+        obs, reward, terminated, truncated, _ = env.step(action)
+        observations.append(obs)
+        actions.append(np.asarray(action, dtype=np.float32).reshape(act_dim))
+        rewards.append(float(reward))
+        if terminated or truncated:
+            return observations, actions, rewards, bool(terminated)
+    return observations, actions, rewards, False
+
+
 def make_expert_data(teacher_dir: str | Path, out_path: str | Path,
                      trajectories: int | None = 25, length: int | None = 50, seed: int = 0,
                      max_episode_steps: int | None = None,
@@ -195,8 +215,6 @@ def make_expert_data(teacher_dir: str | Path, out_path: str | Path,
     seeds must lie in [0, 2**31), as evaluation seeds do (training's are [2**31, 2**32)).
     """
     from imitation.data.types import TrajectoryWithRew
-
-    from asymbench.evaluation import check_episode_seeds
 
     config, task, teacher = load_teacher(teacher_dir, registry)
     if trajectories is None:
@@ -223,18 +241,8 @@ def make_expert_data(teacher_dir: str | Path, out_path: str | Path,
 
     trajs, returns, episode_returns, kept_steps = [], [], [], []
     for i in range(trajectories):
-        obs, _ = env.reset(seed=seed + i)
-        observations, actions, rewards, terminal = [obs], [], [], False
-        while pairs == "evenly" or len(actions) < length:
-            with torch.no_grad():
-                action = teacher(torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
-            obs, reward, terminated, truncated, _ = env.step(action)
-            observations.append(obs)
-            actions.append(np.asarray(action, dtype=np.float32).reshape(act_dim))
-            rewards.append(float(reward))
-            if terminated or truncated:
-                terminal = bool(terminated)
-                break
+        observations, actions, rewards, terminal = _teacher_episode(
+            env, teacher, seed + i, None if pairs == "evenly" else length)
         if pairs == "first":
             trajs.append(trajectory(observations, actions, rewards, terminal))
             returns.append(float(np.sum(rewards)))
@@ -572,6 +580,27 @@ def _train_gail(expert: ExpertData, task: Task, width: int, steps: int, seed: in
                               "episodes": len(recorder.rows), "round_log": rounds}
 
 
+def _student_settings(method: str, width: int, width_info: dict, expert: ExpertData,
+                      epochs: int, steps: int, gail_steps: int, gail_generator) -> dict:
+    """config.json's ``settings`` of a student run: its network, the expert data it learned
+    from, and the BC or GAIL settings."""
+    settings = {"student": {"width": width, "policy_net": [width] * 2,
+                            "value_net": list(VALUE_NET), "activation": ACTIVATION,
+                            "class": "stable_baselines3 ActorCriticPolicy", **width_info},
+                "expert_pairs": expert.n_pairs, "expert_trajectories": len(expert.trajectories),
+                # teacher episodes the pairs come from, and which pairs (first | evenly)
+                "expert_episodes": expert.meta.get("trajectories", len(expert.trajectories)),
+                "expert_pairs_drawn": expert.meta.get("pairs", "first"),
+                "imitation_workarounds": list(IMITATION_WORKAROUNDS)}
+    if method == "bc":
+        settings["bc"] = {**BC_SETTINGS, "epochs": epochs}
+    else:
+        settings["gail"] = {**GAIL_SETTINGS, "generator": gail_generator,
+                            "steps_requested": steps, "steps": gail_steps,
+                            "round_steps": GAIL_ROUND_STEPS, "ppo": dict(PPO_SETTINGS)}
+    return settings
+
+
 def distill(method: str, teacher_dir: str | Path, expert_path: str | Path, out_dir: str | Path,
             seed: int = 0, width: int | None = None, width_from: str | Path | None = None,
             steps: int | None = None, epochs: int | None = None, threads: int = 1,
@@ -616,20 +645,8 @@ def distill(method: str, teacher_dir: str | Path, expert_path: str | Path, out_d
 
     torch.set_num_threads(threads)
     set_random_seed(seed)
-    settings = {"student": {"width": student_width, "policy_net": [student_width] * 2,
-                            "value_net": list(VALUE_NET), "activation": ACTIVATION,
-                            "class": "stable_baselines3 ActorCriticPolicy", **width_info},
-                "expert_pairs": expert.n_pairs, "expert_trajectories": len(expert.trajectories),
-                # teacher episodes the pairs come from, and which pairs (first | evenly)
-                "expert_episodes": expert.meta.get("trajectories", len(expert.trajectories)),
-                "expert_pairs_drawn": expert.meta.get("pairs", "first"),
-                "imitation_workarounds": list(IMITATION_WORKAROUNDS)}
-    if method == "bc":
-        settings["bc"] = {**BC_SETTINGS, "epochs": epochs}
-    else:
-        settings["gail"] = {**GAIL_SETTINGS, "generator": distill_settings["gail_generator"],
-                            "steps_requested": steps, "steps": gail_steps,
-                            "round_steps": GAIL_ROUND_STEPS, "ppo": dict(PPO_SETTINGS)}
+    settings = _student_settings(method, student_width, width_info, expert, epochs, steps,
+                                 gail_steps, distill_settings["gail_generator"])
     config = {"task": task.name, "env_id": task.env_id, "method": method, "seed": seed,
               "total_steps": gail_steps if method == "gail" else 0, "cost_weight": None,
               "max_episode_steps": limit,  # the teacher's; `asymbench evaluate` reads it here

@@ -49,7 +49,8 @@ from asymbench.agents import SUB_POLICIES, make_sac
 from asymbench.master import MasterGroup
 from asymbench.networks import costs, sac_actor_flops
 from asymbench.runs import (CONFIG_FILE, FINISHED_FILE, SNAPSHOT_FILE, Interrupted, RunError,
-                            atomic_path, load_state, provenance, read_json, write_json)
+                            atomic_path, forget_finished_group, load_state, provenance, read_json,
+                            record_finished_group, restore_finished_group, write_json)
 from asymbench.seeding import run_streams
 from asymbench.stacked import StackedHerReplay, StackedReplay, StackedSAC, to_device
 from asymbench.tasks import env_dims, get_task, make_env, observation_flattener
@@ -211,6 +212,9 @@ def plan_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
     targets = dirs if stop == total_steps else milestone_dirs(out_root, seeds, stop)
     marker = FINISHED_FILE if stop == total_steps else SNAPSHOT_FILE
     plan = GroupPlan(out_root, list(seeds), dirs, configs, stop, targets, marker)
+    if stop == total_steps:  # a finished group whose run.json files a workflow deleted
+        restore_finished_group(out_root, dirs, configs, same_config,
+                               checkpoint=GroupCheckpoint(out_root, "cpu").exists())
     finished = [(d / marker).exists() for d in targets]
     if all(finished):
         for d, c in zip(targets, configs):
@@ -626,31 +630,47 @@ class GroupCheckpoint:
     def __init__(self, folder: Path, device):
         self.path, self.previous = folder / GROUP_CHECKPOINT, folder / PREVIOUS_CHECKPOINT
         self.device = device
+        self.step: int | None = None    # the step of the intact latest checkpoint, once known
+        self.fell_back = False          # whether load() had to take the previous checkpoint
 
     def exists(self) -> bool:
         return self.path.exists() or self.previous.exists()
 
     def save(self, group: Group, book: MacroBookkeeping, log: ProgressLog) -> None:
         """Written whole to a temporary file and read back; only then does the latest become the
-        previous one and the new file the latest (a kill at any point leaves one that loads)."""
+        previous one and the new file the latest (a kill at any point leaves one that loads).
+        A failed write (a full disk) names the file and the intact checkpoint left."""
         payload = {"format": CHECKPOINT_FORMAT, **group.state(), "state": log.state, "live": book.live()}
-        with atomic_path(self.path) as tmp:
-            torch.save(payload, tmp)
-            self._read(tmp)  # verified: a file that does not load never replaces a good one
-            if self.path.exists():
-                os.replace(self.path, self.previous)
+        try:
+            with atomic_path(self.path) as tmp:
+                torch.save(payload, tmp)
+                self._read(tmp)  # verified: a file that does not load never replaces a good one
+                if self.path.exists():
+                    os.replace(self.path, self.previous)
+        except (OSError, RuntimeError) as exc:
+            reason = getattr(exc, "strerror", None) or (
+                "the file written is damaged: it does not load back" if isinstance(exc, RunError)
+                else "it could not be written whole") + ": is the disk full?"
+            kept = (f"the last intact checkpoint is {self.path} (step {self.step:,})"
+                    if self.step is not None and self.path.exists() else "no checkpoint was written before")
+            raise RunError(f"writing the checkpoint {self.path} at step {log.step:,} failed ({reason}); "
+                           f"{kept}: free space and rerun the same command to resume") from None
+        self.step = log.step
 
     def load(self) -> dict:
         try:
-            return self._read(self.path)
+            saved = self._read(self.path)
         except RunError as latest:
             if not self.previous.exists() or (self.path.exists() and "earlier asymbench" in str(latest)):
                 raise
             saved = self._read(self.previous)
-            print(f"asymbench: {latest if self.path.exists() else f'{self.path} is missing'}: falling "
-                  f"back to the previous checkpoint {self.previous.name} (step {saved['state']['step']:,})",
-                  file=sys.stderr, flush=True)
+            why = str(latest).split(": delete it")[0] if self.path.exists() else f"{self.path} is missing"
+            print(f"asymbench: {why}: falling back to the previous checkpoint {self.previous} "
+                  f"(step {saved['state']['step']:,})", file=sys.stderr, flush=True)
+            self.fell_back = True
             return saved
+        self.step = saved["state"]["step"]
+        return saved
 
     def _read(self, path: Path) -> dict:
         try:
@@ -751,6 +771,8 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
     runtime = runtime_record(request.compile, compiled, device, request.threads)
     plan.configs = [{**c, "runtime": runtime} for c in plan.configs]
     with GroupLock(plan.out_root):
+        if not GroupCheckpoint(plan.out_root, "cpu").exists():
+            forget_finished_group(plan.out_root, plan.dirs)
         for d, c in zip(plan.dirs, plan.configs):
             write_json(d / CONFIG_FILE, c)
         return _train(request, plan, device, segment_start, compiled)
@@ -767,7 +789,8 @@ def _train(request: TrainRequest, plan: GroupPlan, device: str, segment_start: i
         print(f"{plan.out_root}: resuming {group.K} seeds at step {saved['state']['step']:,} "
               f"of {plan.total_steps:,}")
     book = MacroBookkeeping(saved["live"]) if saved else MacroBookkeeping.start(group.first_obs)
-    _check_segment(checkpoint.path, saved["state"]["step"] if saved else 0, segment_start, plan.stop)
+    _check_segment(checkpoint.path, saved["state"]["step"] if saved else 0,
+                   None if checkpoint.fell_back else segment_start, plan.stop)
     log = ProgressLog(request, plan, saved["state"] if saved else None)
     master, macro_len = group.master, plan.config["macro_len"]
 
@@ -833,6 +856,7 @@ def _write_members(request: TrainRequest, plan: GroupPlan, group: Group, log: Pr
         summaries.append(summary)
     K, step, wall = group.K, log.step, log.state["wall_s"]
     if plan.marker == FINISHED_FILE:
+        record_finished_group(plan.out_root, plan.dirs, plan.configs, summaries)
         checkpoint.remove()
         group.close()
         print(f"{plan.out_root}: finished {K} seeds x {step} steps in {wall:.0f} s "

@@ -29,19 +29,17 @@ import pandas as pd
 import torch
 
 from asymbench.agents import SUB_POLICIES, DeployedActor, load_sac
+from asymbench.distillation import load_student, student_deployed_module
 from asymbench.master import load_master
 from asymbench.networks import (TwoHeadActor, average_flops, deployed_flops, master_flops_paper,
                                 sac_actor_flops)
 from asymbench.runs import CONFIG_FILE, RunError, atomic_path, load_finished_run, write_json
-from asymbench.seeding import EVALUATION_SEEDS
+from asymbench.seeding import check_episode_seeds
 from asymbench.tasks import Task, make_env, task_from_config
 
 MAX_FRAMES = 6
 LATENCY_REPEATS = 5
 PROTOCOLS = ("both", "deterministic", "stochastic")
-# Evaluation episodes are reset with seeds in [0, EVAL_SEED_END); training envs with seeds in
-# [2**31, 2**32) (asymbench.seeding), so no evaluation episode is one a policy was trained on.
-EVAL_SEED_END = EVALUATION_SEEDS.stop
 # The stochastic protocol's generator for the episode reset with seed s:
 # numpy Generator(PCG64(SeedSequence([s, STOCHASTIC_STREAM]))).
 STOCHASTIC_STREAM = 0x5704
@@ -55,16 +53,6 @@ STOCHASTIC_SAMPLING = (
 METRIC_KEYS = ("episodes", "seed", "returns", "mean_return", "std_return", "success_rate",
                "large_share", "large_share_per_episode", "flops_per_inf", "flops_reduction_pct",
                "flops_per_inf_macs", "flops_reduction_pct_macs")
-
-
-def check_episode_seeds(seed: int, episodes: int, flag: str = "--seed") -> None:
-    """Evaluation-style episode seeds ``seed .. seed + episodes - 1`` must lie in
-    [0, 2**31): training's reset seeds are [2**31, 2**32)."""
-    last = seed + episodes - 1
-    if seed < 0 or last >= EVAL_SEED_END:
-        raise ValueError(f"{flag} {seed} with {episodes} episodes uses reset seeds {seed}..{last}; "
-                         f"expected seeds in [0, 2**31) (training resets with [2**31, 2**32)), "
-                         f"i.e. {flag} <= {EVAL_SEED_END - episodes}")
 
 
 def episode_generator(seed: int) -> np.random.Generator:
@@ -165,8 +153,6 @@ def load_deployed(run_dir: str | Path, config: dict, obs_dim: int,
         flops["master_macs"] = deployed_flops(master, obs_dim, two_head_actor=False)
         return DeployedPolicy(networks, flops, master, config["macro_len"])
     if method in ("bc", "gail"):
-        from asymbench.distillation import load_student, student_deployed_module
-
         student = load_student(run_dir)
         module = _DeployedStudent(student_deployed_module(student), student.action_space,
                                   student.log_std)
@@ -286,6 +272,23 @@ def _metrics(played: dict, seed: int, method: str, policy: DeployedPolicy,
     }
 
 
+def _latency(policy: DeployedPolicy, trace: pd.DataFrame, obs_dim: int, act_dim: int,
+             large_width: int, action_space) -> dict:
+    """Per-step latency (us) of the deployed policy and of an L-only actor, both replaying the
+    same recorded observations of ``trace`` (a greedy episode)."""
+    observations = list(trace["obs"])
+    choices = list(trace["sub_policy"])
+
+    def deployed_networks(t):
+        nets = [policy.networks[choices[t]]]
+        return ([policy.master] + nets) if policy.master is not None and t % policy.macro_len == 0 else nets
+
+    reference = TwoHeadActor(obs_dim, act_dim, [large_width, large_width])
+    large_actor = DeployedActor(reference.latent_pi, reference.mu, reference.log_std, action_space)
+    return {"policy": _latency_us(deployed_networks, observations),
+            "l_only": _latency_us(lambda t: [large_actor], observations)}
+
+
 def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int = 1000,
                  out: str | Path | None = None, trace: str | Path | None = None,
                  frames: str | Path | None = None, max_episode_steps: int | None = None,
@@ -327,18 +330,7 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int = 1
     method = config["method"]
     top = _metrics(deterministic or stochastic, seed, method, policy, flops_l_only)
 
-    # Latency: the same recorded observations through the deployed policy and a large actor.
-    observations = list(first_trace["obs"])
-    choices = list(first_trace["sub_policy"])
-
-    def deployed_networks(t):
-        nets = [policy.networks[choices[t]]]
-        return ([policy.master] + nets) if policy.master is not None and t % policy.macro_len == 0 else nets
-
-    reference = TwoHeadActor(obs_dim, act_dim, [task.large, task.large])
-    large_actor = DeployedActor(reference.latent_pi, reference.mu, reference.log_std, env.action_space)
-    latency = {"policy": _latency_us(deployed_networks, observations),
-               "l_only": _latency_us(lambda t: [large_actor], observations)}
+    latency = _latency(policy, first_trace, obs_dim, act_dim, task.large, env.action_space)
 
     result = {
         "task": config["task"], "method": method, "run": str(run_dir), "protocol": protocol,

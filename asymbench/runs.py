@@ -24,8 +24,13 @@ CONFIG_FILE = "config.json"
 FINISHED_FILE = "run.json"
 SNAPSHOT_FILE = "snapshot.json"
 PROGRESS_FILE = "progress.csv"
+GROUP_RECORD = "group_finished.json"  # a finished group's summaries, kept beside its run folders
 TRACKED_PACKAGES = ("asymbench", "torch", "numpy", "gymnasium", "mujoco", "dm_control",
                     "gymnasium-robotics", "shimmy", "stable-baselines3", "imitation", "thop")
+
+
+REBUILD = ("delete it and rerun the command that wrote it (a workflow run rebuilds a deleted "
+           "file: rerun snakemake)")
 
 
 class RunError(RuntimeError):
@@ -55,6 +60,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield Path(tmp)
         os.chmod(tmp, _file_mode())  # result files respect the umask, as open() would
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a folder gone: name the file being written
+        if exc.filename is None or exc.filename == tmp:
+            raise OSError(exc.errno, f"{exc.strerror or exc} (writing {path})") from exc
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -81,7 +90,7 @@ def read_json(path: str | Path) -> Any:
     except IsADirectoryError as exc:
         raise RunError(f"{path} is a folder; expected a JSON file") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(f"corrupt JSON in {path}: {exc}") from exc
+        raise RunError(f"corrupt JSON in {path}: {exc}; {REBUILD}") from exc
     except OSError as exc:
         raise RunError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
@@ -121,6 +130,22 @@ def provenance() -> dict[str, Any]:
     return {"versions": versions, "git_commit": git_commit(), "python": platform.python_version(),
             "machine": platform.machine(), "processor": platform.processor() or None,
             "cpu_count": os.cpu_count()}
+
+
+def damaged_json_files(folders: list[Path], names: tuple[str, ...]) -> Iterator[tuple[Path, str]]:
+    """(path, problem) of each file called one of ``names`` under ``folders`` that is no JSON
+    object: a workflow checks its inputs this way before any job starts."""
+    for folder in folders:
+        for root, _dirs, files in os.walk(folder):
+            for name in sorted(set(files) & set(names)):
+                path = Path(root) / name
+                try:
+                    data = json.loads(path.read_text())
+                except (OSError, ValueError) as exc:
+                    yield path, str(exc)
+                    continue
+                if not isinstance(data, dict):
+                    yield path, f"a JSON {type(data).__name__}, not an object"
 
 
 # ----------------------------------------------------------------------------- user paths
@@ -265,7 +290,6 @@ def check_checkpoint(run_dir: str | Path) -> None:
             raise RunError(f"checkpoint of {run_dir} is damaged: {latest_path} points at "
                            f"{folder}, which does not exist; {restart}")
         files += sorted(folder.iterdir())
-    files += sorted(run_dir.glob("*.pt"))
     for path in files:
         problem = None
         if path.suffix == ".pkl" and not _pickle_complete(path):
@@ -273,8 +297,90 @@ def check_checkpoint(run_dir: str | Path) -> None:
         elif path.suffix in (".zip", ".pt"):
             problem = _check_zip(path)
         if problem:
-            where = restart if path.suffix != ".pt" else f"delete {path} to restart from step 0"
-            raise RunError(f"checkpoint of {run_dir} is damaged: {problem}; {where}")
+            raise RunError(f"checkpoint of {run_dir} is damaged: {problem}; {restart}")
+    _check_group_checkpoints(run_dir)
+
+
+def _check_group_checkpoints(run_dir: Path) -> None:
+    """A group keeps its latest checkpoint and the previous one: a damaged latest is no reason to
+    refuse while the previous one is intact (training falls back to it, and says so)."""
+    for latest in sorted(run_dir.glob("*.pt")):
+        previous = latest.with_name(latest.stem + ".previous.pt")
+        problem = None if latest.name.endswith(".previous.pt") else _check_zip(latest)
+        if problem is None or (previous.exists() and _check_zip(previous) is None):
+            continue
+        state, both = ("is damaged too", f" and {previous}") if previous.exists() else ("does not exist", "")
+        raise RunError(f"checkpoint of {run_dir} is damaged: {problem}, and the previous checkpoint "
+                       f"{previous.name} {state}; delete {latest}{both} to restart from step 0")
+
+
+def record_finished_group(out_root: str | Path, dirs: list[Path], configs: list[dict],
+                          summaries: list[dict]) -> None:
+    """Written after every member's run.json. A workflow manager that lost track of the job (its
+    own process died while the job ran on) deletes the run.json files as unfinished outputs;
+    this record, which no workflow declares, lets the rerun accept the finished run instead of
+    training it again (``restore_finished_group``)."""
+    out_root = Path(out_root)
+    write_json(out_root / GROUP_RECORD, {
+        "runs": {str(Path(d).relative_to(out_root)): {"config": c, "summary": s}
+                 for d, c, s in zip(dirs, configs, summaries)}})
+
+
+def restore_finished_group(out_root: str | Path, dirs: list[Path], configs: list[dict],
+                           same_config, checkpoint: bool) -> None:
+    """Where every member's run.json is missing but the rest of a finished run of ``configs``
+    is there (``same_config(recorded, asked)``; no ``checkpoint`` left): writes the run.json
+    files back from the group's record, or, without a record that fits (a group finished by an
+    earlier asymbench), refuses rather than train the finished runs again."""
+    out_root = Path(out_root)
+    path = out_root / GROUP_RECORD
+    if checkpoint or any((Path(d) / FINISHED_FILE).exists() for d in dirs):
+        return
+    if not all(_finished_member(d, c, same_config) for d, c in zip(dirs, configs)):
+        return
+    try:
+        runs = read_json(path)["runs"]
+        found = [runs[str(Path(d).relative_to(out_root))] for d in dirs]
+        fits = all(same_config(run["config"], c) and isinstance(run["summary"], dict)
+                   for run, c in zip(found, configs))
+    except (RunError, KeyError, TypeError):
+        fits = False
+    if not fits:
+        raise RunError(f"{out_root}: its runs finished (their models are written, no checkpoint is "
+                       f"left) but their {FINISHED_FILE} files are missing and no {GROUP_RECORD} "
+                       f"restores them; rather than train them again: put the {FINISHED_FILE} "
+                       f"files back (a backup), or delete {out_root} to retrain")
+    for d, run in zip(dirs, found):
+        write_json(Path(d) / FINISHED_FILE, run["summary"])
+    print(f"{out_root}: finished already: run.json written back from {path.name} (deleted as "
+          "an unfinished output: its job had outlived the workflow process?)")
+
+
+def forget_finished_group(out_root: str | Path, dirs: list[Path]) -> None:
+    """Before a group trains from step 0 in folders that held another run whose run.json is gone
+    (a run of another config: a finished run of the same config is never trained again): that
+    run's record and deployed models go, so that none of it is ever taken for the new run's. A
+    run.json still there keeps everything (a milestone segment does not touch the run)."""
+    import shutil
+
+    if any((Path(d) / FINISHED_FILE).exists() for d in dirs):
+        return
+    (Path(out_root) / GROUP_RECORD).unlink(missing_ok=True)
+    for d in dirs:
+        shutil.rmtree(Path(d) / "model", ignore_errors=True)
+
+
+def _finished_member(run_dir: Path, config: dict, same_config) -> bool:
+    """A member folder that holds a finished run of ``config``, but for its run.json."""
+    run_dir = Path(run_dir)
+    try:
+        if not (same_config(read_json(run_dir / CONFIG_FILE), config)
+                and (run_dir / PROGRESS_FILE).is_file()):
+            return False
+        check_model_files(run_dir, config)
+    except RunError:
+        return False
+    return True
 
 
 class Interrupted(RuntimeError):

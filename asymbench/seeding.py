@@ -55,3 +55,12 @@ def run_streams(seed: int) -> RunStreams:
         master=np.random.default_rng(children["master"]),
     )
 
+
+def check_episode_seeds(seed: int, episodes: int, flag: str = "--seed") -> None:
+    """Evaluation-style episode seeds ``seed .. seed + episodes - 1`` must lie in
+    [0, 2**31): training's reset seeds are [2**31, 2**32)."""
+    last = seed + episodes - 1
+    if seed < 0 or last >= EVALUATION_SEEDS.stop:
+        raise ValueError(f"{flag} {seed} with {episodes} episodes uses reset seeds {seed}..{last}; "
+                         f"expected seeds in [0, 2**31) (training resets with [2**31, 2**32)), "
+                         f"i.e. {flag} <= {EVALUATION_SEEDS.stop - episodes}")

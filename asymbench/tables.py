@@ -1,11 +1,26 @@
 """Tables 3, 4 and 5 of the paper, rebuilt from evaluation JSONs with the published numbers
-beside, the verdicts on the paper's two claims, and the aggregate over tasks.
+beside, the verdicts on the paper's two claims, the aggregate over tasks and runs.csv (every
+run as a tidy row). The numbers and their intervals are computed once, in
+``asymbench.statistics``; this module loads and checks the inputs, lays out the tables and
+renders them to CSV (full precision), Markdown and LaTeX. Its former statistical names
+(``interval``, ``judge_claims``, ``iqm``, ...) are re-exported here.
 
 Every reproduced number is the mean over training seeds with a 95% interval, plus a "best run"
-view (the paper's Table 4 reports the highest score each method reached). Each table states the
-budget it was made with (scale, seeds, training steps, evaluation episodes), the evaluation
-protocol and the verdict margin in its caption; the legend of every column is one README
-section ("Reading the tables") that the caption names.
+view (the paper's Table 4 reports the highest score each method reached). A table's caption
+(at most ``MAX_CAPTION`` characters) says what it is, its evaluation protocol and its budget as a
+fraction of the paper's, and links the legend of every column (README, "Reading the tables");
+a footnote line under it gives the scale, steps, seeds, episodes and the verdict margin. In the
+Markdown and LaTeX the paper's number (with the paper's own digits) and the count of seeds
+reaching the success threshold have columns of their own, and each column has one number of
+decimals. Below the paper's budget a verdict reads "met at 5% of the budget" rather than
+"reproduced" (the CSV keeps the verdict and adds ``budget_fraction``), and where Ours'
+normalized score is above 1.5 the cell adds "L-only not converged".
+
+Inputs are checked before anything is computed (``load_evaluations``): each eval.json must be an
+evaluation object with finite numbers that agree with themselves (``mean_return`` the mean of
+``returns``, shares in [0, 1]), given under the method it records, once (file, run folder, seed),
+with one registry's widths per task; a table's runs of a task share one budget. A refusal is one
+line naming the file and what to do.
 
 What sits beside a published number is the same quantity the paper measured:
 
@@ -38,7 +53,8 @@ CSV spelling of n/a: "not applicable", which pandas does not read as missing):
     the normalization is unknown); "inconclusive (n < 3)" with fewer than ``MIN_SEEDS`` seeds of
     any of the three.
 (b) *Ours' FLOPs reduction is at least the paper's* (Table 3), judged only where (a) is
-    reproduced: percentile bootstrap interval of Ours' mean reduction; lower bound >= the
+    reproduced: the percentile bootstrap interval of Ours' mean reduction (the one of Table 3's
+    "Ours % FLOPs reduction" column, computed once); lower bound >= the
     paper's: "reproduced"; upper bound < it: "not reproduced"; otherwise "inconclusive".
     Elsewhere "n/a (return claim not met)".
 
@@ -50,10 +66,11 @@ evaluations give the same table, and a task's numbers do not depend on which oth
 it.
 
 **Across tasks** (``build_aggregate``; at least ``MIN_TASKS`` tasks whose L-only - S-only gap is
-resolved, else nothing is computed): the IQM of the normalized score per method with
+resolved, else it is refused and nothing is written; the pipeline asks for it only where
+``aggregate_computable`` says so from runs.csv): the IQM of the normalized score per method with
 stratified-bootstrap 95% intervals, the probability of improvement of Ours over L-only, fit, BC
 and GAIL, and the performance profile; the estimators are rliable's (Agarwal et al. 2021),
-computed here (rliable 1.2.0 does not import with pandas 3, see ``iqm``).
+computed in ``asymbench.statistics`` (rliable 1.2.0 does not import with pandas 3, see ``iqm``).
 
 **The noise x budget grid** (``build_grid``): one task's Table 3 row for each training budget and
 each setting of Ours' sub-policy exploration noise (``ours``: dropped, as the authors' script
@@ -69,16 +86,22 @@ from __future__ import annotations
 import functools
 import math
 import re
-import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from asymbench.runs import atomic_path, read_json
+from asymbench.statistics import (  # noqa: F401  (re-exported: tables.X keeps working)
+    AGGREGATE_METHODS, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, BOUNDS, CLAIM_METHODS, CLAIM_NOT_MET,
+    DEFAULT_DELTA, DEGENERATE, DEGENERATE_PCT, INCONCLUSIVE, INCONCLUSIVE_FEW, MIN_SEEDS, MIN_TASKS,
+    NOT_APPLICABLE, NOT_REPRODUCED, POI_BASELINES, REPRODUCED, TRIVIAL, Aggregate, Normalizer,
+    Verdict, aggregate_rows, bootstrap_means, bootstrap_rng, check_delta, interval, iqm,
+    iqm_interval, is_degenerate, judge_claims, mean_ci95, performance_profile, poi_interval,
+    probability_of_improvement, task_metric, task_normalizer, verdict_at_least, verdict_return,
+    with_score, FLOPS_REDUCTION_COLUMN, NOT_CONVERGED_SCORE, seeds_to_decide, solved_share)
 from asymbench.tasks import load_registry
 
 METHODS = ("s_only", "l_only", "ours", "ours_no_cost", "fit", "bc", "gail")
@@ -98,21 +121,8 @@ PROTOCOLS = ("deterministic", "stochastic")
 PROTOCOL_LABELS = {"deterministic": "deterministic protocol (greedy master, SAC mean action)",
                    "stochastic": "stochastic protocol (master samples softmax(Q), SAC samples its action)"}
 
-DEFAULT_DELTA = 0.2          # claim (a)'s non-inferiority margin (the paper's own lowest: Ant, 0.84)
-MIN_SEEDS = 3                # fewer seeds of S-only, L-only or Ours: "inconclusive (n < 3)"
-MIN_TASKS = 3                # fewer normalizable tasks: no aggregate
-BOOTSTRAP_RESAMPLES = 10_000
-BOOTSTRAP_SEED = 20210531    # the paper's arXiv date; any fixed number does
-DEGENERATE_PCT = 1.0         # mean large share < 1% or > 99%: one sub-policy
 GOAL_SUCCESS_RATE = 0.9      # goal tasks: a seed "succeeds" at this evaluation success rate
 LEGEND_ANCHOR = "reading-the-tables"  # README section with every column's legend
-
-# NOT_APPLICABLE is spelt out in the CSV (pandas reads "n/a" as a missing value); cells say "n/a".
-REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_APPLICABLE, TRIVIAL = (
-    "reproduced", "not reproduced", "inconclusive", "not applicable", "trivial")
-INCONCLUSIVE_FEW = f"inconclusive (n < {MIN_SEEDS})"
-DEGENERATE = "degenerate (one sub-policy)"
-CLAIM_NOT_MET = "return claim not met"
 
 
 @dataclass(frozen=True)
@@ -159,10 +169,6 @@ TABLES = {
 # Header labels of the verdict columns (mean view only).
 CLAIM_LABELS = {"return": "(a) Ours ≥ 1 − δ of L-only? (normalized score)",
                 "flops": "(b) Ours' FLOPs red. ≥ paper's?"}
-CLAIM_METHODS = ("s_only", "l_only", "ours")
-# Range of each bounded quantity (its interval is a clipped percentile bootstrap).
-BOUNDS = {"success_rate": (0.0, 1.0), "large_usage_pct": (0.0, 100.0),
-          "flops_reduction_pct": (-math.inf, 100.0), "flops_per_inf": (0.0, math.inf)}
 
 _EVAL_KEYS = ("task", "mean_return", "large_share", "flops_per_inf", "flops_reduction_pct",
               "total_steps", "episodes")
@@ -200,18 +206,6 @@ def claims_of(table: str, methods=None) -> tuple[str, ...]:
     return ("return", "flops") if {"l_only", "ours"} <= own and set(CLAIM_METHODS) <= methods else ()
 
 
-def check_delta(delta: float) -> float:
-    """The verdict margin, refused unless 0 < delta < 1."""
-    try:
-        delta = float(delta)
-    except (TypeError, ValueError):
-        raise ValueError(f"verdict margin delta: got {delta!r}; expected a number in (0, 1)") from None
-    if not 0 < delta < 1:
-        raise ValueError(f"verdict margin delta: got {delta:g}; expected a number in (0, 1) "
-                         f"(Ours must reach 1 - delta of L-only's normalized score; default "
-                         f"{DEFAULT_DELTA:g})")
-    return delta
-
 
 def check_protocol(protocol: str) -> str:
     if protocol not in PROTOCOLS:
@@ -236,10 +230,6 @@ def _train_seed(data: dict, path: str | Path) -> int | None:
     return None
 
 
-def _optional(value) -> float:
-    return math.nan if value is None else float(value)
-
-
 def protocol_view(data: dict, path: str | Path, protocol: str = "deterministic") -> dict:
     """An evaluation's metrics under ``protocol``: the top level for the deterministic one, the
     ``stochastic`` dict laid over it for the stochastic one. An evaluation of one protocol only
@@ -259,45 +249,138 @@ def protocol_view(data: dict, path: str | Path, protocol: str = "deterministic")
     return {**data, **sub}
 
 
+# Each role's eval.json records the trainer's method (training.METHODS, distill's bc / gail) or
+# the role itself (synthetic evaluations).
+_RECORDED_METHODS = {"s_only": {"s_only"}, "l_only": {"l_only"}, "fit": {"fit"}, "bc": {"bc"},
+                     "gail": {"gail"}}
+_REGENERATE = "delete it and rerun the pipeline (snakemake) to regenerate it"
+
+
+class EvaluationError(ValueError):
+    """An eval.json the tables cannot use, named, with what to do."""
+
+
+def _number(data: dict, key: str, path, optional: bool = False) -> float:
+    """``data[key]`` as a finite float, refused naming the file (None allowed if ``optional``)."""
+    value = data.get(key)
+    if value is None and optional:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise EvaluationError(f"evaluation {path}: '{key}' is {value!r}, not a finite number; "
+                              f"{_REGENERATE}")
+    return float(value)
+
+
+def _check_role(method: str, data: dict, path) -> None:
+    """The eval's recorded method (and cost weight) fits the role it was given for."""
+    recorded = data.get("method")
+    allowed = _RECORDED_METHODS.get(method, {"asym"}) | {method}
+    if recorded is not None and recorded not in allowed:
+        raise EvaluationError(f"evaluation {path} is of method '{recorded}' but was given as "
+                              f"--{method.replace('_', '-')}; pass each eval.json under its own method")
+    weight = data.get("cost_weight")
+    if method == "ours_no_cost" and weight not in (None, 0, 0.0):
+        raise EvaluationError(f"evaluation {path} has cost weight {weight} but was given as "
+                              "--ours-no-cost (lambda = 0); pass it under its own method")
+
+
+def _check_values(data: dict, path) -> None:
+    """The eval agrees with itself: mean_return is the mean of returns, shares in [0, 1]."""
+    returns = data.get("returns")
+    if returns is not None:
+        if not isinstance(returns, list) or not returns:
+            raise EvaluationError(f"evaluation {path}: 'returns' is not a list of numbers; {_REGENERATE}")
+        values = [_number({"returns": r}, "returns", path) for r in returns]
+        mean = _number(data, "mean_return", path)
+        if not math.isclose(mean, float(np.mean(values)), rel_tol=1e-6, abs_tol=1e-6):
+            raise EvaluationError(f"evaluation {path}: mean_return {mean:g} is not the mean of its "
+                                  f"returns ({np.mean(values):g}); {_REGENERATE}")
+    for key in ("large_share", "success_rate"):
+        value = _number(data, key, path, optional=True)
+        if not math.isnan(value) and not 0 <= value <= 1:
+            raise EvaluationError(f"evaluation {path}: '{key}' is {value:g}, outside [0, 1]; {_REGENERATE}")
+
+
+def _read_evaluation(path) -> dict:
+    raw = read_json(path)
+    if not isinstance(raw, dict):
+        raise EvaluationError(f"evaluation {path} holds a {type(raw).__name__}, not an evaluation "
+                              f"object; {_REGENERATE}")
+    return raw
+
+
+def _evaluation_row(method: str, path, raw: dict, protocol: str) -> dict:
+    data = protocol_view(raw, path, protocol)
+    missing = [key for key in _EVAL_KEYS if key not in data]
+    if missing:
+        raise EvaluationError(f"evaluation {path} lacks {', '.join(missing)}; {_REGENERATE}")
+    _check_role(method, raw, path)
+    _check_values(data, path)
+    share = _number(data, "large_share", path, optional=True)
+    return {"method": method, "task": str(data["task"]), "path": str(path),
+            "run": str(Path(raw.get("run") or Path(path).parent).resolve()),
+            "seed": _train_seed(raw, path),
+            "return": _number(data, "mean_return", path),
+            "success_rate": _number(data, "success_rate", path, optional=True),
+            "large_usage_pct": 100.0 * share,
+            "flops_per_inf": _number(data, "flops_per_inf", path),
+            "flops_per_inf_macs": _number(data, "flops_per_inf_macs", path, optional=True),
+            "flops_reduction_pct": _number(data, "flops_reduction_pct", path),
+            "flops_l_only": _number(data, "flops_l_only", path, optional=True),
+            "cost_weight": _number(data, "cost_weight", path, optional=True),
+            "total_steps": int(_number(data, "total_steps", path)),
+            "episodes": int(_number(data, "episodes", path))}
+
+
+def _check_distinct(rows: list[dict]) -> None:
+    """Every evaluation is of its own run: no file, run folder or (method, task, seed) twice."""
+    seen: dict[tuple, str] = {}
+    for row in rows:
+        for key in (("file", str(Path(row["path"]).resolve())), ("run", row["run"]),
+                    ("seed", row["method"], row["task"], row["total_steps"], row["seed"])):
+            if key[0] == "seed" and row["seed"] is None:
+                continue
+            if key in seen:
+                what = {"file": "the same file", "run": "the same run folder",
+                        "seed": f"the same training seed ({row['seed']}) of {row['method']}"}[key[0]]
+                raise EvaluationError(f"evaluation {row['path']} and {seen[key]} are {what}: a table "
+                                      "needs one evaluation per run; pass each run's eval.json once")
+            seen[key] = row["path"]
+
+
+def _check_same_widths(rows: list[dict]) -> None:
+    """One L-only reference per task: every eval's FLOPs reduction is against the same L-only
+    (eval.json's ``flops_l_only``, from the registry's large width it was trained with)."""
+    reference: dict[str, tuple[float, str]] = {}
+    for row in rows:
+        flops = row["flops_l_only"]
+        if math.isnan(flops):
+            continue
+        task = row["task"]
+        if task in reference and not math.isclose(flops, reference[task][0], rel_tol=1e-9):
+            raise EvaluationError(
+                f"evaluation {row['path']} was made with another registry's widths than "
+                f"{reference[task][1]} (L-only FLOPs/Inf {flops:g} against {reference[task][0]:g}); "
+                "a table needs every run of a task trained with one registry")
+        reference.setdefault(task, (flops, row["path"]))
+
+
 def load_evaluations(paths: dict[str, list[str | Path]], protocol: str = "deterministic") -> pd.DataFrame:
-    """One row per evaluation JSON: method, task, file, training seed and the quantities the
-    tables use under ``protocol`` (NaN where an evaluation does not report one)."""
+    """One row per evaluation JSON: method, task, file, run folder, training seed and the
+    quantities the tables use under ``protocol`` (NaN where an evaluation does not report one).
+    Refuses (``EvaluationError``, naming the file) an eval that is not an evaluation object, has
+    a missing, NaN or non-numeric value, disagrees with itself, was given for another method's
+    role, is given twice (file, run folder or seed), or was trained with another registry's
+    widths than the rest of its task."""
     rows = []
     for method, files in paths.items():
         if method not in METHODS + VARIANT_METHODS and not is_pareto_method(method):
             raise ValueError(f"unknown method '{method}'; known: "
                              f"{', '.join(METHODS + VARIANT_METHODS)} and {PARETO_PREFIX}<factor>")
-        for path in files:
-            raw = read_json(path)
-            data = protocol_view(raw, path, protocol)
-            missing = [key for key in _EVAL_KEYS if key not in data]
-            if missing:
-                raise ValueError(f"evaluation {path} lacks {', '.join(missing)}")
-            share = data["large_share"]
-            rows.append({"method": method, "task": data["task"], "path": str(path),
-                         "seed": _train_seed(raw, path),
-                         "return": float(data["mean_return"]),
-                         "success_rate": _optional(data.get("success_rate")),
-                         "large_usage_pct": math.nan if share is None else 100.0 * share,
-                         "flops_per_inf": float(data["flops_per_inf"]),
-                         "flops_per_inf_macs": _optional(data.get("flops_per_inf_macs")),
-                         "flops_reduction_pct": float(data["flops_reduction_pct"]),
-                         "cost_weight": _optional(data.get("cost_weight")),
-                         "total_steps": int(data["total_steps"]),
-                         "episodes": int(data["episodes"])})
+        rows += [_evaluation_row(method, path, _read_evaluation(path), protocol) for path in files]
+    _check_distinct(rows)
+    _check_same_widths(rows)
     return pd.DataFrame(rows)
-
-
-def task_metric(runs: pd.DataFrame) -> str:
-    """"success_rate" where every evaluation of the task reports one (goal tasks: the paper's
-    numbers there are success rates), else "return"."""
-    return "success_rate" if len(runs) and runs["success_rate"].notna().all() else "return"
-
-
-def with_score(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """``runs`` (one task) with a ``score`` column: the task's metric (see task_metric)."""
-    metric = task_metric(runs)
-    return runs.assign(score=runs[metric]), metric
 
 
 @functools.lru_cache(maxsize=None)
@@ -321,196 +404,6 @@ def success_threshold(task, metric: str) -> float | None:
     return _reward_threshold(task.env_id)
 
 
-def mean_ci95(values) -> tuple[float, float]:
-    """Mean and 95% confidence half-width (Student's t with n-1 dof); NaN half-width for n < 2."""
-    values = np.asarray(values, dtype=float)
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, math.nan
-    sem = values.std(ddof=1) / math.sqrt(len(values))
-    return mean, float(stats.t.ppf(0.975, len(values) - 1) * sem)
-
-
-# ----------------------------------------------------------------------------- bootstrap
-def bootstrap_rng(*keys) -> np.random.Generator:
-    """The generator of one bootstrap: fixed by ``BOOTSTRAP_SEED`` and ``keys`` (task, column)."""
-    return np.random.default_rng([BOOTSTRAP_SEED, zlib.crc32("|".join(map(str, keys)).encode())])
-
-
-def bootstrap_means(values, rng: np.random.Generator, reps: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
-    """``reps`` means of ``values`` resampled with replacement (one stratum)."""
-    values = np.asarray(values, dtype=float)
-    return values[rng.integers(0, len(values), size=(reps, len(values)))].mean(axis=1)
-
-
-def _percentiles(samples: np.ndarray) -> tuple[float, float]:
-    low, high = np.percentile(samples, [2.5, 97.5])
-    return float(low), float(high)
-
-
-def interval(values, quantity: str, *keys, reps: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float, float]:
-    """(mean, low, high) of ``values`` over seeds: the Student-t 95% interval for an unbounded
-    quantity (a return), a percentile bootstrap of the mean, clipped to the quantity's range
-    (``BOUNDS``), for a bounded one. A constant gives low = high = the constant; one seed NaN
-    bounds."""
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(values.mean())
-    if len(values) == 1:
-        return mean, math.nan, math.nan
-    if np.all(values == values[0]):
-        return mean, mean, mean
-    if quantity not in BOUNDS:
-        _, half = mean_ci95(values)
-        return mean, mean - half, mean + half
-    low, high = _percentiles(bootstrap_means(values, bootstrap_rng(*keys, quantity), reps))
-    lo_bound, hi_bound = BOUNDS[quantity]
-    return mean, float(np.clip(low, lo_bound, hi_bound)), float(np.clip(high, lo_bound, hi_bound))
-
-
-# ----------------------------------------------------------------------------- claims
-@dataclass(frozen=True)
-class Verdict:
-    verdict: str   # reproduced / not reproduced / inconclusive / inconclusive (n < 3) / trivial / n/a
-    reason: str
-    n: int         # the fewest seeds of the methods the verdict rests on
-    mean: float    # (a) Ours' mean normalized score; (b) Ours' mean % FLOPs reduction
-    low: float     # 95% interval
-    high: float
-    reference: float  # what it is compared with: (a) 1 - delta; (b) the paper's reduction
-    flag: str = ""    # DEGENERATE where Ours uses one sub-policy
-
-    def cell(self) -> str:
-        if self.verdict == NOT_APPLICABLE:
-            text = f"n/a ({self.reason})"
-        elif math.isnan(self.low) or math.isnan(self.mean):
-            text = self.verdict if self.verdict == self.reason or not self.reason else (
-                f"{self.verdict} ({self.reason})")
-        else:
-            sign = {REPRODUCED: "≥", NOT_REPRODUCED: "<"}.get(self.verdict, "vs")
-            text = f"{self.verdict}: {_value_cell(self.mean, self.low, self.high)} {sign} {_fmt(self.reference)}"
-        if self.flag and self.flag not in text:
-            text += f"; {self.flag}"
-        return text
-
-
-@dataclass(frozen=True)
-class Normalizer:
-    """A task's normalization: score -> (score - offset) / span, with offset = mean S-only and
-    span = mean L-only - mean S-only. ``problem`` says why it cannot be used (else None)."""
-    offset: float
-    span: float
-    span_samples: np.ndarray | None  # bootstrap means of L-only minus S-only's
-    offset_samples: np.ndarray | None
-    problem: str | None
-    verdict: str | None  # the claim-(a) verdict a problem implies
-
-
-def task_normalizer(s_only, l_only, *keys, reps: int = BOOTSTRAP_RESAMPLES,
-                    min_seeds: int = MIN_SEEDS, rng: np.random.Generator | None = None) -> Normalizer:
-    """The normalization of one task from its S-only and L-only scores (independent runs, each
-    resampled separately; the first two draws of the task's claim-(a) bootstrap)."""
-    s_only, l_only = np.asarray(s_only, dtype=float), np.asarray(l_only, dtype=float)
-    if min(len(s_only), len(l_only)) == 0:
-        return Normalizer(math.nan, math.nan, None, None, "no S-only or L-only runs", INCONCLUSIVE_FEW)
-    offset, span = float(s_only.mean()), float(l_only.mean() - s_only.mean())
-    if min(len(s_only), len(l_only)) < min_seeds:
-        return Normalizer(offset, span, None, None,
-                          f"fewer than {min_seeds} seeds of S-only or L-only",
-                          f"inconclusive (n < {min_seeds})")
-    rng = bootstrap_rng(*keys) if rng is None else rng
-    s_means, l_means = bootstrap_means(s_only, rng, reps), bootstrap_means(l_only, rng, reps)
-    if span <= 0:
-        return Normalizer(offset, span, l_means - s_means, s_means,
-                          "S-only not worse than L-only", TRIVIAL)
-    if _percentiles(l_means - s_means)[0] <= 0:
-        return Normalizer(offset, span, l_means - s_means, s_means,
-                          "the 95% interval of L-only − S-only reaches 0", INCONCLUSIVE)
-    return Normalizer(offset, span, l_means - s_means, s_means, None, None)
-
-
-def verdict_return(s_only, l_only, ours, delta: float = DEFAULT_DELTA, *keys,
-                   reps: int = BOOTSTRAP_RESAMPLES, min_seeds: int = MIN_SEEDS) -> Verdict:
-    """Claim (a): Ours' mean normalized score is at least 1 - delta (non-inferiority; module doc)."""
-    delta = check_delta(delta)
-    ours = np.asarray(ours, dtype=float)
-    n = min(len(s_only), len(l_only), len(ours))
-    rng = bootstrap_rng(*keys, "return")
-    norm = task_normalizer(s_only, l_only, reps=reps, min_seeds=min_seeds, rng=rng)
-    threshold = 1 - delta
-    point = (float(ours.mean()) - norm.offset) / norm.span if len(ours) and norm.span > 0 else math.nan
-    if n < min_seeds:
-        few = f"inconclusive (n < {min_seeds})"
-        return Verdict(few, few, n, point, math.nan, math.nan, threshold)
-    if norm.problem is not None:
-        return Verdict(norm.verdict, norm.problem, n, point, math.nan, math.nan, threshold)
-    o_means = bootstrap_means(ours, rng, reps)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        samples = (o_means - norm.offset_samples) / norm.span_samples
-    # The few resamples (< 2.5%) in which L-only is not above S-only have no normalization:
-    # counted as the worst case, so they can only widen the interval downwards.
-    samples = np.where(norm.span_samples > 0, samples, -np.inf)
-    low, high = _percentiles(samples)
-    if low >= threshold:
-        return Verdict(REPRODUCED, f"95% interval at or above 1 − δ = {threshold:g}", n, point, low,
-                       high, threshold)
-    if high < threshold:
-        return Verdict(NOT_REPRODUCED, f"95% interval below 1 − δ = {threshold:g}", n, point, low,
-                       high, threshold)
-    return Verdict(INCONCLUSIVE, f"95% interval contains 1 − δ = {threshold:g}", n, point, low, high,
-                   threshold)
-
-
-def verdict_at_least(values, paper: float, *keys, reps: int = BOOTSTRAP_RESAMPLES,
-                     min_seeds: int = MIN_SEEDS) -> Verdict:
-    """Claim (b): Ours' mean FLOPs reduction is at least the paper's (percentile bootstrap)."""
-    values = np.asarray([float(v) for v in values], dtype=float)
-    mean = float(values.mean()) if len(values) else math.nan
-    paper = math.nan if paper is None else float(paper)
-    if math.isnan(paper):
-        return Verdict(NOT_APPLICABLE, "no published number", len(values), mean, math.nan, math.nan, paper)
-    if len(values) < min_seeds:
-        few = f"inconclusive (n < {min_seeds})"
-        return Verdict(few, few, len(values), mean, math.nan, math.nan, paper)
-    _, low, high = interval(values, "flops_reduction_pct", *keys, "claim", reps=reps)
-    if low >= paper:
-        return Verdict(REPRODUCED, "95% interval at or above the paper's", len(values), mean, low, high, paper)
-    if high < paper:
-        return Verdict(NOT_REPRODUCED, "95% interval below the paper's", len(values), mean, low, high, paper)
-    return Verdict(INCONCLUSIVE, "95% interval contains the paper's", len(values), mean, low, high, paper)
-
-
-def is_degenerate(large_usage_pct) -> bool:
-    """Ours' mean share of steps by the large sub-policy is below 1% or above 99%."""
-    values = np.asarray(large_usage_pct, dtype=float)
-    values = values[~np.isnan(values)]
-    if not len(values):
-        return False
-    share = float(values.mean())
-    return share < DEGENERATE_PCT or share > 100 - DEGENERATE_PCT
-
-
-def judge_claims(runs: pd.DataFrame, paper_reduction: float, delta: float = DEFAULT_DELTA,
-                 key: str = "", reps: int = BOOTSTRAP_RESAMPLES) -> dict[str, Verdict]:
-    """Both claims for one task's scored evaluations (``with_score``); ``key`` (the task name)
-    seeds the bootstraps."""
-    def scores(method):
-        return runs.loc[runs["method"] == method, "score"].to_numpy(dtype=float)
-
-    ours = runs[runs["method"] == "ours"]
-    flag = DEGENERATE if is_degenerate(ours["large_usage_pct"]) else ""
-    a = verdict_return(scores("s_only"), scores("l_only"), scores("ours"), delta, key, reps=reps)
-    a = Verdict(**{**a.__dict__, "flag": flag})
-    if a.verdict != REPRODUCED or flag:
-        reason = CLAIM_NOT_MET if a.verdict != REPRODUCED else DEGENERATE
-        b = Verdict(NOT_APPLICABLE, reason, len(ours), float(ours["flops_reduction_pct"].mean()),
-                    math.nan, math.nan, paper_reduction, flag)
-    else:
-        b = verdict_at_least(ours["flops_reduction_pct"], paper_reduction, key, reps=reps)
-    return {"return": a, "flops": b}
-
 
 # ----------------------------------------------------------------------------- published numbers
 def _joined(values) -> int | str:
@@ -523,6 +416,22 @@ def _published_file(name: str) -> pd.DataFrame:
     path = resources.files("asymbench") / "data" / name
     with path.open() as f:
         return pd.read_csv(f).set_index("task")
+
+
+@functools.lru_cache(maxsize=None)
+def _published_strings(name: str) -> dict[tuple[str, str], str]:
+    """The published numbers as the paper prints them ("5.7", not 5.70): (task, column) -> text."""
+    path = resources.files("asymbench") / "data" / name
+    with path.open() as f:
+        table = pd.read_csv(f, dtype=str, keep_default_na=False).set_index("task")
+    return {(task, column): text for task, row in table.iterrows() for column, text in row.items()}
+
+
+def published_text(table: str, paper_task: str, column: str) -> str:
+    """The paper's number for a cell, with the paper's own digits; "–" where it prints none."""
+    name = TABLES[table].published
+    text = "" if name is None else _published_strings(name).get((paper_task, column), "")
+    return text.strip() or "–"
 
 
 def _published(spec: TableSpec) -> pd.DataFrame | None:
@@ -567,15 +476,66 @@ def published_normalized_scores() -> pd.Series:
 
 
 # ----------------------------------------------------------------------------- tables
+def _one_budget(runs: pd.DataFrame, table: str, task: str) -> int:
+    """The env-step budget of one task's RL runs (students' runs: their own), refused if the runs
+    were trained for different budgets (a table compares runs of one budget)."""
+    rl_runs = runs[runs["method"].isin(RL_METHODS)]
+    steps = sorted(set((rl_runs if len(rl_runs) else runs)["total_steps"]))
+    if len(steps) != 1:
+        first = {s: runs.loc[runs["total_steps"] == s, "path"].iloc[0] for s in steps}
+        raise EvaluationError(f"{table}: task '{task}' mixes runs of {' and '.join(f'{s:,}' for s in steps)} "
+                              f"env steps ({'; '.join(f'{s:,}: {p}' for s, p in first.items())}); "
+                              "a table needs every run of a task trained for one budget")
+    return int(steps[0])
+
+
+def _column_fields(column: str, method: str, quantity: str, runs: pd.DataFrame, row: dict,
+                   metric: str, threshold, published, reps: int) -> dict:
+    """A reproduced column's ``_mean/_low/_high`` (its one interval), ``_best``, ``_paper`` and,
+    for a score, ``_reached``."""
+    quantity = "score" if quantity == "return" else quantity
+    method_runs = runs[runs["method"] == method]
+    kind = metric if quantity == "score" else quantity
+    mean, low, high = interval(method_runs[quantity], kind, row["task"], column, reps=reps)
+    best = method_runs.loc[method_runs["score"].idxmax(), quantity]
+    paper = math.nan
+    if published is not None and row["paper_task"] in published.index and column in published.columns:
+        paper = float(published.loc[row["paper_task"], column])
+    fields = {f"{column}_mean": mean, f"{column}_low": low, f"{column}_high": high,
+              f"{column}_best": float(best), f"{column}_paper": paper}
+    if quantity == "score":
+        fields[f"{column}_reached"] = (int((method_runs["score"] >= threshold).sum())
+                                       if threshold is not None else math.nan)
+    return fields
+
+
+def _claim_fields(verdicts: dict, columns, delta: float, budget_fraction: float) -> dict:
+    """The verdict columns; claim (b)'s mean and interval are left out where the table has Ours'
+    % FLOPs reduction column (the same numbers: one interval per quantity)."""
+    fields = {"delta": delta, "degenerate": bool(verdicts["return"].flag),
+              "l_only_not_converged": bool(budget_fraction < 1
+                                           and verdicts["return"].mean > NOT_CONVERGED_SCORE)}
+    for claim, verdict in verdicts.items():
+        fields.update({f"claim_{claim}_verdict": verdict.verdict, f"claim_{claim}_reason": verdict.reason,
+                       f"claim_{claim}_n": verdict.n})
+        if not (claim == "flops" and FLOPS_REDUCTION_COLUMN in columns):
+            fields.update({f"claim_{claim}_mean": verdict.mean, f"claim_{claim}_low": verdict.low,
+                           f"claim_{claim}_high": verdict.high})
+        fields[f"claim_{claim}_reference"] = verdict.reference
+    return fields
+
+
 def build_table(table: str, evaluations: pd.DataFrame, scale: str, registry=None,
                 delta: float = DEFAULT_DELTA, protocol: str = "deterministic",
                 reps: int = BOOTSTRAP_RESAMPLES) -> pd.DataFrame:
-    """One row per task (registry order): the budget, protocol and score ``metric``; for every
-    reproduced column ``<col>_mean``, ``<col>_low`` and ``<col>_high`` (the 95% interval; see
-    ``interval``), ``<col>_best`` (the seed with the best score), ``<col>_paper`` (the published
-    number), and for score columns ``<col>_reached`` (seeds at or above ``success_threshold``);
-    then the verdicts ``claim_<claim>_{verdict,reason,n,mean,low,high,reference}`` and
-    ``degenerate`` (see the module doc)."""
+    """One row per task (registry order): the budget (and ``budget_fraction``, of the paper's),
+    protocol and score ``metric``; for every reproduced column ``<col>_mean``, ``<col>_low`` and
+    ``<col>_high`` (the 95% interval; see ``interval``), ``<col>_best`` (the seed with the best
+    score), ``<col>_paper`` (the published number), and for score columns ``<col>_reached``
+    (seeds at or above ``success_threshold``); then the verdicts
+    ``claim_<claim>_{verdict,reason,n,mean,low,high,reference}`` (claim (b)'s mean/low/high only
+    where the table has no Ours % FLOPs reduction column), ``degenerate`` and
+    ``l_only_not_converged`` (see the module doc)."""
     spec = TABLES[table]
     delta = check_delta(delta)
     check_protocol(protocol)
@@ -596,39 +556,19 @@ def build_table(table: str, evaluations: pd.DataFrame, scale: str, registry=None
             raise ValueError(f"{table}: task '{name}' needs the same number of runs per method, "
                              f"got {counts}")
         runs, metric = with_score(runs)
-        rl_runs = runs[runs["method"].isin(RL_METHODS)]
+        steps = _one_budget(runs, table, name)
         threshold = success_threshold(task, metric)
         row = {"task": name, "paper_task": task.settings.get("paper_name", name), "scale": scale,
-               "protocol": protocol, "n_seeds": next(iter(counts.values())),
-               "train_steps": _joined(rl_runs["total_steps"] if len(rl_runs) else runs["total_steps"]),
+               "protocol": protocol, "n_seeds": next(iter(counts.values())), "train_steps": steps,
+               "budget_fraction": steps / task.total_steps,
                "eval_episodes": _joined(runs["episodes"]), "metric": METRIC_LABELS[metric],
                "success_threshold": math.nan if threshold is None else threshold}
         for column, (method, quantity, _) in spec.columns.items():
-            quantity = "score" if quantity == "return" else quantity
-            method_runs = runs[runs["method"] == method]
-            kind = metric if quantity == "score" else quantity
-            mean, low, high = interval(method_runs[quantity], kind, name, column, reps=reps)
-            best = method_runs.loc[method_runs["score"].idxmax(), quantity]
-            paper = math.nan
-            if (published is not None and row["paper_task"] in published.index
-                    and column in published.columns):
-                paper = float(published.loc[row["paper_task"], column])
-            row.update({f"{column}_mean": mean, f"{column}_low": low, f"{column}_high": high,
-                        f"{column}_best": float(best), f"{column}_paper": paper})
-            if quantity == "score":
-                reached = (int((method_runs["score"] >= threshold).sum()) if threshold is not None
-                           else math.nan)
-                row[f"{column}_reached"] = reached
+            row.update(_column_fields(column, method, quantity, runs, row, metric, threshold,
+                                      published, reps))
         if claims:
             verdicts = judge_claims(runs, paper_reduction(task), delta, name, reps=reps)
-            row["delta"] = delta
-            row["degenerate"] = bool(verdicts["return"].flag)
-            for claim, verdict in verdicts.items():
-                row.update({f"claim_{claim}_verdict": verdict.verdict,
-                            f"claim_{claim}_reason": verdict.reason, f"claim_{claim}_n": verdict.n,
-                            f"claim_{claim}_mean": verdict.mean, f"claim_{claim}_low": verdict.low,
-                            f"claim_{claim}_high": verdict.high,
-                            f"claim_{claim}_reference": verdict.reference})
+            row.update(_claim_fields(verdicts, spec.columns, delta, row["budget_fraction"]))
         rows.append(row)
     if not rows:
         raise ValueError(f"{table}: no evaluations given")
@@ -644,23 +584,38 @@ def reduced_budget_tasks(df: pd.DataFrame, registry=None) -> list[str]:
             or row.eval_episodes != tasks[row.task].eval_episodes]
 
 
+def percent_text(fraction: float) -> str:
+    """A budget fraction as a percentage: 0.05 -> "5%", 0.2 -> "20%", 0.003 -> "0.3%"."""
+    pct = 100 * float(fraction)
+    return f"{pct:.0f}%" if pct >= 10 else f"{pct:.1g}%"
+
+
+def budget_fraction_text(fractions) -> str:
+    """"the paper's budget", "5% of the paper's budget" or "2–20% of the paper's budget"."""
+    fractions = sorted(set(round(float(f), 6) for f in fractions))
+    if fractions == [1.0]:
+        return "the paper's budget"
+    low, high = percent_text(fractions[0]), percent_text(fractions[-1])
+    return f"{low if low == high else low.rstrip('%') + '–' + high} of the paper's budget"
+
+
 def _budget_text(df: pd.DataFrame, registry=None, seeds_column: str = "n_seeds") -> str:
-    """"MountainCarContinuous: 100000 env steps, 10 seeds, 200 episodes; ..." (one group per
-    budget), flagging the tasks not at the paper's budget."""
+    """"MountainCarContinuous: 100,000 env steps (100% of the paper's), 10 seeds, 200
+    evaluation episodes per run; ..." (one group per budget)."""
+    tasks = load_registry(registry)
     groups: dict[tuple, list[str]] = {}
     for row in df.itertuples():
-        key = (row.train_steps, getattr(row, seeds_column), row.eval_episodes)
+        steps = row.train_steps
+        fraction = (int(steps) / tasks[row.task].total_steps if str(steps).isdigit() else math.nan)
+        key = (steps, fraction, getattr(row, seeds_column), row.eval_episodes)
         groups.setdefault(key, []).append(row.task)
     parts = []
-    for (steps, seeds, episodes), names in groups.items():
-        budget = (f"{steps} env steps, {seeds} seed{'' if seeds == 1 else 's'}, {episodes} "
+    for (steps, fraction, seeds, episodes), names in groups.items():
+        steps = f"{steps:,}" if isinstance(steps, int) else str(steps)
+        share = "" if math.isnan(fraction) else f" ({percent_text(fraction)} of the paper's)"
+        budget = (f"{steps} env steps{share}, {seeds} seed{'' if seeds == 1 else 's'}, {episodes} "
                   f"evaluation episode{'' if episodes == 1 else 's'} per run")
         parts.append(budget if len(groups) == 1 else f"{', '.join(names)}: {budget}")
-    reduced = reduced_budget_tasks(df, registry)
-    if reduced:
-        parts.append(f"NOT the paper's budget for {', '.join(reduced)}")
-    else:
-        parts.append("the paper's budget")
     return "; ".join(parts)
 
 
@@ -673,18 +628,35 @@ def legend_link(out: str | Path | None) -> str:
     return f"README.md#{LEGEND_ANCHOR}"
 
 
+SHORT_TITLES = {"table3": "Table 3: score of S-only, L-only and Ours; Ours' % steps large and % FLOPs "
+                           "reduction",
+                "table4": "Table 4: Ours against fit (trained from scratch) and students of L-only "
+                          "(GAIL, BC)",
+                "table5": "Table 5: Ours with and without (λ = 0) the cost term"}
+PROTOCOL_SHORT = {"deterministic": "deterministic protocol", "stochastic": "stochastic protocol"}
+MAX_CAPTION = 300  # characters: what the table is, its protocol and budget; the rest in the footnote
+
+
+def _where(link: str | None) -> str:
+    return f"[README, Reading the tables]({link})" if link else "README.md, section 'Reading the tables'"
+
+
 def caption(table: str, df: pd.DataFrame, registry=None, link: str | None = None) -> str:
-    """Two sentences: what the table holds, under which protocol and budget (reduced budgets
-    flagged) and margin; then where the columns are explained (``link``: a Markdown link)."""
-    spec = TABLES[table]
-    protocol = df["protocol"].iloc[0]
-    text = (f"{spec.title}; {PROTOCOL_LABELS[protocol]}, scale '{df['scale'].iloc[0]}' "
-            f"({_budget_text(df, registry)}); mean over seeds (95% interval)"
-            + (" [paper]" if spec.published else ", the paper publishes no numbers"))
+    """What the table is, its protocol and its budget as a fraction of the paper's, then where
+    the columns are explained (``link``: a Markdown link); at most ``MAX_CAPTION`` characters.
+    Seeds, episodes and the margin are in ``footnote``."""
+    return (f"{SHORT_TITLES[table]}; {PROTOCOL_SHORT[df['protocol'].iloc[0]]}, "
+            f"{budget_fraction_text(df['budget_fraction'])}. Legend: {_where(link)}.")
+
+
+def footnote(df: pd.DataFrame, registry=None, published: bool = True) -> str:
+    """The line under a table: scale, budget per task, seeds, episodes, margin, what a cell holds."""
+    text = (f"Scale '{df['scale'].iloc[0]}': {_budget_text(df, registry)}. Mean over seeds (95% "
+            "interval)" + ("; paper: the published number" if published else
+                           "; the paper publishes no numbers"))
     if "delta" in df.columns:
         text += f"; verdict margin δ = {df['delta'].iloc[0]:g}"
-    where = f"[README, Reading the tables]({link})" if link else "README.md, section 'Reading the tables'"
-    return text + f". Columns, intervals and verdicts: {where}."
+    return text + "."
 
 
 def _fmt(x) -> str:
@@ -705,52 +677,143 @@ def _fmt(x) -> str:
     return f"{x:.2e}" if "e" in text else text.rstrip(".")
 
 
-def _interval_text(low: float, high: float) -> str:
-    return f"({_fmt(low)}, {_fmt(high)})"
+def column_decimals(values) -> int:
+    """One decimal rule per column: enough decimals for three significant figures of the
+    column's largest magnitude (0 from 100 on, at most 3)."""
+    values = np.abs(np.asarray([v for v in values if v is not None], dtype=float))
+    values = values[np.isfinite(values) & (values > 0)]
+    if not len(values):
+        return 0
+    return int(min(3, max(0, 2 - math.floor(math.log10(values.max())))))
 
 
-def _value_cell(mean: float, low: float, high: float) -> str:
-    """"mean (low, high)"; the mean alone for a constant or one seed."""
-    if math.isnan(low) or math.isnan(high) or _fmt(low) == _fmt(high) == _fmt(mean):
-        return _fmt(mean)
-    return f"{_fmt(mean)} {_interval_text(low, high)}"
+def _fixed(x, decimals: int) -> str:
+    """``x`` with ``decimals`` decimals ("–" for nothing, no "-0.0")."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    x = float(x)
+    if math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    text = f"{x:,.{decimals}f}" if abs(x) >= 10_000 else f"{x:.{decimals}f}"
+    return text.lstrip("-") if float(text.replace(",", "")) == 0 else text
 
 
-def _claim_cell(row: dict, claim: str) -> str:
+def _interval_text(low: float, high: float, decimals: int | None = None) -> str:
+    fmt = _fmt if decimals is None else (lambda v: _fixed(v, decimals))
+    return f"({fmt(low)}, {fmt(high)})"
+
+
+def _value_cell(mean: float, low: float, high: float, decimals: int | None = None) -> str:
+    """"mean (low, high)"; the mean alone for a constant or one seed (``decimals``: fixed, else
+    three significant figures)."""
+    fmt = _fmt if decimals is None else (lambda v: _fixed(v, decimals))
+    if math.isnan(low) or math.isnan(high) or fmt(low) == fmt(high) == fmt(mean):
+        return fmt(mean)
+    return f"{fmt(mean)} {_interval_text(low, high, decimals)}"
+
+
+def verdict_word(verdict: str, budget_fraction: float = 1.0) -> str:
+    """The verdict as written in cells and figure labels: below the paper's budget, "reproduced"
+    reads "met at 5% of the budget" and "not reproduced" "not met at 5% of the budget"."""
+    if budget_fraction < 1 and verdict in (REPRODUCED, NOT_REPRODUCED):
+        return f"{'met' if verdict == REPRODUCED else 'not met'} at {percent_text(budget_fraction)} of the budget"
+    return verdict
+
+
+def verdict_cell(verdict: Verdict, budget_fraction: float = 1.0, not_converged: bool = False,
+                 decimals: int = 2, reference: str | None = None) -> str:
+    """A verdict as a table cell or figure label. Below the paper's budget "reproduced" reads
+    "met at 5% of the budget" (and "not reproduced" "not met at ..."): nothing is reproduced
+    before the budget the paper trained for; ``not_converged`` adds "L-only not converged"."""
+    word = verdict_word(verdict.verdict, budget_fraction)
+    if verdict.verdict == NOT_APPLICABLE:
+        text = f"n/a ({verdict.reason})"
+    elif math.isnan(verdict.low) or math.isnan(verdict.mean):
+        text = word if verdict.verdict == verdict.reason or not verdict.reason else f"{word} ({verdict.reason})"
+    else:
+        sign = {REPRODUCED: "≥", NOT_REPRODUCED: "<"}.get(verdict.verdict, "vs")
+        ref = reference if reference is not None else f"{verdict.reference:g}"
+        text = f"{word}: {_value_cell(verdict.mean, verdict.low, verdict.high, decimals)} {sign} {ref}"
+    for flag in (verdict.flag, "L-only not converged" if not_converged else ""):
+        if flag and flag not in text:
+            text += f"; {flag}"
+    return text
+
+
+def _row_verdict(row: dict, claim: str) -> Verdict:
+    """A row's verdict; claim (b)'s mean and interval are those of Ours' % FLOPs reduction
+    column where the table has one."""
     def get(field):
-        return row[f"claim_{claim}_{field}"]
+        key = f"claim_{claim}_{field}"
+        return row[key] if key in row else row[f"{FLOPS_REDUCTION_COLUMN}_{field}"]
 
-    verdict = Verdict(get("verdict"), get("reason") if isinstance(get("reason"), str) else "",
-                      int(get("n")), float(get("mean")), float(get("low")), float(get("high")),
-                      float(get("reference")), DEGENERATE if row.get("degenerate") else "")
-    return verdict.cell()
+    reason = row[f"claim_{claim}_reason"]
+    return Verdict(row[f"claim_{claim}_verdict"], reason if isinstance(reason, str) else "",
+                   int(row[f"claim_{claim}_n"]), float(get("mean")), float(get("low")), float(get("high")),
+                   float(row[f"claim_{claim}_reference"]), DEGENERATE if row.get("degenerate") else "")
+
+
+def _claim_cell(row: dict, claim: str, decimals: int = 2) -> str:
+    paper = row.get("paper_task")
+    reference = (published_text("table3", paper, FLOPS_REDUCTION_COLUMN)
+                 if claim == "flops" and isinstance(paper, str) else None)
+    return verdict_cell(_row_verdict(row, claim), float(row.get("budget_fraction", 1.0)),
+                        claim == "return" and bool(row.get("l_only_not_converged")), decimals,
+                        reference if reference != "–" else None)
+
+
+def _is_count(value) -> bool:
+    return not (value is None or (isinstance(value, float) and math.isnan(value)))
+
+
+def _column_cells(df: pd.DataFrame, table: str, column: str, view: str) -> tuple[list[str], list[list[str]]]:
+    """The header(s) and per-row cells of one reproduced column: the value (fixed decimals for
+    the column), then k/n reaching the threshold and the paper's number, each in its own column."""
+    spec = TABLES[table]
+    label = spec.columns[column][2]
+    records = df.to_dict("records")
+    if view == "mean":
+        decimals = column_decimals([r[f"{column}_{f}"] for r in records for f in ("mean", "low", "high")])
+        values = [_value_cell(r[f"{column}_mean"], r[f"{column}_low"], r[f"{column}_high"], decimals)
+                  for r in records]
+    else:
+        decimals = column_decimals([r[f"{column}_best"] for r in records])
+        values = [_fixed(r[f"{column}_best"], decimals) for r in records]
+    headers, columns = [label], [values]
+    if view == "mean" and any(_is_count(r.get(f"{column}_reached")) for r in records):
+        headers.append(f"{label}: seeds ≥ threshold")
+        columns.append([f"{int(r[f'{column}_reached'])}/{r['n_seeds']} ≥ {_fmt(r['success_threshold'])}"
+                        if _is_count(r.get(f"{column}_reached")) else "–" for r in records])
+    if spec.published:
+        headers.append(f"{label}: paper")
+        columns.append([published_text(table, r["paper_task"], column) for r in records])
+    return headers, [list(cells) for cells in zip(*columns)]
 
 
 def _cells(df: pd.DataFrame, table: str, view: str) -> tuple[list[str], list[list[str]]]:
-    """Header and string rows of the 'mean' or 'best' view: "mean (low, high); k/n ≥ t [paper]"
-    per cell; the mean view ends with the verdicts."""
+    """Header and string rows of the 'mean' or 'best' view; the mean view ends with the verdicts."""
     spec = TABLES[table]
     claims = tuple(c for c in ("return", "flops") if f"claim_{c}_verdict" in df.columns) if view == "mean" else ()
-    header = (["Task", "n", "steps", "episodes"] + [label for _, _, label in spec.columns.values()]
-              + [CLAIM_LABELS[c] for c in claims])
-    rows = []
-    for row in df.to_dict("records"):
-        task = row["task"] + (" (success rate)" if row["metric"] == METRIC_LABELS["success_rate"] else "")
-        cells = [task, str(row["n_seeds"]), str(row["train_steps"]), str(row["eval_episodes"])]
-        for column in spec.columns:
-            if view == "mean":
-                cell = _value_cell(row[f"{column}_mean"], row[f"{column}_low"], row[f"{column}_high"])
-                reached = row.get(f"{column}_reached", math.nan)
-                if not (reached is None or (isinstance(reached, float) and math.isnan(reached))):
-                    cell += f"; {int(reached)}/{row['n_seeds']} ≥ {_fmt(row['success_threshold'])}"
-            else:
-                cell = _fmt(row[f"{column}_best"])
-            if spec.published:
-                cell += f" [{_fmt(row[f'{column}_paper'])}]"
-            cells.append(cell)
-        cells += [_claim_cell(row, c) for c in claims]
-        rows.append(cells)
+    header = ["Task", "n", "steps", "episodes"]
+    rows = [[r["task"] + (" (success rate)" if r["metric"] == METRIC_LABELS["success_rate"] else ""),
+             str(r["n_seeds"]), _steps_text(r["train_steps"]), str(r["eval_episodes"])]
+            for r in df.to_dict("records")]
+    for column in spec.columns:
+        headers, cells = _column_cells(df, table, column, view)
+        header += headers
+        rows = [row + extra for row, extra in zip(rows, cells)]
+    flops_decimals = (column_decimals(df[[f"{FLOPS_REDUCTION_COLUMN}_{f}" for f in ("mean", "low", "high")]]
+                                      .to_numpy().ravel()) if FLOPS_REDUCTION_COLUMN in spec.columns else 1)
+    for claim in claims:
+        header.append(CLAIM_LABELS[claim])
+        decimals = 2 if claim == "return" else flops_decimals
+        rows = [row + [_claim_cell(r, claim, decimals)] for row, r in zip(rows, df.to_dict("records"))]
     return header, rows
+
+
+def _steps_text(steps) -> str:
+    """Step counts one way everywhere: "100,000" ("300/500" budgets each so)."""
+    return "/".join(f"{int(s):,}" for s in str(steps).split("/"))
 
 
 VIEWS = (("mean", "Mean over seeds (95% interval)"), ("best", "Best run over seeds"))
@@ -766,6 +829,7 @@ def to_markdown(table: str, df: pd.DataFrame, registry=None, link: str | None = 
     for view, heading in VIEWS:
         header, rows = _cells(df, table, view)
         parts += [f"*{heading}*", ""] + _markdown_table(header, rows) + [""]
+    parts += [f"<sub>{footnote(df, registry, TABLES[table].published is not None)}</sub>", ""]
     return "\n".join(parts)
 
 
@@ -789,7 +853,8 @@ def to_latex(table: str, df: pd.DataFrame, registry=None) -> str:
                   " & ".join(_tex(h) for h in header) + r" \\", r"\midrule"]
         lines += [" & ".join(_tex(c) for c in r) + r" \\" for r in rows]
         lines += [r"\bottomrule", r"\end{tabular}", r"\par\medskip"]
-    lines.append(r"\end{table*}")
+    lines += [rf"{{\footnotesize {_tex(footnote(df, registry, TABLES[table].published is not None))}\par}}",
+              r"\end{table*}"]
     return "\n".join(lines) + "\n"
 
 
@@ -853,49 +918,73 @@ def build_grid(paths: dict[str, list[str | Path]], scale: str, registry=None,
                     continue
                 cell = pd.concat([at_budget[at_budget["method"].isin(("s_only", "l_only"))],
                                   ours.assign(method="ours")], ignore_index=True)
-                row = build_table("table3", cell, scale, registry, delta, protocol, reps).iloc[0]
-                rows.append({"budget": int(budget), "noise": noise, **row.to_dict()})
+                row = build_table("table3", cell, scale, registry, delta, protocol, reps).iloc[0].to_dict()
+                rows.append({"budget": int(budget), "noise": noise, **row, **_grid_extras(row)})
     noises = list(GRID_NOISE.values())
     rows.sort(key=lambda r: (r["budget"], noises.index(r["noise"]), PROTOCOLS.index(r["protocol"])))
     return pd.DataFrame(rows)
 
 
+def _grid_extras(row: dict) -> dict:
+    """Per method the share of seeds that solve the task (``<col>_solved_share``, ``_low``,
+    ``_high``), and the seeds claim (a) would need to be decided (``seeds_to_decide``)."""
+    extras = {}
+    for column in ("s_only_return", "l_only_return", "ours_return"):
+        share = solved_share(row.get(f"{column}_reached", math.nan), row["n_seeds"])
+        extras.update(zip((f"{column}_solved_share", f"{column}_solved_low", f"{column}_solved_high"), share))
+    extras["seeds_to_decide"] = seeds_to_decide(
+        row["n_seeds"], *(float(row.get(f"claim_return_{k}", math.nan)) for k in ("mean", "low", "high", "reference")))
+    return extras
+
+
 def grid_caption(df: pd.DataFrame, link: str | None = None) -> str:
+    """What the grid is, its protocols and budgets as fractions of the paper's, the legend."""
+    budgets = ", ".join(f"{b:,}" for b in sorted(set(df["budget"])))
+    return (f"{df['task'].iloc[0]}: Ours with its sub-policies' exploration noise dropped (authors' "
+            f"script) or as SAC's (paper), each against S-only and L-only of its budget "
+            f"({budgets} env steps: {budget_fraction_text(df['budget_fraction'])}); both protocols. "
+            f"Legend: {_where(link)}.")
+
+
+def grid_footnote(df: pd.DataFrame) -> str:
     seeds = "/".join(str(n) for n in sorted(set(df["n_seeds"])))
     episodes = "/".join(str(e) for e in sorted(set(df["eval_episodes"])))
-    budgets = ", ".join(f"{b:,}" for b in sorted(set(df["budget"])))
-    where = f"[README, Reading the tables]({link})" if link else "README.md, section 'Reading the tables'"
-    return (f"{df['task'].iloc[0]}: Ours with its sub-policies' exploration noise dropped (the "
-            f"authors' script) or as SAC's (the paper), trained for {budgets} env steps, each "
-            f"against S-only and L-only of its budget, under both evaluation protocols; scale(s) "
-            f"{', '.join(sorted(set(df['scale'])))}, {seeds} seeds per method, {episodes} evaluation "
-            f"episodes per run, mean over seeds (95% interval) [paper: "
-            f"{_grid_paper(df, 'ours_return')} at {_grid_paper(df, 'ours_large_usage_pct')}% large], "
-            f"verdict margin δ = {df['delta'].iloc[0]:g}. Columns, intervals and verdicts: {where}.")
-
-
-def _grid_paper(df: pd.DataFrame, column: str) -> str:
-    return _fmt(df[f"{column}_paper"].iloc[0])
+    return (f"Scale(s) {', '.join(sorted(set(df['scale'])))}: {seeds} seeds per method, {episodes} "
+            "evaluation episodes per run; mean over seeds (95% interval); verdict margin δ = "
+            f"{df['delta'].iloc[0]:g}.")
 
 
 def grid_markdown(df: pd.DataFrame, link: str | None = None) -> str:
-    header = (["budget", "Ours' sub-policy noise", "protocol", "n"]
-              + [TABLES["table3"].columns[c][2] for c in GRID_COLUMNS]
-              + [CLAIM_LABELS["return"], CLAIM_LABELS["flops"]])
-    rows = []
-    for row in df.to_dict("records"):
-        cells = [f"{row['budget']:,}", GRID_NOISE_LABELS[row["noise"]], row["protocol"], str(row["n_seeds"])]
-        for column in GRID_COLUMNS:
-            cell = _value_cell(row[f"{column}_mean"], row[f"{column}_low"], row[f"{column}_high"])
-            reached = row.get(f"{column}_reached", math.nan)
-            if not (reached is None or (isinstance(reached, float) and math.isnan(reached))):
-                cell += f"; {int(reached)}/{row['n_seeds']} ≥ {_fmt(row['success_threshold'])}"
-            cells.append(cell)
-        cells += [_claim_cell(row, "return"), _claim_cell(row, "flops")]
-        rows.append(cells)
-    first = df.iloc[0]
-    paper = (["paper", "–", "–", "–"] + [_fmt(first[f"{c}_paper"]) for c in GRID_COLUMNS] + ["", ""])
-    return "\n".join([f"**{grid_caption(df, link)}**", ""] + _markdown_table(header, rows + [paper])) + "\n"
+    header = ["budget", "Ours' sub-policy noise", "protocol", "n"]
+    rows = [[f"{r['budget']:,}", GRID_NOISE_LABELS[r["noise"]], r["protocol"], str(r["n_seeds"])]
+            for r in df.to_dict("records")]
+    paper = ["paper", "–", "–", "–"]
+    for column in GRID_COLUMNS:
+        headers, cells = _column_cells(df, "table3", column, "mean")
+        header += headers[:-1]  # the paper's number: the last row
+        rows = [row + extra[:-1] for row, extra in zip(rows, cells)]
+        paper += [published_text("table3", df["paper_task"].iloc[0], column)] + ["–"] * (len(headers) - 2)
+    flops_decimals = column_decimals(df[[f"{FLOPS_REDUCTION_COLUMN}_{f}" for f in ("mean", "low", "high")]]
+                                     .to_numpy().ravel())
+    header += [CLAIM_LABELS["return"], CLAIM_LABELS["flops"],
+               "seeds solving (S-only / L-only / Ours), 95% Wilson interval", "seeds per method (a) would need"]
+    rows = [row + [_claim_cell(r, "return"), _claim_cell(r, "flops", flops_decimals), _solved_cell(r),
+                   "–" if math.isnan(r["seeds_to_decide"]) else f"{r['seeds_to_decide']:,.0f}"]
+            for row, r in zip(rows, df.to_dict("records"))]
+    return "\n".join([f"**{grid_caption(df, link)}**", ""]
+                     + _markdown_table(header, rows + [paper + ["", "", "", ""]])
+                     + ["", f"<sub>{grid_footnote(df)}</sub>"]) + "\n"
+
+
+def _solved_cell(row: dict) -> str:
+    """"0% (0, 16) / 100% (84, 100) / 40% (17, 69)": each method's share of seeds solving."""
+    def one(column):
+        share = row[f"{column}_solved_share"]
+        if math.isnan(share):
+            return "–"
+        return (f"{100 * share:.0f}% ({100 * row[f'{column}_solved_low']:.0f}, "
+                f"{100 * row[f'{column}_solved_high']:.0f})")
+    return " / ".join(one(c) for c in ("s_only_return", "l_only_return", "ours_return"))
 
 
 def write_grid(paths: dict[str, list[str | Path]], scale: str, out_csv: str | Path, registry=None,
@@ -906,85 +995,6 @@ def write_grid(paths: dict[str, list[str | Path]], scale: str, out_csv: str | Pa
     _write({out_csv: df.to_csv(index=False),
             out_csv.with_suffix(".md"): grid_markdown(df, legend_link(out_csv))})
     return df
-
-
-# ----------------------------------------------------------------------------- across tasks
-AGGREGATE_METHODS = ("s_only", "l_only", "ours", "fit", "bc", "gail")
-POI_BASELINES = ("l_only", "fit", "bc", "gail")
-
-
-def iqm(per_task) -> float:
-    """Interquartile mean of the scores of every run of every task (rliable's
-    ``metrics.aggregate_iqm``: the 25% trimmed mean of all scores pooled; with unequal runs per
-    task, a task with more runs weighs more)."""
-    return float(stats.trim_mean(np.concatenate([np.ravel(t) for t in per_task]), 0.25, axis=None))
-
-
-def probability_of_improvement(x_per_task, y_per_task) -> float:
-    """P(X > Y) averaged over tasks, a tie counting one half (rliable's
-    ``metrics.probability_of_improvement``: the Mann-Whitney U statistic / (m n) per task)."""
-    values = []
-    for x, y in zip(x_per_task, y_per_task):
-        x, y = np.asarray(x, dtype=float)[:, None], np.asarray(y, dtype=float)[None, :]
-        values.append(float(((x > y) + 0.5 * (x == y)).mean()))
-    return float(np.mean(values))
-
-
-def _resampled(per_task, rng: np.random.Generator, reps: int) -> list[np.ndarray]:
-    """Per task, ``reps`` resamples of its runs (stratified: runs never cross tasks)."""
-    out = []
-    for scores in per_task:
-        scores = np.asarray(scores, dtype=float)
-        out.append(scores[rng.integers(0, len(scores), size=(reps, len(scores)))])
-    return out
-
-
-def iqm_interval(per_task, rng: np.random.Generator, reps: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
-    """Stratified-bootstrap 95% percentile interval of ``iqm`` (rliable's get_interval_estimates
-    with its StratifiedBootstrap)."""
-    pooled = np.concatenate(_resampled(per_task, rng, reps), axis=1)
-    return _percentiles(stats.trim_mean(pooled, 0.25, axis=1))
-
-
-def poi_interval(x_per_task, y_per_task, rng: np.random.Generator,
-                 reps: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
-    """Stratified bootstrap, X and Y resampled independently within each task (rliable's
-    StratifiedIndependentBootstrap), 95% percentile interval of the probability of improvement."""
-    xs, ys = _resampled(x_per_task, rng, reps), _resampled(y_per_task, rng, reps)
-    per_task = [((x[:, :, None] > y[:, None, :]) + 0.5 * (x[:, :, None] == y[:, None, :])).mean(axis=(1, 2))
-                for x, y in zip(xs, ys)]
-    return _percentiles(np.mean(per_task, axis=0))
-
-
-def performance_profile(per_task, taus, rng: np.random.Generator | None = None,
-                        reps: int = 2_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fraction of runs with a normalized score above each tau (mean over tasks of each task's
-    fraction; rliable's run-score distribution), and its stratified-bootstrap 95% band."""
-    taus = np.asarray(taus, dtype=float)
-    profile = np.mean([(np.asarray(t, dtype=float)[:, None] > taus).mean(axis=0) for t in per_task], axis=0)
-    if rng is None:
-        return profile, np.full_like(profile, np.nan), np.full_like(profile, np.nan)
-    samples = np.mean([(r[:, :, None] > taus).mean(axis=1) for r in _resampled(per_task, rng, reps)], axis=0)
-    low, high = np.percentile(samples, [2.5, 97.5], axis=0)
-    return profile, low, high
-
-
-@dataclass
-class Aggregate:
-    """Normalized scores per method and task (``scores[method]``: one array per task of
-    ``tasks``), the tasks left out and why, and the budget rows (one per task)."""
-    tasks: list[str]
-    excluded: dict[str, str]
-    scores: dict[str, list[np.ndarray]]
-    budget: pd.DataFrame
-    scale: str
-    protocol: str
-    delta: float
-    registry: object = None
-
-    @property
-    def computed(self) -> bool:
-        return len(self.tasks) >= MIN_TASKS
 
 
 def normalized_scores(evaluations: pd.DataFrame, scale: str, registry=None, delta: float = DEFAULT_DELTA,
@@ -1028,54 +1038,45 @@ def normalized_scores(evaluations: pd.DataFrame, scale: str, registry=None, delt
     return Aggregate(kept, excluded, scores, pd.DataFrame(budget), scale, protocol, delta, registry)
 
 
+def check_computed(agg: Aggregate) -> None:
+    """Refuses an aggregate with too few tasks rather than write an empty table or figure (the
+    pipeline asks for it only where ``aggregate_computable``)."""
+    if not agg.computed:
+        left = "; ".join(f"{t}: {why}" for t, why in agg.excluded.items()) or "none"
+        raise ValueError(f"aggregate over tasks: {len(agg.tasks)} task(s) with a resolved normalization, "
+                         f"fewer than {MIN_TASKS} (left out: {left}); nothing is computed, nothing written")
+
+
 def build_aggregate(agg: Aggregate, reps: int = BOOTSTRAP_RESAMPLES) -> pd.DataFrame:
-    """One row per method: IQM of the normalized score with its stratified-bootstrap 95%
-    interval, and the probability that Ours improves on the method (baselines of
-    ``POI_BASELINES``); NaN throughout (and ``note`` saying why) with fewer than MIN_TASKS tasks."""
-    rows = []
-    note = "" if agg.computed else (f"fewer than {MIN_TASKS} tasks with a resolved normalization: "
-                                    "nothing computed")
-    for method, per_task in agg.scores.items():
-        row = {"scale": agg.scale, "protocol": agg.protocol, "delta": agg.delta, "method": method,
-               "label": METHOD_LABELS[method], "n_tasks": len(agg.tasks), "tasks": " ".join(agg.tasks),
-               "excluded": "; ".join(f"{t}: {why}" for t, why in agg.excluded.items()),
-               "n_runs": int(sum(len(t) for t in per_task)), "iqm": math.nan, "iqm_low": math.nan,
-               "iqm_high": math.nan, "poi_ours_over": math.nan, "poi_low": math.nan,
-               "poi_high": math.nan, "note": note}
-        if agg.computed:
-            row["iqm"] = iqm(per_task)
-            row["iqm_low"], row["iqm_high"] = iqm_interval(per_task, bootstrap_rng("aggregate", "iqm", method), reps)
-            if method in POI_BASELINES:
-                ours = agg.scores["ours"]
-                row["poi_ours_over"] = probability_of_improvement(ours, per_task)
-                row["poi_low"], row["poi_high"] = poi_interval(ours, per_task,
-                                                               bootstrap_rng("aggregate", "poi", method), reps)
-        rows.append(row)
-    return pd.DataFrame(rows)
+    """One row per method (``statistics.aggregate_rows``) with its label."""
+    df = aggregate_rows(agg, reps)
+    df.insert(df.columns.get_loc("method") + 1, "label", [METHOD_LABELS[m] for m in df["method"]])
+    return df
 
 
 def aggregate_caption(agg: Aggregate, link: str | None = None) -> str:
-    kept = ", ".join(agg.tasks) if agg.tasks else "none"
-    left = (f"; left out: {'; '.join(f'{t} ({why})' for t, why in agg.excluded.items())}"
+    fractions = [int(str(s).split("/")[-1]) / load_registry(agg.registry)[t].total_steps
+                 for t, s in zip(agg.budget["task"], agg.budget["train_steps"])]
+    return (f"Across tasks: IQM of the normalized score per method and P(Ours > method), "
+            f"stratified-bootstrap 95% intervals; {PROTOCOL_SHORT[agg.protocol]}, "
+            f"{budget_fraction_text(fractions)}. Legend: {_where(link)}.")
+
+
+def aggregate_footnote(agg: Aggregate) -> str:
+    left = (f" Left out: {'; '.join(f'{t} ({why})' for t, why in agg.excluded.items())}."
             if agg.excluded else "")
-    where = f"[README, Reading the tables]({link})" if link else "README.md, section 'Reading the tables'"
-    return (f"Across tasks: IQM of the normalized score per method and the probability that Ours "
-            f"improves on each baseline, with stratified-bootstrap 95% intervals; "
-            f"{PROTOCOL_LABELS[agg.protocol]}, scale '{agg.scale}' ({_budget_text(agg.budget, agg.registry)}), tasks "
-            f"{kept}{left}, verdict margin δ = {agg.delta:g}. Columns and estimators: {where}.")
+    return (f"Scale '{agg.scale}': {_budget_text(agg.budget, agg.registry)}. Tasks: "
+            f"{', '.join(agg.tasks) or 'none'}.{left} Verdict margin δ = {agg.delta:g}.")
 
 
 def aggregate_markdown(agg: Aggregate, df: pd.DataFrame, link: str | None = None) -> str:
-    parts = [f"**{aggregate_caption(agg, link or legend_link(None))}**", ""]
-    if not agg.computed:
-        parts.append(f"Fewer than {MIN_TASKS} tasks with a resolved normalization "
-                     f"({len(agg.tasks)}): nothing is computed.")
-        return "\n".join(parts) + "\n"
     header = ["Method", "tasks", "runs", "IQM normalized score (95% interval)",
               "P(Ours > method) (95% interval)"]
-    rows = [[r["label"], str(r["n_tasks"]), str(r["n_runs"]), _value_cell(r["iqm"], r["iqm_low"], r["iqm_high"]),
-             _value_cell(r["poi_ours_over"], r["poi_low"], r["poi_high"])] for r in df.to_dict("records")]
-    return "\n".join(parts + _markdown_table(header, rows)) + "\n"
+    records = df.to_dict("records")
+    rows = [[r["label"], str(r["n_tasks"]), str(r["n_runs"]), _value_cell(r["iqm"], r["iqm_low"], r["iqm_high"], 2),
+             _value_cell(r["poi_ours_over"], r["poi_low"], r["poi_high"], 2)] for r in records]
+    return "\n".join([f"**{aggregate_caption(agg, link or legend_link(None))}**", ""]
+                     + _markdown_table(header, rows) + ["", f"<sub>{aggregate_footnote(agg)}</sub>"]) + "\n"
 
 
 def write_aggregate(paths: dict[str, list[str | Path]], scale: str, out_csv: str | Path, registry=None,
@@ -1084,8 +1085,83 @@ def write_aggregate(paths: dict[str, list[str | Path]], scale: str, out_csv: str
     """The aggregate over tasks as CSV (full precision) and .md beside it (same stem), atomically."""
     agg = normalized_scores(load_evaluations(paths, check_protocol(protocol)), scale, registry, delta,
                             protocol, reps)
+    check_computed(agg)
     df = build_aggregate(agg, reps)
     out_csv = Path(out_csv)
     _write({out_csv: df.to_csv(index=False),
             out_csv.with_suffix(".md"): aggregate_markdown(agg, df, legend_link(out_csv))})
     return df
+
+
+# ----------------------------------------------------------------------------- the runs as data
+# runs.csv's columns, in order (docs/runs-csv.md documents each).
+RUNS_COLUMNS = ("scale", "task", "method", "seed", "train_steps", "protocol", "episodes", "return",
+                "success_rate", "large_share", "flops_per_inf", "flops_reduction_pct", "cost_weight",
+                "run", "eval_json", "commit")
+
+
+def _run_commit(run: str) -> str:
+    """The git commit the run was trained at (its run.json's or snapshot.json's provenance)."""
+    for marker in ("run.json", "snapshot.json"):
+        path = Path(run) / marker
+        if path.exists():
+            data = read_json(path)
+            commit = (data.get("provenance") or {}).get("git_commit") if isinstance(data, dict) else None
+            return commit or ""
+    return ""
+
+
+def build_runs(paths: dict[str, list[str | Path]], scale: str, registry=None) -> pd.DataFrame:
+    """One tidy row per (task, method, seed, budget, protocol): every evaluation given, under
+    each protocol it holds, with its run folder and commit (``RUNS_COLUMNS``)."""
+    frames = []
+    for protocol in PROTOCOLS:
+        usable = {m: [p for p in files if _holds(p, protocol)] for m, files in paths.items()}
+        runs = load_evaluations({m: f for m, f in usable.items() if f}, protocol)
+        if len(runs):
+            frames.append(runs.assign(protocol=protocol))
+    if not frames:
+        raise ValueError("runs: no evaluations given")
+    runs = pd.concat(frames, ignore_index=True)
+    order = {m: i for i, m in enumerate(paths)}
+    tasks = list(load_registry(registry).keys())
+    runs = runs.assign(scale=scale, train_steps=runs["total_steps"], large_share=runs["large_usage_pct"] / 100,
+                       eval_json=runs["path"], commit=[_run_commit(r) for r in runs["run"]],
+                       _task=[tasks.index(t) if t in tasks else len(tasks) for t in runs["task"]],
+                       _method=runs["method"].map(order))
+    runs = runs.sort_values(["_task", "task", "_method", "seed", "train_steps", "protocol"], kind="stable")
+    return runs[list(RUNS_COLUMNS)].reset_index(drop=True)
+
+
+def _holds(path, protocol: str) -> bool:
+    """Whether an evaluation holds ``protocol`` (one-protocol evaluations hold only theirs)."""
+    data = _read_evaluation(path)
+    recorded = data.get("protocol", "both")
+    if recorded in PROTOCOLS:
+        return recorded == protocol
+    return protocol == "deterministic" or isinstance(data.get("stochastic"), dict)
+
+
+def write_runs(paths: dict[str, list[str | Path]], scale: str, out_csv: str | Path,
+               registry=None) -> pd.DataFrame:
+    """runs.csv: ``build_runs`` written atomically (full precision)."""
+    df = build_runs(paths, scale, registry)
+    _write({Path(out_csv): df.to_csv(index=False)})
+    return df
+
+
+def read_runs(runs_csv: str | Path, protocol: str = "deterministic") -> pd.DataFrame:
+    """The rows of runs.csv under ``protocol``, in ``load_evaluations``' shape."""
+    df = pd.read_csv(runs_csv)
+    df = df[df["protocol"] == check_protocol(protocol)]
+    return df.rename(columns={"train_steps": "total_steps", "eval_json": "path"}).assign(
+        large_usage_pct=100 * df["large_share"])
+
+
+def aggregate_computable(runs_csv: str | Path, protocol: str = "deterministic", registry=None) -> bool:
+    """Whether the scale whose runs.csv this is has the aggregate over tasks (at least MIN_TASKS
+    tasks with a resolved normalization): the pipeline requests the aggregate and the
+    performance profile only then, so that no empty table or figure is written."""
+    runs = read_runs(runs_csv, protocol)
+    runs = runs[runs["method"].isin(AGGREGATE_METHODS)]
+    return normalized_scores(runs, "", registry, protocol=protocol).computed

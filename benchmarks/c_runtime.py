@@ -5,7 +5,10 @@ become a time reduction there?
 
 Per task (today's observation / action sizes, the registry's widths and master), random-weight
 networks (the time of a dense forward pass does not depend on the weights) are exported with
-``asymbench.export.export_c`` and compiled with ``cc -O2``: L-only, S-only and Ours. Ours replays
+``asymbench.export.export_c`` and compiled three ways (``BUILDS``): ``cc -O2`` (the reference
+build, the top-level ``c_*`` fields of each row), ``-O2 -march=native`` (this CPU's vector
+units: a desktop or server controller) and ``-Os`` (optimised for size, as microcontroller
+firmware is usually built; under ``builds`` in each row): L-only, S-only and Ours. Ours replays
 the paper's published large share (Table 3, asymbench/data/published_table3.csv) as a fixed
 pattern of macros in random order (the harness's ``-c``): the master runs at every macro start
 and the pattern picks the sub-policy, so the share is the paper's whatever the random master
@@ -23,6 +26,7 @@ dueling streams of the master). Time reduction / FLOPs reduction = 1 means time 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +46,8 @@ from asymbench.networks import sac_actor_flops
 from asymbench.tasks import get_task, load_registry, make_env
 
 ROUNDS = 5  # the C binaries take turns this many times; the best round counts
+# name -> compiler flags; the first is the reference (top-level fields of each row)
+BUILDS = {"O2": ["-O2"], "O2_native": ["-O2", "-march=native"], "Os": ["-Os"]}
 
 
 def numpy_ops(ops):
@@ -84,8 +90,39 @@ def c_times(binaries: dict, observations: np.ndarray, act_dim: int, choices: np.
             for name, ts in best.items()}
 
 
+def export_and_build(name: str, policies: dict, obs_dim: int, builds: dict, workdir: Path):
+    """Exports every policy (Ours twice: both master streams, advantage only) and builds each
+    export every way in ``builds``; returns ({(policy, build): (binary, forced)}, executed FLOPs)."""
+    binaries, executed = {}, {}
+    for which, policy in policies.items():
+        for streams in (("all", "advantage") if which == "asym" else ("all",)):
+            key = which if streams == "all" else "asym_adv"
+            out = workdir / f"{name}_{key}"
+            manifest = export_c(policy, out, obs_dim, master_streams=streams, source=f"{name} {key}")
+            executed[key] = manifest["flops_executed"]
+            for build_name, flags in builds.items():
+                binaries[(key, build_name)] = (build(out, tuple(flags), output=f"bench_{build_name}"),
+                                               which == "asym")
+    return binaries, executed
+
+
+def build_summary(times: dict, build_name: str, flags: list[str], flops_reduction: float) -> dict:
+    """One build's times per policy (CPU us per decision) and Ours' time saving against FLOPs'."""
+    row = {"cflags": " ".join(flags)}
+    for key in ("large", "small", "asym", "asym_adv"):
+        t = times[(key, build_name)]
+        row[f"c_{key}_us"] = t["ns"] / 1e3
+        row[f"c_{key}_wall_us"] = t["wall_ns"] / 1e3
+        row[f"c_{key}_median_us"] = t["median_ns"] / 1e3
+    row["c_reduction_pct"] = 100 * (1 - row["c_asym_us"] / row["c_large_us"])
+    row["c_adv_reduction_pct"] = 100 * (1 - row["c_asym_adv_us"] / row["c_large_us"])
+    row["time_vs_flops"] = row["c_reduction_pct"] / flops_reduction
+    row["adv_time_vs_flops"] = row["c_adv_reduction_pct"] / flops_reduction
+    return row
+
+
 def measure(name: str, decisions: int, torch_decisions: int, share: float, repeats: int,
-            cflags: list[str], rng: np.random.Generator, workdir: Path) -> dict:
+            builds: dict, rng: np.random.Generator, workdir: Path) -> dict:
     task = get_task(name)
     env = make_env(task, seed=0)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
@@ -97,14 +134,8 @@ def measure(name: str, decisions: int, torch_decisions: int, share: float, repea
     policies = {"large": DeployedPolicy({"policy": actors["large"]}, {}),
                 "small": DeployedPolicy({"policy": actors["small"]}, {}),
                 "asym": DeployedPolicy(dict(actors), {}, master, macro)}
-    binaries, executed = {}, {}
-    for which, policy in policies.items():
-        for streams in (("all", "advantage") if which == "asym" else ("all",)):
-            key = which if streams == "all" else "asym_adv"
-            out = workdir / f"{name}_{key}"
-            manifest = export_c(policy, out, obs_dim, master_streams=streams, source=f"{name} {key}")
-            binaries[key] = (build(out, tuple(cflags)), which == "asym")
-            executed[key] = manifest["flops_executed"]
+    binaries, executed = export_and_build(name, policies, obs_dim, builds, workdir)
+    reference = next(iter(builds))
 
     observations = rng.standard_normal((decisions, obs_dim)).astype(np.float32)
     macros = -(-decisions // macro)
@@ -115,8 +146,10 @@ def measure(name: str, decisions: int, torch_decisions: int, share: float, repea
     with torch.inference_mode():
         x = torch.as_tensor(observations[:50])
         expected = torch.where(torch.as_tensor(large[:50, None]), actors["large"](x), actors["small"](x)).numpy()
-    got, _, _ = replay(binaries["asym"][0], observations[:50], act_dim, choices=large[:50])
-    assert np.allclose(got, expected, atol=1e-4), f"{name}: C and PyTorch actions differ"
+    for build_name in builds:
+        got, _, _ = replay(binaries[("asym", build_name)][0], observations[:50], act_dim,
+                           choices=large[:50])
+        assert np.allclose(got, expected, atol=1e-4), f"{name} ({build_name}): C and PyTorch differ"
 
     load_before = load()
     c = c_times(binaries, observations, act_dim, large.astype(np.uint8), repeats)
@@ -150,20 +183,16 @@ def measure(name: str, decisions: int, torch_decisions: int, share: float, repea
            "exec_flops_asym": exe_asym, "exec_flops_asym_adv": exe_asym_adv,
            "exec_reduction_pct": 100 * (1 - exe_asym / exe["large"]),
            "exec_reduction_adv_pct": 100 * (1 - exe_asym_adv / exe["large"]),
-           "cflags": " ".join(cflags), "load": max(load_before, load())}
-    for key, t in c.items():  # "c_<policy>_us": the best CPU time per decision, microseconds
-        row[f"c_{key}_us"] = t["ns"] / 1e3
-        row[f"c_{key}_wall_us"] = t["wall_ns"] / 1e3
-        row[f"c_{key}_median_us"] = t["median_ns"] / 1e3
+           "load_before": load_before, "load": max(load_before, load())}
+    builds_rows = {b: build_summary(c, b, flags, row["flops_reduction_pct"]) for b, flags in builds.items()}
+    row.update(builds_rows[reference])  # the reference build's times at the top level
+    row["builds"] = {b: r for b, r in builds_rows.items() if b != reference}
     for key, t in py.items():
         row[f"{key}_us"] = t["cpu_min_us"]
         row[f"{key}_cpu_median_us"] = t["cpu_us"]
-    for impl in ("c", "torch", "numpy"):
+    for impl in ("torch", "numpy"):
         row[f"{impl}_reduction_pct"] = 100 * (1 - row[f"{impl}_asym_us"] / row[f"{impl}_large_us"])
-    row["c_adv_reduction_pct"] = 100 * (1 - row["c_asym_adv_us"] / row["c_large_us"])
-    row["time_vs_flops"] = row["c_reduction_pct"] / row["flops_reduction_pct"]
     row["time_vs_exec_flops"] = row["c_reduction_pct"] / row["exec_reduction_pct"]
-    row["adv_time_vs_flops"] = row["c_adv_reduction_pct"] / row["flops_reduction_pct"]
     row["c_speedup_vs_torch_asym"] = row["torch_asym_us"] / row["c_asym_us"]
     env.close()
     return row
@@ -176,11 +205,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20, help="timed C passes per round")
     parser.add_argument("--torch-decisions", type=int, default=600,
                         help="decisions per PyTorch / NumPy pass (9 repeats, inference_latency's)")
-    parser.add_argument("--cflags", nargs="+", default=["-O2"])
+    parser.add_argument("--builds", nargs="+", default=list(BUILDS), choices=list(BUILDS),
+                        help="compiler flag sets (BUILDS); the first is the reference")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/c_runtime.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    started = time.time()
+    started, loadavg_before = time.time(), list(os.getloadavg())
     shares = published_large_share()
     rng = np.random.default_rng(0)
     rows = []
@@ -188,7 +218,7 @@ def main() -> None:
         for name in args.tasks:
             paper_name = get_task(name).settings.get("paper_name", name)
             rows.append(measure(name, args.decisions, args.torch_decisions, shares[paper_name],
-                                args.repeats, args.cflags, rng, Path(tmp)))
+                                args.repeats, {b: BUILDS[b] for b in args.builds}, rng, Path(tmp)))
     print_table(rows, ["task", "large_share", "flops_reduction_pct", "exec_reduction_pct",
                        "c_large_us", "c_small_us", "c_asym_us", "c_asym_adv_us", "c_reduction_pct",
                        "time_vs_flops", "adv_time_vs_flops", "torch_large_us", "torch_asym_us",
@@ -200,10 +230,20 @@ def main() -> None:
     print("us: CPU time per decision at batch 1 (C: best of rounds x repeats; PyTorch / NumPy: "
           "best of 9 repeats); reduction: Ours vs L-only; time_vs_flops: C time reduction / "
           "paper-convention FLOPs reduction (adv_: advantage-only master)")
-    write_results("c_runtime", {"settings": {"decisions": args.decisions, "repeats": args.repeats,
-                                             "rounds": ROUNDS, "torch_decisions": args.torch_decisions,
-                                             "cflags": args.cflags, "compiler": _compiler_version()},
-                                "rows": rows}, started, args.out)
+    per_build = [{"task": row["task"], "build": b, **r} for row in rows
+                 for b, r in [(args.builds[0], row)] + list(row["builds"].items())]
+    print_table(per_build, ["task", "build", "c_large_us", "c_small_us", "c_asym_us", "c_asym_adv_us",
+                            "c_reduction_pct", "time_vs_flops"],
+                {**{f"c_{w}_us": ".3f" for w in ("large", "small", "asym", "asym_adv")},
+                 "c_reduction_pct": ".1f", "time_vs_flops": ".2f"})
+    write_results("c_runtime", {"settings": {
+        "decisions": args.decisions, "repeats": args.repeats, "rounds": ROUNDS,
+        "torch_decisions": args.torch_decisions, "reference_build": args.builds[0],
+        "builds": {b: BUILDS[b] for b in args.builds}, "compiler": _compiler_version(),
+        "loadavg_before": loadavg_before, "loadavg_after": list(os.getloadavg()),
+        "note": "run on a shared 2-core machine while training jobs ran: absolute times are "
+                "pessimistic; builds and policies take turns, so their ratios are comparable. "
+                "No embedded target was measured."}, "rows": rows}, started, args.out)
 
 
 def _compiler_version() -> str | None:

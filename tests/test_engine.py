@@ -517,8 +517,9 @@ def test_segment_faults_are_named(tmp_path):
     for until, start in ((600, None), (0, None), (300, 300)):
         with pytest.raises(ValueError, match="within the run's budget"):
             train_group(request, [0], tmp_path / "g", until=until, segment_start=start)
-    # A damaged checkpoint names itself.
+    # Damaged checkpoints name themselves (a damaged latest alone falls back to the previous one).
     (tmp_path / "g" / "group_checkpoint.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "g" / "group_checkpoint.previous.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(Exception, match="group_checkpoint"):
         train_group(request, [0], tmp_path / "g", until=300, segment_start=250)
 

@@ -203,3 +203,85 @@ def test_unsupported_layers_are_refused(tmp_path):
     net = nn.Sequential(nn.Linear(2, 4), nn.Sigmoid(), nn.Linear(4, 1))
     with pytest.raises(ExportError, match="Sigmoid"):
         export_c(DeployedPolicy({"policy": net}, {"policy": 0}), tmp_path / "x", 2)
+
+
+def _export_cli(capsys, *args: str) -> tuple[int, str]:
+    from asymbench.cli import main
+
+    code = main(["export", *args])
+    return code, capsys.readouterr().err
+
+
+def _damage(run, tmp_path, how: str):
+    """A copy of ``run``: unfinished (no run.json), with a zero-byte model file, or of a task
+    the registry no longer knows (an older run that recorded no task settings)."""
+    import shutil
+
+    from asymbench.runs import read_json
+
+    copy = tmp_path / how
+    shutil.copytree(run, copy)
+    if how == "unfinished":
+        (copy / "run.json").unlink()
+    elif how == "zero_byte_model":
+        (copy / "model" / "policy.zip").write_bytes(b"")
+    else:
+        config = read_json(copy / "config.json")
+        config.pop("task_settings")
+        write_json(copy / "config.json", {**config, "task": "MountainCarRenamed"})
+    return copy
+
+
+@pytest.mark.parametrize("how, says", [
+    ("unfinished", "is unfinished (no run.json); rerun its training command"),
+    ("zero_byte_model", "policy.zip is damaged"),
+    ("unknown_task", "unknown task 'MountainCarRenamed'")])
+def test_bad_runs_are_refused_with_one_line(runs, tmp_path, capsys, how, says):
+    run = _damage(runs["s_only"], tmp_path, how)
+    out = tmp_path / "c"
+    code, err = _export_cli(capsys, str(run), "--out", str(out))
+    assert code == 2 and err.count("\n") == 1 and says in err, err
+    assert err.startswith("asymbench export: error: ") and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".c.*"))
+
+
+def test_prefix_must_be_a_c_identifier(runs, tmp_path, capsys):
+    for prefix in ("9lives_", "my-policy", "__x", "_Policy", ""):
+        code, err = _export_cli(capsys, str(runs["s_only"]), "--out", str(tmp_path / "c"),
+                                "--prefix", prefix)
+        assert code == 2 and err.count("\n") == 1 and f"--prefix '{prefix}'" in err, err
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 48 KiB tmpfs: an asym export (its 64-wide large actor) does not fit, an s_only one does."""
+    import shutil
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if not shutil.which("mount"):
+        pytest.skip("no mount command: cannot make a small filesystem")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(disk)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs (needs root): {done.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_full_disk_leaves_nothing_behind(runs, tiny_disk, capsys):
+    """A full disk: one line naming the file, exit 1, and not one file left; re-exported
+    over an earlier export, the earlier files stay as they were."""
+    out = tiny_disk / "c"
+    code, err = _export_cli(capsys, str(runs["asym"]), "--out", str(out))
+    assert code == 1 and err.count("\n") == 1, err
+    assert "No space left on device while writing" in err and str(out) in err
+    assert list(tiny_disk.iterdir()) == []
+    assert _export_cli(capsys, str(runs["s_only"]), "--out", str(out))[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, err = _export_cli(capsys, str(runs["asym"]), "--out", str(out))
+    assert code == 1 and "No space left on device" in err
+    assert [p.name for p in tiny_disk.iterdir()] == ["c"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib import pyplot as plt
+from matplotlib.text import Text
 
 from asymbench import figures, tables
 from asymbench.cli import main
@@ -147,7 +148,8 @@ def test_pareto_csv_and_figure(tmp_path):
     baselines, points = sweep_files(tmp_path / "runs")
     outs = [tmp_path / "pareto.png", tmp_path / "pareto.pdf"]
     csv = tmp_path / "pareto.csv"
-    args = ["pareto", "--task", "Swimmer", "--scale", "smoke", "--out", *map(str, outs), "--csv", str(csv)]
+    args = ["pareto", "--task", "Swimmer", "--scale", "smoke", "--out", *map(str, outs), "--csv", str(csv),
+            "--protocol", "deterministic"]
     for factor, paths in points.items():
         args += ["--point", str(factor), *map(str, paths)]
     for method, paths in baselines.items():
@@ -224,3 +226,79 @@ def test_milestone_verdict_figure_csv_and_best_over_training(tmp_path):
     row = tables.build_table("table3", tables.load_evaluations(at_200k), "paper").iloc[0]
     assert (normalized.loc[200_000, "low"], normalized.loc[200_000, "high"]) == (
         row["claim_return_low"], row["claim_return_high"])
+
+
+def test_pareto_labels_do_not_overlap_and_a_far_paper_point_is_a_note(tmp_path, monkeypatch):
+    """Crowded cost weights (several λ on one cheap point) get labels that do not overlap; the
+    paper's walker-stand point (967) would squash reproduced returns near 30-90 into a line, so
+    it is named in the legend instead of drawn."""
+    crowded = {0.001: (30.0, 5000.0), 0.01: (30.5, 5010.0), 0.1: (31.0, 5020.0), 1: (31.5, 5030.0),
+               10: (30.2, 5005.0)}
+    baselines = {m: [write_eval(tmp_path / m / f"seed{s}" / "eval.json", "walker-stand", m, r + s, f, s)
+                     for s in range(3)] for m, (r, f) in BASELINES.items()}
+    points = {k: [write_eval(tmp_path / f"lam{k}" / f"seed{s}" / "eval.json", "walker-stand", "asym", r,
+                             f, s, cost_weight=k) for s in range(3)] for k, (r, f) in crowded.items()}
+    seen = {}
+    real_save = figures.save
+
+    def inspect(fig, outs):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        renderer = fig.canvas.get_renderer()
+        seen["boxes"] = [Text.get_window_extent(t, renderer)  # the text alone, not its leader line
+                         for t in ax.texts if t.get_text().startswith("λ×")]
+        seen["legend"] = [t.get_text() for t in ax.get_legend().get_texts()]
+        seen["ylim"] = ax.get_ylim()
+        real_save(fig, outs)
+
+    monkeypatch.setattr(figures, "save", inspect)
+    figures.pareto("walker-stand", points, baselines, "smoke", [tmp_path / "p.png"], protocols=("deterministic",))
+    boxes = seen["boxes"]
+    assert len(boxes) == len(crowded)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert any("not drawn" in text for text in seen["legend"])
+    assert seen["ylim"][1] < 200  # the reproduced points keep their scale
+    assert "of the paper's budget" in figures.png_title(tmp_path / "p.png")
+
+
+def test_as_sac_timeline_says_it_is_the_variant(tmp_path):
+    folder = write_trace(tmp_path / "ours", frames=False)
+    (folder / "config.json").write_text(json.dumps({"asym_action_noise": "as_sac"}))
+    data = json.loads((folder / "eval.json").read_text())
+    (folder / "eval.json").write_text(json.dumps({**data, "run": str(folder), "paper_total_steps": 3000}))
+    out = tmp_path / "timeline.png"
+    assert main(["figures", "timeline", "--trace", str(folder / "trace.csv"), "--eval",
+                 str(folder / "eval.json"), "--run-seed", "3", "--seed-choice", "learned",
+                 "--scale", "verify", "--out", str(out)]) == 0
+    title = figures.png_title(out)
+    assert "noise as SAC (variant)" in title and "chosen because it learned" in title
+    assert "10% of the paper's budget" in title
+
+
+def test_pareto_of_ours_as_sac_judges_each_cost_weight_under_both_protocols(tmp_path):
+    """One panel per protocol; each cost weight judged by claim (a) against S-only and L-only.
+    Under the stochastic protocol the sweep loses 50 return, so no weight is non-inferior."""
+    baselines, points = sweep_files(tmp_path / "runs")
+    for path in [p for paths in [*baselines.values(), *points.values()] for p in paths]:
+        data = json.loads(path.read_text())
+        drop = 50.0 if data["method"] == "asym" else 0.0
+        path.write_text(json.dumps({**data, "stochastic": {
+            "mean_return": data["mean_return"] - drop, "large_share": 0.5,
+            "flops_per_inf": data["flops_per_inf"], "flops_reduction_pct": data["flops_reduction_pct"]}}))
+    csv = tmp_path / "pareto.csv"
+    table = figures.pareto("Swimmer", points, baselines, "smoke", [tmp_path / "p.png"], csv, variant="as_sac")
+    assert "Ours-as-SAC" in figures.png_title(tmp_path / "p.png")
+    rows = pd.read_csv(csv)
+    assert set(rows["protocol"]) == {"deterministic", "stochastic"}
+    sweep = table[table["lambda_factor"].notna() & (table["source"] == "reproduced")]
+    verdicts = sweep.set_index(["protocol", "lambda_factor"])["claim_return_verdict"]
+    # deterministic: S-only 21, L-only 81 (means); λ×0.1 scores 86 -> 1.08, λ×10 31 -> 0.17
+    assert verdicts["deterministic", 0.1] == figures.tables.REPRODUCED
+    assert verdicts["deterministic", 10] == figures.tables.NOT_REPRODUCED
+    assert (verdicts["stochastic"] != figures.tables.REPRODUCED).all()
+    deterministic = sweep[sweep["protocol"] == "deterministic"]
+    sentence = figures.non_inferiority_sentence(deterministic, 0.2)
+    cheapest = deterministic[deterministic["claim_return_verdict"] == figures.tables.REPRODUCED]["flops_per_inf_mean"].min()
+    assert sentence.startswith("non-inferior (normalized score ≥ 0.8): ") and f"{cheapest:,.0f} FLOPs/Inf" in sentence
+    assert figures.non_inferiority_sentence(sweep[sweep["protocol"] == "stochastic"], 0.2).startswith(
+        "no cost weight is non-inferior")

@@ -69,6 +69,15 @@ def commands(output: str, start: str) -> list[str]:
      "the grid's scales must agree on them"),
     ("grid={name: g, task: MountainCarContinuous, scales: [verify, huge]}", "grid.scales",
      "unknown scale 'huge'"),
+    ("grid={name: g, task: MountainCarContinuous, scales: [verify], seeds: 0}", "grid",
+     "less than the minimum of 1"),
+    ("grid={name: g, task: MountainCarContinuous, scales: [verify], variants: [noisy]}", "grid",
+     "is not one of ['dropped', 'as_sac']"),
+    ("pareto={lambda_factors: []}", "pareto", "should be non-empty"),
+    ("pareto={lambda_factors: [1, ten]}", "pareto", "is not of type 'number'"),
+    ("pareto={lambda_factors: [1, inf]}", "pareto.lambda_factors.1", "expected a finite number"),
+    ("pareto={lambda_factors: [nan]}", "pareto.lambda_factors.0", "expected a finite number"),
+    ("pareto={lambda_factors: [1], variant: noisy}", "pareto", "is not one of ['dropped', 'as_sac']"),
 ])
 def test_bad_config_is_rejected_naming_the_field(override, field, message):
     result = snakemake("-n", "--cores", "1", "--config", *override.split("  "))
@@ -156,8 +165,8 @@ def test_pareto_target_sweeps_the_cost_weight():
 
 def test_mcc_grid_trains_ours_with_both_noise_settings_at_both_budgets():
     """mcc_grid (scale verify): S-only, L-only, Ours and Ours with noise as SAC at the verify
-    scale's 100k and verify_200k's 200k, 10 seeds, both protocols, one grid table built from all
-    of them."""
+    scale's 100k and verify_200k's 200k, the grid's 20 seeds, both protocols, one grid table
+    built from all of them."""
     result = snakemake("mcc_grid", "-n", "-p", "--forceall", "--cores", "2", "--config", "scale=verify")
     assert result.returncode == 0, result.stderr[-3000:]
     train = [c for c in commands(result.stdout, "asymbench train") if "--until" not in c]
@@ -165,16 +174,51 @@ def test_mcc_grid_trains_ours_with_both_noise_settings_at_both_budgets():
     for scale, steps in (("verify", ""), ("verify_200k", "--steps 200000 ")):
         for method in ("s_only", "l_only", "ours", "ours_as_sac"):
             [command] = [c for c in train if f"--out results/{scale}/MountainCarContinuous/{method} " in c]
-            assert steps in command and "--seeds 0 1 2 3 4 5 6 7 8 9 " in command
+            assert steps in command and f"--seeds {' '.join(map(str, range(20)))} " in command
             assert ("--asym-action-noise as_sac" in command) == (method == "ours_as_sac"), command
     counts = job_counts(result.stdout)
-    assert counts["evaluate_noise_variant"] == 2 * 10 and counts["noise_budget_grid"] == 1
+    assert counts["evaluate_noise_variant"] == 2 * 20 and counts["noise_budget_grid"] == 1
     assert all("--protocol both" in c for c in commands(result.stdout, "asymbench evaluate"))
     [grid] = commands(result.stdout, "asymbench tables grid")
     assert "--out paper_tables/verify/variants/mcc_grid.csv" in grid and "--scale 'verify + verify_200k'" in grid
     for scale in ("verify", "verify_200k"):
-        assert f"results/{scale}/MountainCarContinuous/ours_as_sac/seed9/eval.json" in grid
+        assert f"results/{scale}/MountainCarContinuous/ours_as_sac/seed19/eval.json" in grid
         assert f"results/{scale}/MountainCarContinuous/s_only/seed0/eval.json" in grid
+
+
+def test_one_grid_cell_with_its_own_seed_count():
+    """`grid.seeds` and `grid.variants` pick one cell: Ours as SAC at 200k against S-only and
+    L-only of the same seeds; Ours with its noise dropped is neither trained nor read."""
+    grid = "grid={name: cell, task: MountainCarContinuous, scales: [verify_200k], seeds: 3, variants: [as_sac]}"
+    result = snakemake("mcc_grid", "-n", "-p", "--forceall", "--cores", "2", "--config",
+                       "scale=verify_200k", grid)
+    assert result.returncode == 0, result.stderr[-3000:]
+    train = [c for c in commands(result.stdout, "asymbench train") if "--until" not in c]
+    folders = sorted(re.search(r"--out results/verify_200k/MountainCarContinuous/(\w+) ", c)[1] for c in train)
+    assert folders == ["l_only", "ours_as_sac", "s_only"]
+    assert all("--seeds 0 1 2 --out" in c for c in train)
+    [table] = commands(result.stdout, "asymbench tables grid")
+    assert "--out paper_tables/verify_200k/variants/cell.csv" in table
+    assert "/ours/" not in table and "ours_as_sac/seed2/eval.json" in table
+
+
+def test_pareto_sweep_of_ours_as_sac_trains_its_own_folders():
+    """`pareto.variant: as_sac`: every factor but 1 trains Ours with the noise as SAC's in
+    ours_as_sac_lam<f> (factor 0 too: ours_no_cost drops the noise), factor 1 reuses ours_as_sac,
+    and the figure is pareto_<task>_as_sac."""
+    result = snakemake("pareto", "-n", "-p", "--forceall", "--cores", "1", "--config", "scale=smoke",
+                       "tasks=[Swimmer]", "pareto={lambda_factors: [0, 1, 3], variant: as_sac}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    train = [c for c in commands(result.stdout, "asymbench train") if "--until" not in c]
+    lam = load_registry()["Swimmer"].cost_weight
+    for folder, weight in (("ours_as_sac_lam0", 0.0), ("ours_as_sac_lam3", float(f"{3 * lam:.12g}"))):
+        [command] = [c for c in train if f"/Swimmer/{folder} " in c]
+        assert f"--lam {weight} " in command and "--asym-action-noise as_sac" in command
+    [figure] = commands(result.stdout, "asymbench figures pareto")
+    assert "--point 1 results/smoke/Swimmer/ours_as_sac/seed0/eval.json" in figure
+    assert "--point 0 results/smoke/Swimmer/ours_as_sac_lam0/seed0/eval.json" in figure
+    assert "--variant as_sac" in figure and "--csv results/smoke/figures/pareto_Swimmer_as_sac.csv" in figure
+    assert "ours_no_cost" not in figure
 
 
 def test_milestone_table_trains_and_evaluates_the_segments_up_to_it():
@@ -211,10 +255,10 @@ def test_lint_is_clean():
 @pytest.mark.skipif(not (ROOT / "asymbench" / "train_config.py").exists(), reason="needs asymbench train")
 def test_smoke_dag_end_to_end(tmp_path):
     """Every rule of the smoke scale on one task, in a copy of the workflow, then the report."""
-    for name in ("Snakefile", "workflow", "config"):
+    for name in ("Snakefile", "workflow", "config", "profiles"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
     start = time.time()
-    result = snakemake("--workflow-profile", "workflow/profiles/local", "--cores", "2", "--config",
+    result = snakemake("--cores", "2", "--config",
                        "scale=smoke", "tasks=[MountainCarContinuous]", cwd=tmp_path, timeout=600)
     elapsed = time.time() - start
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -228,8 +272,13 @@ def test_smoke_dag_end_to_end(tmp_path):
         for ext in ("png", "pdf"):
             assert (figures / f"{kind}_MountainCarContinuous.{ext}").stat().st_size > 5000
     assert not (tmp_path / "paper_tables" / "table3.csv").exists()
+    # runs.csv beside the tables; one task cannot make an aggregate, so none is written
+    runs = pd.read_csv(tmp_path / "paper_tables" / "smoke" / "runs.csv")
+    assert set(runs["task"]) == {"MountainCarContinuous"} and set(runs["protocol"]) == {"deterministic", "stochastic"}
+    assert not list((tmp_path / "paper_tables" / "smoke").glob("aggregate.*"))
+    assert not list((tmp_path / "paper_tables" / "smoke").glob("performance_profile.*"))
     # Every milestone reached: the snapshot at 150 steps (half the budget) and the budget itself.
-    milestones = snakemake("--workflow-profile", "workflow/profiles/local", "--cores", "2", "milestones",
+    milestones = snakemake("--cores", "2", "milestones",
                            "--config", "scale=smoke", "tasks=[MountainCarContinuous]", cwd=tmp_path,
                            timeout=600)
     assert milestones.returncode == 0, milestones.stdout[-3000:] + milestones.stderr[-3000:]
@@ -343,7 +392,7 @@ def test_campaign_plan_prioritizes_the_long_groups_of_each_milestone_in_turn():
 def test_campaign_run_leaves_the_tables_of_every_milestone_and_the_verdict_figure(tmp_path):
     """`run` at the smoke scale, then `status`, then `collect` into another checkout, where the
     tables are rebuilt from the collected records alone (config `from_records`)."""
-    for name in ("Snakefile", "workflow", "config"):
+    for name in ("Snakefile", "workflow", "config", "profiles"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
     result = subprocess.run(["bash", "workflow/campaign.sh", "run"], cwd=tmp_path, env=CAMPAIGN_ENV,
                             capture_output=True, text=True, timeout=600)
@@ -373,7 +422,7 @@ def test_campaign_run_leaves_the_tables_of_every_milestone_and_the_verdict_figur
             assert (folder / "eval.json").exists() and (folder / "progress.csv").exists()
     assert not list(records.rglob("*.pt")) and not list(records.rglob("*.zip"))
     # ... from which the milestone tables and the figure are rebuilt, with no run folder
-    for name in ("Snakefile", "workflow", "config"):
+    for name in ("Snakefile", "workflow", "config", "profiles"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, checkout / name)
     rebuilt = snakemake("milestones", "--cores", "1", "--config", "scale=smoke", "tasks=[MountainCarContinuous]",
                         "from_records=True", cwd=checkout)

@@ -27,6 +27,9 @@ def write_eval(path, task, method, ret, share, flops, steps=300, episodes=2, **e
     """An EVAL.json as docs/contract.md describes it (only the fields the tables read matter);
     ``extra`` adds or replaces keys (success_rate, large_share_per_episode, stochastic, ...)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    sub = extra.get("stochastic")
+    if isinstance(sub, dict) and "mean_return" in sub and "returns" not in sub:  # consistent with itself
+        extra["stochastic"] = {**sub, "returns": [sub["mean_return"]] * episodes}
     path.write_text(json.dumps({**{
         "task": task, "method": method, "run": str(path.parent), "seed": 1000, "episodes": episodes,
         "total_steps": steps, "returns": [ret] * episodes, "mean_return": ret, "std_return": 0.0,
@@ -141,9 +144,10 @@ def test_cli_writes_csv_md_tex_labelled_with_the_scale(evals, tmp_path):
     assert set(df["scale"]) == {"smoke"} and set(df["delta"]) == {0.2}
     md, tex = out.with_suffix(".md").read_text(), out.with_suffix(".tex").read_text()
     for text in (md, tex):
-        assert "NOT the paper" in text and "'smoke'" in text and "deterministic protocol" in text
+        assert "of the paper's budget" in text and "'smoke'" in text and "deterministic protocol" in text
         assert "Best run over seeds" in text
-    assert "84.3 (" in md and "[109]" in md  # Swimmer Ours: mean (interval) [published 108.8]
+    # Swimmer Ours: mean (interval), one decimal rule for the column; the paper's digits apart
+    assert "| 84 (" in md and "| 108.8 |" in md
     assert "(../../README.md#reading-the-tables)" in md  # the legend, relative to the table
     assert r"$\delta$ = 0.2" in tex and r"\begin{tabular}" in tex
 
@@ -213,7 +217,7 @@ def test_fetch_cells_are_success_rates_with_success_counts(tmp_path):
     assert (row["s_only_return_reached"], row["l_only_return_reached"], row["ours_return_reached"]) == (0, 3, 1)
     md = out.with_suffix(".md").read_text()
     assert "FetchPickAndPlace (success rate)" in md
-    assert "0.850 (" in md and "; 1/3 ≥ 0.900 [0.935]" in md
+    assert "| 0.850 (" in md and "| 1/3 ≥ 0.900 | 0.935 |" in md
     # the claim is judged on the same quantity: Ours normalized (0.85 - 0.3) / (0.95 - 0.3)
     assert row["claim_return_mean"] == pytest.approx(0.55 / 0.65)
 
@@ -234,7 +238,7 @@ def test_reward_threshold_counts_seeds_reaching_the_flag(tmp_path):
     row = tables.write_table("table3", paths, "smoke", out, reps=REPS).iloc[0]
     assert row["success_threshold"] == 90
     assert (row["l_only_return_reached"], row["ours_return_reached"], row["s_only_return_reached"]) == (2, 2, 0)
-    assert "; 2/3 ≥ 90.0 [93.6]" in out.with_suffix(".md").read_text()
+    assert "| 2/3 ≥ 90.0 | 93.6 |" in out.with_suffix(".md").read_text()
     walker = claim_evals(tmp_path / "w", {"s_only": [1, 2, 3], "l_only": [9, 9, 9], "ours": [8, 9, 9]})
     assert math.isnan(tables.build_table("table3", tables.load_evaluations(walker), "smoke",
                                          reps=REPS)["success_threshold"].iloc[0])
@@ -332,7 +336,8 @@ def test_trivial_unresolved_and_too_few_seeds():
     for s_only, l_only, ours in (([0.0, 1], L_ONLY, L_ONLY), (S_ONLY, [100.0, 100], L_ONLY),
                                  (S_ONLY, L_ONLY, [100.0, 99])):
         result = verdict(s_only, l_only, ours)
-        assert result.verdict == "inconclusive (n < 3)" and result.cell() == "inconclusive (n < 3)"
+        assert result.verdict == "inconclusive (n < 3)"
+        assert tables.verdict_cell(result) == "inconclusive (n < 3)"
 
 
 def test_bad_delta_is_refused_on_one_line(tmp_path, capsys):
@@ -373,7 +378,7 @@ def test_claim_flops_only_where_the_return_claim_holds(tmp_path):
     assert df.loc["finger-spin", "claim_flops_verdict"] == "not applicable"
     assert df.loc["finger-spin", "claim_flops_reason"] == "return claim not met"
     md = out.with_suffix(".md").read_text()
-    assert "reproduced: 85.0 ≥ 82.3" in md  # a constant reduction: no interval shown
+    assert "met at 0.01% of the budget: 85.0 ≥ 82.3" in md  # constant: no interval shown
     assert "n/a (return claim not met)" in md
 
 
@@ -388,7 +393,7 @@ def test_degenerate_agent_gets_na_for_the_flops_claim(tmp_path, share):
     assert bool(row["degenerate"]) and row["claim_return_verdict"] == "reproduced"
     assert row["claim_flops_verdict"] == "not applicable" and row["claim_flops_reason"] == tables.DEGENERATE
     md_row = next(line for line in out.with_suffix(".md").read_text().splitlines()
-                  if line.startswith("| walker-stand") and "reproduced" in line)
+                  if line.startswith("| walker-stand") and "met at" in line)
     cells = md_row.strip("| ").split(" | ")
     assert "degenerate (one sub-policy)" in cells[-2] and cells[-1].startswith("n/a")
     assert "degenerate (one sub-policy)" in cells[-1]
@@ -448,14 +453,17 @@ def test_md_tex_and_csv_have_the_same_columns(evals, tmp_path):
     assert df["ours_return_mean"].iloc[1] == csv["ours_return_mean"].iloc[1]
 
 
-def test_caption_has_at_most_two_sentences_and_states_delta(evals, tmp_path):
+def test_caption_is_short_and_the_footnote_has_the_budget(evals, tmp_path):
     out = tmp_path / "t3.csv"
     df = tables.write_table("table3", evals, "smoke", out, delta=0.15, reps=REPS)
     text = tables.caption("table3", df)
-    assert len(re.findall(r"[.!?](?=\s|$)", text)) <= 2
-    for needle in ("'smoke'", "3 seeds", "2 evaluation episodes", "δ = 0.15", "deterministic protocol",
-                   "Reading the tables"):
+    assert len(re.findall(r"[.!?](?=\s|$)", text)) <= 2 and len(text) <= tables.MAX_CAPTION
+    for needle in ("deterministic protocol", "of the paper's budget", "Reading the tables"):
         assert needle in text
+    note = tables.footnote(df)
+    for needle in ("'smoke'", "3 seeds", "2 evaluation episodes", "δ = 0.15", "300 env steps"):
+        assert needle in note
+    assert note in out.with_suffix(".md").read_text()
     agg = tables.normalized_scores(tables.load_evaluations(evals), "smoke", reps=REPS)
     assert len(re.findall(r"[.!?](?=\s|$)", tables.aggregate_caption(agg))) <= 2
 
@@ -472,8 +480,8 @@ def test_constants_get_no_interval_and_nothing_is_a_dash(evals, tmp_path):
     tables.write_table("table4", evals, "smoke", out, reps=REPS)
     md = out.with_suffix(".md").read_text()
     assert "± 0" not in md and "(1000, 1000)" not in md
-    assert "| 1000 [137219] |" in md  # L-only's FLOPs/Inf is one number on every seed
-    assert "[–]" in md  # fit FLOPs/Inf: the paper prints none
+    assert "| 1000 | 137219 |" in md  # L-only's FLOPs/Inf is one number on every seed
+    assert "| – |" in md  # fit FLOPs/Inf: the paper prints none
 
 
 # ----------------------------------------------------------------------------- protocols
@@ -607,13 +615,25 @@ def test_aggregate_table_normalizes_per_task_and_reports_iqm_and_poi(tmp_path):
     assert again.read_text() == out.read_text()
 
 
-def test_aggregate_with_fewer_than_three_tasks_computes_nothing(tmp_path, capsys):
+def test_aggregate_with_fewer_than_three_tasks_writes_nothing(tmp_path, capsys):
+    """No empty table or figure: the commands refuse on one line and write nothing, and the
+    pipeline asks for them only where runs.csv says they can be computed."""
     paths = aggregate_evals(tmp_path, n_tasks=2)
+    options = [a for method, files in paths.items() for a in (f"--{method.replace('_', '-')}", *map(str, files))]
     out = tmp_path / "aggregate.csv"
-    df = tables.write_aggregate(paths, "smoke", out, reps=REPS)
-    assert df["iqm"].isna().all() and df["poi_ours_over"].isna().all()
-    assert df["note"].str.contains("fewer than 3 tasks").all()
-    assert "nothing is computed" in out.with_suffix(".md").read_text()
+    for command in (["tables", "aggregate", "--out", str(out)],
+                    ["figures", "profile", "--out", str(tmp_path / "pp.png")]):
+        assert main([*command, "--scale", "smoke", *options]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "fewer than 3" in err and "nothing written" in err
+    assert not list(tmp_path.glob("*.csv")) and not list(tmp_path.glob("*.md")) and not list(tmp_path.glob("*.png"))
+    runs = tmp_path / "runs.csv"
+    assert main(["tables", "runs", "--scale", "smoke", "--out", str(runs), *options]) == 0
+    assert not tables.aggregate_computable(runs)
+    three = aggregate_evals(tmp_path / "three")
+    assert main(["tables", "runs", "--scale", "smoke", "--out", str(runs),
+                 *[a for m, f in three.items() for a in (f"--{m.replace('_', '-')}", *map(str, f))]]) == 0
+    assert tables.aggregate_computable(runs)
     # a task whose L-only is not above S-only is left out of the aggregate, and named
     trivial = claim_evals(tmp_path / "t", {m: [10.0, 11, 12, 10, 11] for m in tables.AGGREGATE_METHODS},
                           task="Ant")
@@ -629,8 +649,9 @@ def test_performance_profile_figure(tmp_path):
     assert all(p.stat().st_size > 5000 for p in outs)
     ours = plotted[plotted["method"] == "ours"]
     assert ours["fraction"].is_monotonic_decreasing and ours["fraction"].iloc[0] == 1.0
-    few = figures.performance_profile(aggregate_evals(tmp_path / "few", 2), "smoke", [tmp_path / "few.png"])
-    assert few.empty and (tmp_path / "few.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="nothing written"):
+        figures.performance_profile(aggregate_evals(tmp_path / "few", 2), "smoke", [tmp_path / "few.png"])
+    assert not (tmp_path / "few.png").exists()
 
 
 def test_cli_aggregate_and_profile(tmp_path):
@@ -698,8 +719,7 @@ def test_grid_cli_writes_csv_and_markdown_with_the_paper_row(tmp_path, capsys):
     assert main(args) == 0
     assert len(pd.read_csv(out)) == 8
     md = out.with_suffix(".md").read_text()
-    assert "| paper | – | – | – | -11.6 | 93.6 | 93.5 [" not in md  # published numbers stand alone
-    assert "| paper | – | – | – | -11.6 | 93.6 | 93.5 | 44.5 | 49.0 |" in md
+    assert "| paper | – | – | – | -11.6 | – | 93.6 | – | 93.5 | – | 44.5 | 49.0 |" in md
     assert "as SAC (the paper)" in md and "dropped (the authors' script)" in md
     assert "δ = 0.2" in md
 
@@ -711,3 +731,25 @@ def test_grid_refuses_a_budget_without_its_baselines(tmp_path, capsys):
                                     stochastic={"mean_return": 0.0, "large_share": 0.1}))
     with pytest.raises(ValueError, match="budget 300 env steps has no l_only and s_only"):
         tables.build_grid(paths, "verify", reps=REPS)
+
+
+def test_grid_reports_the_share_of_seeds_that_solve_the_task(tmp_path):
+    """Per method, the share of seeds at or above the success threshold (90 on MountainCar) with
+    its Wilson interval: S-only's seeds never solve it, L-only's always do."""
+    df = tables.build_grid(grid_evals(tmp_path, budgets=(240,)), "verify", reps=REPS)  # L-only: 100
+    for row in df.itertuples():
+        assert row.s_only_return_solved_share == 0.0 and row.s_only_return_solved_low == 0.0
+        assert 0.0 < row.s_only_return_solved_high < 0.6  # 0 of 5: Wilson's interval is not empty
+        assert row.l_only_return_solved_share == 1.0 and row.l_only_return_solved_high == pytest.approx(1.0)
+        assert row.ours_return_solved_share == row.ours_return_reached / row.n_seeds
+    md = tables.grid_markdown(df)
+    assert "0% (0, 43) / 100% (57, 100)" in md
+
+
+def test_seeds_to_decide_follow_the_bootstrap_half_width():
+    # mean 0.7, interval (0.39, 0.92) at 10 seeds: the upper half-width 0.22 must shrink below 0.1
+    assert tables.seeds_to_decide(10, 0.7, 0.39, 0.92, 0.8) == math.ceil(10 * (0.22 / 0.1) ** 2)
+    # the lower side decides a mean above the margin
+    assert tables.seeds_to_decide(10, 0.9, 0.7, 1.0, 0.8) == math.ceil(10 * (0.2 / 0.1) ** 2)
+    assert math.isnan(tables.seeds_to_decide(10, 0.9, 0.85, 0.95, 0.8))  # already decided
+    assert math.isnan(tables.seeds_to_decide(10, math.nan, math.nan, math.nan, 0.8))

@@ -52,7 +52,7 @@ stage_command() {
         [ "$step" = "${steps##* }" ] && marker="seed$seed/run.json"   # the budget: the run folder
         for m in ours l_only; do prio+=("results/$scale/$t/$m/$marker"); done
     done
-    cmd=("$snakemake" --workflow-profile workflow/profiles/local --cores "$cores"
+    cmd=("$snakemake" --cores "$cores"
          --rerun-triggers mtime --config "scale=$scale" "tasks=[${tasks// /,}]"
          --prioritize "${prio[@]}" -- "$tables/$step/table3.csv" "$tables/$step/stochastic/table3.csv")
 }
@@ -61,7 +61,7 @@ stage_command() {
 figures_command() {
     local figs=() t
     for t in $tasks; do figs+=("results/$scale/figures/verdict_$t.png"); done
-    cmd=("$snakemake" --workflow-profile workflow/profiles/local --cores "$cores"
+    cmd=("$snakemake" --cores "$cores"
          --rerun-triggers mtime --config "scale=$scale" "tasks=[${tasks// /,}]" -- "${figs[@]}")
 }
 

@@ -1,6 +1,7 @@
 # Helper functions of the asymbench workflow: config checks, target lists and the command-line
 # options each scale adds. Rules only wire these to `asymbench` commands.
 
+import hashlib
 import json
 import math
 import re
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from asymbench.runs import damaged_json_files
 from asymbench.tables import METHODS, RL_METHODS, TABLES, methods_of
 from asymbench.tasks import RegistryError, load_registry
 
@@ -32,25 +34,34 @@ REGISTRY = load_pipeline_registry(config)
 # "ours_as_sac" Ours with --asym-action-noise as_sac (the `mcc_grid` target).
 TRAIN_METHOD = {"s_only": "s_only", "l_only": "l_only", "ours": "asym", "ours_no_cost": "asym",
                 "fit": "fit", "ours_as_sac": "asym"}
-# The `pareto` target's Ours runs: "ours_lam<factor>" = Ours at factor x its lambda (pareto.smk).
-PARETO_METHOD = r"ours_lam\d+(?:\.\d+)?"
+# The `pareto` target's Ours runs: "ours_lam<factor>" = Ours at factor x its lambda, and
+# "ours_as_sac_lam<factor>" the same with the sub-policies' noise as SAC's (pareto.smk).
+PARETO_METHOD = r"ours(?:_as_sac)?_lam\d+(?:\.\d+)?"
+# `pareto.variant` -> (the Ours folder of factor 1, the figure's file-name suffix)
+PARETO_VARIANTS = {"dropped": ("ours", ""), "as_sac": ("ours_as_sac", "_as_sac")}
 
 
 def pareto_factors():
     return [float(f) for f in config.get("pareto", {}).get("lambda_factors", [])]
 
 
-def pareto_method(factor):
+def pareto_variant():
+    return config.get("pareto", {}).get("variant", "dropped")
+
+
+def pareto_method(factor, variant="dropped"):
     """Result folder of Ours at ``factor`` x lambda: "ours_lam0.333" (no exponent: 1e-5 ->
-    "ours_lam0.00001"). Factor 1 is Ours itself and factor 0 is Ours without cost term: their
-    runs are reused rather than trained twice."""
+    "ours_lam0.00001"; as SAC: "ours_as_sac_lam0.333"). Factor 1 is Ours itself (of the
+    variant) and, for the dropped noise, factor 0 is Ours without cost term: their runs are
+    reused rather than trained twice."""
     import numpy as np
 
+    ours = PARETO_VARIANTS[variant][0]
     if factor == 1:
-        return "ours"
-    if factor == 0:
+        return ours
+    if factor == 0 and variant == "dropped":
         return "ours_no_cost"
-    return "ours_lam" + np.format_float_positional(float(factor), trim="-")
+    return f"{ours}_lam" + np.format_float_positional(float(factor), trim="-")
 
 
 def train_method_of(method):
@@ -67,7 +78,7 @@ def cost_weight(task, method):
     if method == "ours_no_cost":
         return 0
     if re.fullmatch(PARETO_METHOD, method):
-        factor = float(method[len("ours_lam"):])
+        factor = float(method.rsplit("_lam", 1)[1])
         return float(f"{factor * (REGISTRY[task].cost_weight if base is None else base):.12g}")
     return None
 
@@ -93,6 +104,8 @@ def read_command_line_numbers(config):
     if isinstance(config.get("pareto"), dict) and isinstance(config["pareto"].get("lambda_factors"), list):
         config["pareto"]["lambda_factors"] = [_number(f) if isinstance(f, str) else f
                                               for f in config["pareto"]["lambda_factors"]]
+    if isinstance(config.get("grid"), dict) and isinstance(config["grid"].get("seeds"), str):
+        config["grid"]["seeds"] = _number(config["grid"]["seeds"])
     # e.g. 'scales={smoke: {steps: 500, resources: {train: {runtime: 20}}}}' (merged into the scale)
     if isinstance(config.get("scales"), dict):
         config["scales"] = {name: _scale_numbers(s) for name, s in config["scales"].items()}
@@ -140,6 +153,25 @@ def check_config():
         if unknown:
             raise WorkflowError(f"config field '{field}': unknown task(s) {', '.join(unknown)}; "
                                 f"known tasks: {', '.join(REGISTRY)}")
+
+
+def check_results(scale):
+    """Before any job starts: the evaluations and run summaries of this run's tasks are intact.
+    A corrupt one would make every job that reads it fail, after Snakemake deleted that job's
+    finished outputs; this error names the file and how to rebuild it, and nothing is deleted."""
+    folders = [Path("results") / scale / task for task in tasks_of(scale)]
+    for path, problem in damaged_json_files(folders, ("eval.json", "run.json")):
+        maker = "`asymbench evaluate`" if path.name == "eval.json" else "its training group"
+        raise WorkflowError(f"{path} is corrupt ({problem}): delete it and rerun snakemake, which "
+                            f"rebuilds it ({maker}); nothing was run or deleted")
+
+
+def task_entry_digest(wildcards):
+    """A digest of the task's resolved registry entry (config `registry` or the packaged one):
+    a `params` value of the training rules, so that a change to the entry retrains that
+    task's runs (Snakemake's params rerun trigger), and only those."""
+    settings = json.dumps(REGISTRY[wildcards.task].settings, sort_keys=True, default=str)
+    return hashlib.sha256(settings.encode()).hexdigest()[:16]
 
 
 def alternatives(names):
@@ -327,9 +359,11 @@ def tasks_of(scale):
 
 
 def seeds_of(scale, task=None):
-    """Top-level `seeds`, else the task's `per_task` seeds in the scale, else the scale's."""
+    """Top-level `seeds`, else the grid's seed count for its task at its scales, else the task's
+    `per_task` seeds in the scale, else the scale's."""
     s = config["scales"][scale]
-    return config.get("seeds") or s.get("per_task", {}).get(task, {}).get("seeds") or s["seeds"]
+    return (config.get("seeds") or grid_seeds(scale, task)
+            or s.get("per_task", {}).get(task, {}).get("seeds") or s["seeds"])
 
 
 def tables_dir(scale):
@@ -361,7 +395,7 @@ def train_options(wildcards):
                         ("--master-learning-starts", s["master_learning_starts"] if asym else None),
                         ("--max-episode-steps", s["max_episode_steps"]),
                         ("--checkpoint-every", s["checkpoint_every"]), ("--lam", lam),
-                        ("--asym-action-noise", "as_sac" if wildcards.method == "ours_as_sac" else None),
+                        ("--asym-action-noise", "as_sac" if wildcards.method.startswith("ours_as_sac") else None),
                         ("--device", "cuda" if train_device(wildcards) == "cuda" else None),
                         ("--compile", train_compile(s))])
     return " ".join(filter(None, [options, registry_option()]))
@@ -499,6 +533,13 @@ def figures_of(scale):
             for kind in ("timeline", "curves", "tradeoff") for ext in ("png", "pdf")]
 
 
+def committed_table3s(wildcards):
+    """Every table3.csv under paper_tables/ that exists now (the verdict figure across tasks)."""
+    from asymbench.glance import table_files
+
+    return [str(p) for p in table_files("paper_tables")]
+
+
 def tables_of(scale, tables=("table3", "table4", "table5")):
     return [f"{tables_dir(scale)}/{table}.{ext}" for table in tables for ext in ("csv", "md", "tex")]
 
@@ -551,18 +592,20 @@ def pareto_targets(wildcards):
     if not pareto_factors():
         raise WorkflowError("config field 'pareto.lambda_factors': the pareto target needs "
                             "at least one factor")
-    return [f"results/{SCALE}/figures/pareto_{task}.{ext}" for task in tasks_of(SCALE)
+    suffix = PARETO_VARIANTS[pareto_variant()][1]
+    return [f"results/{SCALE}/figures/pareto_{task}{suffix}.{ext}" for task in tasks_of(SCALE)
             for ext in ("png", "pdf", "csv")]
 
 
 def pareto_inputs(wildcards):
     """Evaluations of one task: the baselines named by method, the sweep as lam0, lam1, ...
-    (in the order of `pareto.lambda_factors`)."""
+    (in the order of `pareto.lambda_factors`), of the variant the figure's name gives."""
+    variant = next(v for v, (_, suffix) in PARETO_VARIANTS.items() if suffix == wildcards.variant)
     seeds = seeds_of(wildcards.scale, wildcards.task)
     inputs = {m: [result(wildcards.scale, wildcards.task, m, s, "eval.json") for s in seeds]
               for m in PARETO_BASELINES}
     for i, factor in enumerate(pareto_factors()):
-        inputs[f"lam{i}"] = [result(wildcards.scale, wildcards.task, pareto_method(factor), s, "eval.json")
+        inputs[f"lam{i}"] = [result(wildcards.scale, wildcards.task, pareto_method(factor, variant), s, "eval.json")
                              for s in seeds]
     return inputs
 
@@ -576,7 +619,23 @@ def pareto_options(wildcards, input):
 
 
 # ----------------------------------------------------------------------------- noise x budget grid
-GRID_METHODS = ("s_only", "l_only", "ours", "ours_as_sac")
+# Ours' sub-policy noise settings of the grid (config `grid.variants`) and their result folders.
+GRID_VARIANTS = {"dropped": "ours", "as_sac": "ours_as_sac"}
+
+
+def grid_seeds(scale, task):
+    """Seeds 0 .. `grid.seeds` - 1 of the grid's task at each of its scales (None elsewhere, or
+    without `grid.seeds`): a larger count adds seeds of the same streams, the first unchanged."""
+    grid = config.get("grid") or {}
+    if grid.get("seeds") and task == grid.get("task") and scale in grid.get("scales", ()):
+        return list(range(int(grid["seeds"])))
+    return None
+
+
+def grid_methods():
+    """S-only, L-only and Ours of each noise setting of config `grid.variants` (default both)."""
+    variants = (config.get("grid") or {}).get("variants") or list(GRID_VARIANTS)
+    return ("s_only", "l_only", *(GRID_VARIANTS[v] for v in variants))
 
 
 def grid_scales():
@@ -626,8 +685,8 @@ def grid_targets(wildcards=None):
 def grid_inputs(wildcards):
     """Evaluations of the grid's task at every grid scale, named by method."""
     task = config["grid"]["task"]
-    return {m: [result(scale, task, m, s, "eval.json") for scale in grid_scales()
-                for s in seeds_of(scale, task)] for m in GRID_METHODS}
+    return {m: [from_records(result(scale, task, m, s, "eval.json")) for scale in grid_scales()
+                for s in seeds_of(scale, task)] for m in grid_methods()}
 
 
 def grid_label(wildcards):
@@ -672,9 +731,28 @@ def aggregate_inputs(wildcards):
 
 
 def aggregate_of(scale):
-    """The aggregate over tasks and its performance profile (deterministic protocol)."""
-    return [f"{tables_dir(scale)}/{name}" for name in
-            ("aggregate.csv", "aggregate.md", "performance_profile.png", "performance_profile.pdf")]
+    """The aggregate over tasks and its performance profile (deterministic protocol), asked for
+    only where they can be computed: the scale's runs.csv (a checkpoint) is read first, so that
+    no empty table or figure is ever written."""
+    from asymbench.tables import aggregate_computable
+
+    def targets(wildcards):
+        runs = checkpoints.runs_table.get(scaledir="" if scale == "paper" else f"{scale}/").output.csv
+        if not aggregate_computable(runs, registry=config.get("registry")):
+            return []
+        return [f"{tables_dir(scale)}/{name}" for name in
+                ("aggregate.csv", "aggregate.md", "performance_profile.png", "performance_profile.pdf")]
+
+    return targets
+
+
+def runs_inputs(wildcards):
+    """Evaluation JSONs of every task and seed of the scale, named by method, for runs.csv."""
+    from asymbench.tables import METHODS
+
+    scale = scale_of(wildcards)
+    return {m: [result(scale, t, m, s, "eval.json") for t in tasks_of(scale) for s in seeds_of(scale, t)]
+            for m in METHODS}
 
 
 def protocol_of(wildcards):

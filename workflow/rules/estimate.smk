@@ -9,7 +9,7 @@
 # benchmarks/results/ when present (benchmarks/README.md says how to make them), else from
 # labelled fallbacks. Each task's seeds are the scale's (its per_task ones included).
 # Not part of `all`:
-#   snakemake --workflow-profile workflow/profiles/local --cores 16 estimate [--config scale=short]
+#   snakemake --cores 16 estimate [--config scale=short]
 # -> results/<scale>/estimate.txt (the printed tables) and results/<scale>/estimate.json
 # (its helper functions are in common.smk)
 

@@ -113,3 +113,29 @@ rule verdict_figure:
         "asymbench figures verdict --task {wildcards.task} --s-only {input.s_only}"
         " --l-only {input.l_only} --ours {input.ours} --delta {params.delta} --csv {output.csv}"
         " --scale {wildcards.scale} --out {output.png} {output.pdf} {params.registry} > {log} 2>&1"
+
+
+# Ours' normalized score across tasks: every Table 3 under paper_tables/ (each scale, protocol
+# and milestone that exists; the smoke scale's left out), against 1 - delta and the paper's point.
+# Not part of `all`: `snakemake paper_tables/verdicts.png` once tables have changed (README).
+rule verdicts_across_tasks:
+    input:
+        committed_table3s,
+    output:
+        png=report(
+            "paper_tables/verdicts.png",
+            caption="../report/verdicts.rst",
+            category="Figures",
+            subcategory="Across tasks",
+            labels={"figure": "normalized score per task and budget"},
+        ),
+        pdf="paper_tables/verdicts.pdf",
+    log:
+        "paper_tables/logs/verdicts.log",
+    params:
+        registry=registry_option,
+    conda:
+        "../envs/asymbench.yaml"
+    shell:
+        "asymbench figures verdicts --tables {input} {params.registry}"
+        " --out {output.png} {output.pdf} > {log} 2>&1"

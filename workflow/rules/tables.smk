@@ -44,6 +44,32 @@ rule table:
         " --delta {params.delta} --out {output.csv} {params.evaluations} {params.registry} > {log} 2>&1"
 
 
+# runs.csv: every evaluation of the scale as one tidy row per task, method, seed, budget and
+# protocol (docs/runs-csv.md). A checkpoint: the aggregate is asked for only where it can be
+# computed from these runs (aggregate_of in common.smk).
+checkpoint runs_table:
+    input:
+        unpack(runs_inputs),
+    output:
+        csv="paper_tables/{scaledir}runs.csv",
+    log:
+        "paper_tables/{scaledir}logs/runs.log",
+    wildcard_constraints:
+        scaledir=TABLE_WILDCARDS["scaledir"],
+    params:
+        scale=scale_of,
+        evaluations=method_options,
+        registry=registry_option,
+    resources:
+        mem_mb=resource("report", "mem_mb"),
+        runtime=resource("report", "runtime"),
+    conda:
+        "../envs/asymbench.yaml"
+    shell:
+        "asymbench tables runs --scale {params.scale} --out {output.csv} {params.evaluations}"
+        " {params.registry} > {log} 2>&1"
+
+
 rule aggregate_table:
     input:
         unpack(aggregate_inputs),

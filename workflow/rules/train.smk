@@ -9,6 +9,10 @@
 # job and the rerun resumes). Every schedule follows the full budget, so a milestone's snapshot
 # (`milestones/<step>/seed<S>/`, snapshot.json written last) is the full run observed there.
 # The last segment writes the run folders the rest of the DAG uses (run.json written last).
+# A group that finished after its Snakemake process died is accepted by the rerun (run.json
+# written back from the group's record), and the group's own train.log keeps every job's lines
+# (Snakemake deletes a job's log under logs/ when it reruns the job). `registry_entry`, a
+# digest of the task's registry entry, retrains a task's runs when that entry changes.
 #
 # Threads and device (common.smk, "threads, device"): a job's `--threads` come from the config's
 # `thread_plan` (`asymbench estimate --out`) or the scale's `train_threads` (default 1), capped by
@@ -56,6 +60,7 @@ for _task in tasks_of(SCALE):
                 seeds=" ".join(str(s) for s in seeds_of(SCALE, _task)),
                 options=train_options,
                 segment=segment_options(_step),
+                registry_entry=task_entry_digest,
             threads: train_threads
             resources:
                 mem_mb=resource("train", "mem_mb"),
@@ -87,6 +92,7 @@ for _task in tasks_of(SCALE):
             seeds=" ".join(str(s) for s in seeds_of(SCALE, _task)),
             options=train_options,
             segment=segment_options(_budget),
+            registry_entry=task_entry_digest,
         threads: train_threads
         resources:
             mem_mb=resource("train", "mem_mb"),

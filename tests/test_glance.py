@@ -1,0 +1,139 @@
+"""Every Table 3 at a glance: `asymbench tables glance` and `asymbench figures verdicts`."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from asymbench.cli import main
+from asymbench.glance import END, START
+
+ROOT = Path(__file__).resolve().parents[1]
+ASYMBENCH = Path(sys.executable).parent / "asymbench"
+S_ONLY, L_ONLY = [10.0, 12.0, 14.0, 11.0, 13.0], [90.0, 92.0, 88.0, 91.0, 89.0]
+
+
+def write_evals(root: Path, task: str, ours: list[float], steps: int, share: float = 0.3) -> dict:
+    """S-only, L-only and Ours evaluations (docs/contract.md) of one task, one per score."""
+    paths = {}
+    for method, scores in (("s_only", S_ONLY), ("l_only", L_ONLY), ("ours", ours)):
+        paths[method] = []
+        for seed, score in enumerate(scores):
+            path = root / task / method / f"seed{seed}" / "eval.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            flops = 1000.0 if method == "l_only" else 200.0
+            path.write_text(json.dumps({
+                "task": task, "method": method, "run": str(path.parent), "seed": 1000,
+                "episodes": 2, "total_steps": steps, "returns": [score] * 2, "mean_return": score,
+                "std_return": 0.0, "success_rate": None,
+                "large_share": {"s_only": 0.0, "l_only": 1.0}.get(method, share),
+                "flops_per_inf": flops, "flops_l_only": 1000.0,
+                "flops_reduction_pct": 100 * (1 - flops / 1000.0), "latency_us": {}}))
+            paths[method].append(str(path))
+    return paths
+
+
+def build_table3(out: Path, evals: dict, protocol_args=()) -> None:
+    args = ["tables", "table3", "--scale", "mine", "--out", str(out), *protocol_args]
+    for method, files in evals.items():
+        args += [f"--{method.replace('_', '-')}", *files]
+    assert main(args) == 0
+
+
+@pytest.fixture
+def checkout(tmp_path, monkeypatch):
+    """A folder with a README holding the glance markers and two Table 3s: walker-stand at 10%
+    of the paper's budget (reproduced) and MountainCar at the paper's (not reproduced)."""
+    (tmp_path / "README.md").write_text(f"# title\n\n{START}\nold\n{END}\n\nafter\n")
+    build_table3(tmp_path / "paper_tables" / "mine" / "table3.csv",
+                 write_evals(tmp_path / "e1", "walker-stand", [95, 97, 99, 96, 98], 200_000))
+    build_table3(tmp_path / "paper_tables" / "mine" / "milestones" / "100000" / "table3.csv",
+                 write_evals(tmp_path / "e2", "MountainCarContinuous", [20, 25, 15, 22, 18], 100_000))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_glance_writes_one_row_per_table_row_into_both_readmes(checkout):
+    assert main(["tables", "glance"]) == 0
+    readme = (checkout / "README.md").read_text()
+    assert readme.startswith("# title\n\n" + START) and readme.endswith(END + "\n\nafter\n")
+    block = readme.split(START)[1].split(END)[0]
+    rows = [line for line in block.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 2
+    walker = next(r for r in rows if r.startswith("| walker-stand"))
+    table = pd.read_csv(checkout / "paper_tables" / "mine" / "table3.csv").iloc[0]
+    assert f"{table['claim_return_mean']:.3g} ({table['claim_return_low']:.3g}, " \
+           f"{table['claim_return_high']:.3g})" in walker
+    assert "200k (10%)" in walker and "| reproduced |" in walker  # walker-stand's budget: 2M
+    assert "(paper_tables/mine/table3.md)" in walker
+    mcc = next(r for r in rows if r.startswith("| MountainCarContinuous"))
+    assert "100k (100%)" in mcc and "| not reproduced |" in mcc and "| n/a [1] |" in mcc
+    assert "[1] return claim not met." in block
+    assert "(paper_tables/mine/milestones/100000/table3.md)" in mcc
+    tables_readme = (checkout / "paper_tables" / "README.md").read_text()
+    assert "(mine/table3.md)" in tables_readme and "(../docs/reading-tables.md)" in tables_readme
+    assert main(["tables", "glance", "--check"]) == 0
+
+
+def test_check_fails_when_a_table_changed_and_names_the_file(checkout, capsys):
+    assert main(["tables", "glance"]) == 0
+    build_table3(checkout / "paper_tables" / "mine" / "stochastic" / "table3.csv",
+                 write_evals(checkout / "e3", "walker-stand", [50, 55, 45, 52, 48], 200_000))
+    assert main(["tables", "glance", "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "README.md differs from the tables" in err and len(err.strip().splitlines()) == 1
+
+
+def test_no_tables_say_so_and_smoke_tables_are_left_out(checkout):
+    for table in (checkout / "paper_tables").rglob("table3.csv"):
+        table.unlink()
+    smoke = checkout / "paper_tables" / "smoke" / "table3.csv"
+    build_table3(smoke, write_evals(checkout / "e4", "walker-stand", [95, 97, 99, 96, 98], 300))
+    assert main(["tables", "glance"]) == 0
+    assert "No Table 3 is committed under `paper_tables/` yet" in (checkout / "README.md").read_text()
+
+
+def test_missing_markers_and_columns_are_one_line_errors(checkout, capsys):
+    (checkout / "README.md").write_text("# no markers\n")
+    assert main(["tables", "glance"]) == 2
+    assert "add them where the table should go" in capsys.readouterr().err
+    (checkout / "README.md").write_text(f"{START}\n{END}\n")
+    pd.DataFrame({"task": ["walker-stand"]}).to_csv(checkout / "paper_tables" / "mine" / "table3.csv")
+    assert main(["tables", "glance"]) == 2
+    assert "no column train_steps, claim_return_verdict, claim_return_mean" in capsys.readouterr().err
+
+
+def test_verdicts_figure_titles_the_budgets_in_the_png(checkout):
+    assert main(["figures", "verdicts"]) == 0
+    title = Image.open(checkout / "paper_tables" / "verdicts.png").info["Title"]
+    assert "budgets: 10%, 100% of the paper's" in title
+    assert (checkout / "paper_tables" / "verdicts.pdf").stat().st_size > 1000
+
+
+def test_readme_glance_block_is_what_the_command_writes_now():
+    result = subprocess.run([str(ASYMBENCH), "tables", "glance", "--check"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_committed_verdict_figure_names_its_budgets():
+    """With Table 3s committed, their verdict figure is committed too and names its budgets;
+    without any, no (empty) figure is committed."""
+    tracked = subprocess.run(["git", "ls-files", "paper_tables/verdicts.png", "paper_tables/**table3.csv"],
+                             cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    figure = "paper_tables/verdicts.png"
+    tables = [t for t in tracked if t != figure]
+    assert (figure in tracked) == bool(tables), tracked
+    if tables:
+        title = Image.open(ROOT / figure).info["Title"]
+        assert title.startswith("Ours' normalized score per task") and "of the paper's" in title
+
+
+def test_other_tables_still_need_scale_and_out(tmp_path, capsys):
+    assert main(["tables", "table3", "--out", str(tmp_path / "t3.csv")]) == 2
+    assert "argument --scale: required for table3" in capsys.readouterr().err
+    assert not (tmp_path / "t3.csv").exists()

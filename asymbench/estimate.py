@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from asymbench.rates import (DEFAULT_GPU_THROUGHPUT, ISSUE_24_SCALING, ISSUE_24_SOURCE, NOTE,
+from asymbench.rates import (DEFAULT_GPU_THROUGHPUT, ISSUE_24_SCALING, ISSUE_24_SOURCE, NOTE, Job,
                              NOTE_INFERENCE_S, THREAD_RULE, THREADS_REPRODUCIBLE, Rate,
                              ThreadScaling, _paths, engine_files, job_speedup, merge_engine,
                              rates_for, read_engine_throughput, read_env_rates, read_gpu_throughput,
@@ -72,35 +72,6 @@ class Scale:
     milestones: dict[str, tuple[int, ...]] = None  # segment ends below the budget
     devices: dict[str, dict[str, str]] = None      # per task: method -> cpu | cuda (default cpu)
     student_widths: dict[str, str] = None          # per task: ours (default) | paper
-
-
-@dataclass(frozen=True)
-class Job:
-    task: str
-    method: str   # result folder (s_only ... gail) or "expert"
-    seeds: tuple[int, ...]  # training: all the task's seeds, trained together; else one seed
-    stage: str    # train | distill | expert | evaluate
-    trainer: str  # whose rate it runs at: s_only, l_only, fit, asym, bc, gail, or eval
-    work: float   # in the rate's unit, all seeds: env steps (bc: expert samples)
-    end: int = 0  # train: the env step its segment ends at; evaluate: the step evaluated (0: the run)
-    device: str = "cpu"
-    waits_for_ours: bool = True  # fit's first segment, BC, GAIL: their width needs Ours' evaluations
-
-    @property
-    def k(self) -> int:
-        return len(self.seeds)
-
-    def label(self) -> str:
-        seeds = f"K={self.k}" if self.stage == "train" else f"seed{self.seeds[0]}"
-        at = f" to {self.end:,}" if self.stage == "train" and self.end else \
-            f" at {self.end:,}" if self.end else ""
-        return f"{self.method} {self.stage}{at} ({seeds})"
-
-    def rate_key(self) -> tuple:
-        """The key of its rate: (task, trainer), with the device where it is not the CPU."""
-        return (self.task, self.trainer) if self.device == "cpu" else (self.task, self.trainer, self.device)
-
-
 
 
 # ----------------------------------------------------------------------------- the job list

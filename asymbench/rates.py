@@ -36,14 +36,39 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from asymbench.tasks import RegistryError, get_task
 
-if TYPE_CHECKING:
-    from asymbench.estimate import Job
+
+# A unit of work of the pipeline, at the rate of its trainer (the schedule, estimate.py, lists
+# and orders them; the rates here price them).
+@dataclass(frozen=True)
+class Job:
+    task: str
+    method: str   # result folder (s_only ... gail) or "expert"
+    seeds: tuple[int, ...]  # training: all the task's seeds, trained together; else one seed
+    stage: str    # train | distill | expert | evaluate
+    trainer: str  # whose rate it runs at: s_only, l_only, fit, asym, bc, gail, or eval
+    work: float   # in the rate's unit, all seeds: env steps (bc: expert samples)
+    end: int = 0  # train: the env step its segment ends at; evaluate: the step evaluated (0: the run)
+    device: str = "cpu"
+    waits_for_ours: bool = True  # fit's first segment, BC, GAIL: their width needs Ours' evaluations
+
+    @property
+    def k(self) -> int:
+        return len(self.seeds)
+
+    def label(self) -> str:
+        seeds = f"K={self.k}" if self.stage == "train" else f"seed{self.seeds[0]}"
+        at = f" to {self.end:,}" if self.stage == "train" and self.end else \
+            f" at {self.end:,}" if self.end else ""
+        return f"{self.method} {self.stage}{at} ({seeds})"
+
+    def rate_key(self) -> tuple:
+        """The key of its rate: (task, trainer), with the device where it is not the CPU."""
+        return (self.task, self.trainer) if self.device == "cpu" else (self.task, self.trainer, self.device)
 
 # The engine_throughput*.json row ("engine <row>") whose per-seed rate each trainer's group runs
 # at, and, where the task has none, the row that bounds its cost from above: S-only and fit are

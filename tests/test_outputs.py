@@ -101,7 +101,7 @@ def figure_commands(root):
                      "--run-seed", "0", "--seed-choice", "learned"],
         "curves": ["curves", "--task", "Swimmer", *options(runs)],
         "tradeoff": ["tradeoff", "--task", "Swimmer", *options(baselines)],
-        "pareto": ["pareto", "--task", "Swimmer", *options(baselines),
+        "pareto": ["pareto", "--task", "Swimmer", "--protocol", "deterministic", *options(baselines),
                    *[a for k, files in points.items() for a in ("--point", str(k), *map(str, files))]],
         "profile": ["profile", *options(aggregate_evals(root / "agg"))],
         "verdict": ["verdict", "--task", "walker-stand", *options(claims)],

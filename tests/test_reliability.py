@@ -29,7 +29,7 @@ TRAIN = ["train", "--task", MCC, "--method", "s_only", "--seeds", "0", "--steps"
 
 
 def snakemake(workspace: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "snakemake"), "--workflow-profile", "workflow/profiles/local",
+    return subprocess.run([str(BIN / "snakemake"),
                            "--cores", "1", *args], cwd=workspace, env=ENV, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -40,7 +40,7 @@ def asymbench(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 
 def workflow_copy(tmp_path: Path) -> Path:
-    for name in ("Snakefile", "workflow", "config"):
+    for name in ("Snakefile", "workflow", "config", "profiles"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
     return tmp_path
 
@@ -70,7 +70,7 @@ def test_a_job_that_outlives_a_killed_snakemake_leaves_a_run_the_rerun_accepts(t
     config = ["--config", *SMOKE, "scales={smoke: {steps: 1500}}"]
     log = ws / "results" / "smoke" / "logs" / MCC / "s_only" / "train.log"
     with open(tmp_path / "snakemake.out", "w") as out:
-        head = subprocess.Popen([str(BIN / "snakemake"), "--workflow-profile", "workflow/profiles/local",
+        head = subprocess.Popen([str(BIN / "snakemake"),
                                  "--cores", "1", target, *config], cwd=ws, env=ENV, stdout=out,
                                 stderr=subprocess.STDOUT)
         try:

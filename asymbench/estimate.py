@@ -438,6 +438,38 @@ def estimate(jobs: list[Job], rates: dict[tuple, Rate], cores: int, threads=None
 # ----------------------------------------------------------------------------- the command
 
 
+def _rates_of(jobs: list[Job], throughput, engine_throughput, env_rates, gpu_throughput,
+              registry) -> tuple[dict, dict, dict]:
+    """Every job's rate from the measurement files (defaults as ``run_estimate`` says), the env
+    step rates, and which files gave them (the estimate's ``throughput`` ... ``env_rates``)."""
+    throughput = _paths(throughput, str(Path(DEFAULT_THROUGHPUT).parent / "train_throughput*.json"))
+    engine_throughput, engine_left_out = engine_files(engine_throughput)
+    if env_rates is None and Path(DEFAULT_ENV_RATES).exists():
+        env_rates = DEFAULT_ENV_RATES
+    measured = {}
+    for path in throughput:
+        measured.update(read_throughput(path))
+    tables = {path: read_engine_throughput(path) for path in engine_throughput}
+    for path, table in tables.items():  # e.g. an explicitly given GPU run
+        if not table:
+            engine_left_out[path] = "no CPU engine rows"
+    engine_throughput = [p for p in engine_throughput if tables[p]]
+    engine = merge_engine(tables[p] for p in engine_throughput)
+    env = read_env_rates(env_rates) if env_rates else {}
+    if env:  # evaluation = env steps + one decision per step, unless measured otherwise
+        for task, rate in env.items():
+            measured.setdefault((task, "eval"), Rate(
+                1.0 / (1.0 / rate.per_cpu_s + NOTE_INFERENCE_S), f"{rate.source} + {NOTE} inference"))
+    on_gpu = any(j.device == "cuda" for j in jobs)
+    gpu_throughput = _paths(gpu_throughput, DEFAULT_GPU_THROUGHPUT) if on_gpu else []
+    gpu = merge_engine(read_gpu_throughput(path) for path in gpu_throughput)
+    sources = {"throughput": ", ".join(throughput) or None,
+               "engine_throughput": ", ".join(engine_throughput) or None,
+               "engine_throughput_left_out": dict(engine_left_out),
+               "gpu_throughput": ", ".join(gpu_throughput) or None, "env_rates": env_rates}
+    return rates_for(jobs, measured, env, registry, engine, gpu), env, sources
+
+
 def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None = None,
                  config: str = DEFAULT_CONFIG, tasks=None, seeds=None, methods=None,
                  out: str | None = None, registry: str | None = None,
@@ -460,28 +492,8 @@ def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None 
         plan = replace(plan, student_widths={task: student_width for task in plan.tasks})
     methods = tuple(methods or PIPELINE_METHODS)
     jobs = jobs_of(plan, methods, device)
-    throughput = _paths(throughput, str(Path(DEFAULT_THROUGHPUT).parent / "train_throughput*.json"))
-    engine_throughput, engine_left_out = engine_files(engine_throughput)
-    if env_rates is None and Path(DEFAULT_ENV_RATES).exists():
-        env_rates = DEFAULT_ENV_RATES
-    measured = {}
-    for path in throughput:
-        measured.update(read_throughput(path))
-    tables = {path: read_engine_throughput(path) for path in engine_throughput}
-    for path, table in tables.items():  # e.g. an explicitly given GPU run
-        if not table:
-            engine_left_out[path] = "no CPU engine rows"
-    engine_throughput = [p for p in engine_throughput if tables[p]]
-    engine = merge_engine(tables[p] for p in engine_throughput)
-    env = read_env_rates(env_rates) if env_rates else {}
-    if env:  # evaluation = env steps + one decision per step, unless measured otherwise
-        for task, rate in env.items():
-            measured.setdefault((task, "eval"), Rate(
-                1.0 / (1.0 / rate.per_cpu_s + NOTE_INFERENCE_S), f"{rate.source} + {NOTE} inference"))
+    rates, env, sources = _rates_of(jobs, throughput, engine_throughput, env_rates, gpu_throughput, registry)
     on_gpu = any(j.device == "cuda" for j in jobs)
-    gpu_throughput = _paths(gpu_throughput, DEFAULT_GPU_THROUGHPUT) if on_gpu else []
-    gpu = merge_engine(read_gpu_throughput(path) for path in gpu_throughput)
-    rates = rates_for(jobs, measured, env, registry, engine, gpu)
     if thread_scaling is None and Path(DEFAULT_THREAD_SCALING).exists():
         thread_scaling = DEFAULT_THREAD_SCALING
     scaling = (read_thread_scaling(thread_scaling) if thread_scaling
@@ -504,12 +516,7 @@ def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None 
             job = first[(row["task"], row["method"])]
             row["thread_speedup"] = speedup(job, row["threads"])
             row["update_share"], row["thread_source"] = shares[job.rate_key()]
-    result.update({"scale": asdict(plan), "methods": list(methods),
-                   "throughput": ", ".join(throughput) or None,
-                   "engine_throughput": ", ".join(engine_throughput) or None,
-                   "engine_throughput_left_out": {p: why for p, why in engine_left_out.items()},
-                   "gpu_throughput": ", ".join(gpu_throughput) or None,
-                   "env_rates": env_rates,
+    result.update({"scale": asdict(plan), "methods": list(methods), **sources,
                    "thread_scaling": scaling.source, "thread_scaling_cores": scaling.cores,
                    "thread_rule": THREAD_RULE.format(largest=scaling.largest_measured()),
                    "threads_reproducible": THREADS_REPRODUCIBLE,

@@ -1,4 +1,5 @@
-"""The package's modules import one another without a circle."""
+"""The package as a house: its modules import one another without a circle, and no function
+runs past 80 lines."""
 
 import ast
 from pathlib import Path
@@ -40,3 +41,13 @@ def test_no_import_cycle_among_the_modules():
         if name not in state:
             cycle = visit(name, [])
             assert cycle is None, " -> ".join(cycle)
+
+
+def test_no_function_is_longer_than_80_lines():
+    """A reader follows any function of the package on one screen or two."""
+    long = []
+    for path in sorted((ROOT / "asymbench").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long.append(f"{path.name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert long == []

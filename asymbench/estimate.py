@@ -79,7 +79,8 @@ def load_scale(scale: str, config_path: str | Path = DEFAULT_CONFIG, tasks=None,
                registry: str | Path | None = None) -> Scale:
     """Reads a scale from the pipeline config, with each task's ``per_task`` overrides merged in
     as the workflow's ``settings()`` does. ``tasks`` / ``seeds`` (or the config's top-level
-    ones) replace the scale's lists, per-task seeds included (``seeds_of`` in common.smk).
+    ones) replace the scale's lists, per-task seeds included, and the grid's seed count sets its
+    task's seeds at its scales (``seeds_of`` in common.smk).
     Without a config file only ``paper`` is known: the registry's budgets, with ``seeds``
     (required then) and ``tasks`` (default: all)."""
     path = Path(config_path)
@@ -91,13 +92,14 @@ def load_scale(scale: str, config_path: str | Path = DEFAULT_CONFIG, tasks=None,
         s = scales[scale]
         tasks = tasks or config.get("tasks") or s["tasks"]
         seeds = seeds or config.get("seeds")
+        grid = config.get("grid") or {}
     else:
         if scale != "paper":
             raise ValueError(f"unknown scale '{scale}': {path} does not exist, and without it "
                              "only 'paper' (the task registry's budgets) can be estimated")
         if not seeds:
             raise ValueError(f"{path} does not exist: give the seeds of the paper scale (--seeds)")
-        s = {}
+        s, grid = {}, {}
         tasks = tasks or list(load_registry(registry))
     per_task = s.get("per_task") or {}
     resolved = {key: {} for key in ("seeds", "steps", "gail_steps", "bc_samples", "expert_pairs",
@@ -108,7 +110,8 @@ def load_scale(scale: str, config_path: str | Path = DEFAULT_CONFIG, tasks=None,
         distill = task.distill
         pairs = ((t.get("expert_trajectories") or distill["expert_trajectories"])
                  * (t.get("expert_length") or distill["expert_length"]))
-        task_seeds = seeds or t.get("seeds")
+        in_grid = grid.get("seeds") and name == grid.get("task") and scale in grid.get("scales", ())
+        task_seeds = seeds or (range(int(grid["seeds"])) if in_grid else t.get("seeds"))
         if not task_seeds:
             raise ValueError(f"scale '{scale}' gives task {name} no seeds")
         resolved["seeds"][name] = tuple(int(x) for x in task_seeds)

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -408,7 +409,7 @@ def test_paper_scale_without_a_config_needs_seeds(tmp_path):
 
 def test_the_repository_scales_resolve_with_their_per_task_seeds():
     verify = load_scale("verify")
-    assert len(verify.seeds[CAR]) == 10 and len(verify.seeds[WALKER]) == 5
+    assert len(verify.seeds[CAR]) == 20 and len(verify.seeds[WALKER]) == 5  # the grid's 20 seeds
     assert verify.steps[CAR] == get_task(CAR).total_steps
     assert {len(s) for s in load_scale("paper").seeds.values()} == {5}
 
@@ -677,3 +678,17 @@ def _zip_tensors(path):
                     if isinstance(value, torch.Tensor):
                         found[f"{name}/{key}"] = value
     return found
+
+
+def test_the_grid_seed_count_reaches_the_estimate(tmp_path):
+    """As in the DAG (common.smk's seeds_of): `grid.seeds` gives the grid's task seeds 0 .. N-1
+    at the grid's scales, and no other task or scale."""
+    config = yaml.safe_load(Path("config/config.yaml").read_text())
+    config["grid"] = {"name": "g", "task": "MountainCarContinuous", "scales": ["verify"], "seeds": 12}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    plan = load_scale("verify", path)
+    assert plan.seeds["MountainCarContinuous"] == tuple(range(12))
+    assert plan.seeds["walker-stand"] == tuple(config["scales"]["verify"]["seeds"])
+    assert load_scale("verify_200k", path).seeds["MountainCarContinuous"] == tuple(
+        config["scales"]["verify_200k"]["seeds"])

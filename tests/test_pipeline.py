@@ -432,3 +432,17 @@ def test_campaign_run_leaves_the_tables_of_every_milestone_and_the_verdict_figur
                  "paper_tables/smoke/milestones/300/stochastic/table3.csv",
                  "results/smoke/figures/verdict_MountainCarContinuous.csv"):
         assert (checkout / made).read_bytes() == (tmp_path / made).read_bytes()
+
+
+def test_a_grid_from_records_names_the_missing_evaluations():
+    """With `from_records`, nothing is trained: a grid asked for with seeds that have no
+    collected evaluation names the missing eval.json files before any job runs."""
+    grid = "grid={name: cell, task: MountainCarContinuous, scales: [verify_200k], seeds: 99, variants: [as_sac]}"
+    result = snakemake("mcc_grid", "-n", "--cores", "1", "--config", "scale=verify_200k",
+                       "from_records=True", grid)  # 99 seeds: more than any collected
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "Missing input files for rule noise_budget_grid" in out
+    for method in ("s_only", "l_only", "ours_as_sac"):
+        assert f"results/verify_200k/records/MountainCarContinuous/{method}/seed98/eval.json" in out
+    assert "asymbench train" not in out

@@ -683,7 +683,7 @@ def _zip_tensors(path):
 def test_the_grid_seed_count_reaches_the_estimate(tmp_path):
     """As in the DAG (common.smk's seeds_of): `grid.seeds` gives the grid's task seeds 0 .. N-1
     at the grid's scales, and no other task or scale."""
-    config = yaml.safe_load(Path("config/config.yaml").read_text())
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
     config["grid"] = {"name": "g", "task": "MountainCarContinuous", "scales": ["verify"], "seeds": 12}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -239,7 +239,7 @@ def _add_tables(sub) -> None:
                        "sub-policy noise x training budget, both protocols (CSV + .md)")
     p.add_argument("table", choices=("table3", "table4", "table5", "aggregate", "grid", "runs", "glance"),
                    help="runs: every evaluation as one tidy row per task, method, seed, budget and "
-                        "protocol (runs.csv; docs/runs-csv.md); glance: every Table 3 under --root in "
+                        "protocol (runs.csv; docs/runs-csv.md); glance: every Table 3 and grid under --root in "
                         "one table, written into README.md (between its glance marker lines) and "
                         "ROOT/README.md")
     p.add_argument("--scale", help="the budget's name, written into every row and caption")
@@ -349,9 +349,9 @@ def _add_figures(sub) -> None:
         q.add_argument("--scale", required=True, help="the budget's name, for the title")
         q.add_argument("--out", required=True, nargs="+", help="figure files (.png, .pdf, ...)")
     a = kinds.add_parser("verdicts", help="Ours' normalized score across tasks, from every Table 3 "
-                         "(budgets and milestones, both protocols) against 1 - delta and the paper")
-    a.add_argument("--tables", nargs="*", default=None, metavar="TABLE3_CSV",
-                   help="the tables (default: every table3.csv under --root)")
+                         "and grid (budgets, milestones, noise settings, both protocols) against 1 - delta and the paper")
+    a.add_argument("--tables", nargs="*", default=None, metavar="TABLE_CSV",
+                   help="the tables (default: every table3.csv and grid (variants/*.csv) under --root)")
     a.add_argument("--root", default="paper_tables", help="the folder of the tables")
     a.add_argument("--out", nargs="+", default=["paper_tables/verdicts.png", "paper_tables/verdicts.pdf"],
                    help="figure files (.png, .pdf, ...)")

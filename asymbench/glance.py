@@ -2,7 +2,9 @@
 
 Why: a reader comes for "does the claim reproduce, on which task, at which budget". The answer
 lies spread over every ``table3.csv`` under paper_tables/ (each scale, each protocol, each
-milestone). This module gathers them into one compact Markdown table, written between two
+milestone) and every noise x budget grid (``<scale>/variants/<name>.csv``: Table 3 rows of Ours
+with its sub-policy noise dropped or as SAC's). This module gathers them into one compact
+Markdown table, written between two
 marker comments in README.md and as paper_tables/README.md, and into one figure of Ours'
 normalized score per task and budget against 1 − δ and the paper's own point. Numbers are only
 ever read from the tables, so the README cannot drift from them (a test compares).
@@ -10,7 +12,10 @@ ever read from the tables, so the README cannot drift from them (a test compares
 The columns read, by name: ``task``, ``train_steps``, ``claim_return_verdict``,
 ``claim_return_mean`` (required); ``protocol``, ``n_seeds``, ``claim_return_low``,
 ``claim_return_high``, ``claim_return_reason``, ``claim_flops_verdict``, ``claim_flops_reason``,
-``degenerate``, ``delta``, ``paper_task`` (used when present).
+``degenerate``, ``delta``, ``paper_task``, ``noise`` (used when present; a Table 3 without
+``noise`` is of Ours as the pipeline trains it by default: noise dropped, the authors' script).
+A grid row that repeats a Table 3 row (same task, scale, budget, protocol, noise and seeds) is
+shown once.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from asymbench.runs import atomic_path
 START = "<!-- glance:start -->"
 END = "<!-- glance:end -->"
 TABLE_FILE = "table3.csv"
+GRID_FOLDER = "variants"  # tables.write_grid's tables, one per grid name
+DEFAULT_NOISE = "dropped"  # the `ours` folder's setting (train_config.py: asym_action_noise)
+NOISE_SHORT = {"dropped": "noise dropped", "as_sac": "noise as SAC"}
 PLUMBING_SCALES = ("smoke",)  # checks the pipeline's plumbing; its numbers mean nothing
 REQUIRED = ("task", "train_steps", "claim_return_verdict", "claim_return_mean")
 PROTOCOL_ORDER = ("deterministic", "stochastic")
@@ -46,6 +54,7 @@ class Row:
     steps: int
     paper_steps: int | None  # the registry's total_steps (the paper's budget)
     protocol: str
+    noise: str               # Ours' sub-policy noise: "dropped" or "as_sac"
     seeds: str
     score: float             # Ours' mean normalized score
     low: float
@@ -64,17 +73,19 @@ class Row:
 
 # ----------------------------------------------------------------------------- reading
 def table_files(root: str | Path = "paper_tables") -> list[Path]:
-    """Every table3.csv under ``root``, the smoke scale's left out."""
+    """Every table3.csv under ``root``, then every grid (``variants/*.csv``), the smoke scale's
+    left out."""
     root = Path(root)
-    return sorted(p for p in root.rglob(TABLE_FILE)
-                  if p.relative_to(root).parts[0] not in PLUMBING_SCALES)
+    tables = sorted(root.rglob(TABLE_FILE)) + sorted(root.rglob(f"{GRID_FOLDER}/*.csv"))
+    return [p for p in tables if p.relative_to(root).parts[0] not in PLUMBING_SCALES]
 
 
 def scale_of(path: Path, root: Path) -> str:
     """The scale a table belongs to, from where it lies: paper_tables/<scale>/..., the paper
-    scale's own at paper_tables/ and paper_tables/paper/milestones/."""
+    scale's own at paper_tables/, paper_tables/{stochastic,milestones,variants}/."""
     parts = Path(path).relative_to(root).parts
-    return "paper" if len(parts) == 1 or parts[0] in ("stochastic", "milestones") else parts[0]
+    return ("paper" if len(parts) == 1 or parts[0] in ("stochastic", "milestones", GRID_FOLDER)
+            else parts[0])
 
 
 def _text(row: pd.Series, column: str) -> str:
@@ -119,7 +130,8 @@ def read_rows(paths: list[Path], root: str | Path = "paper_tables", registry=Non
             rows.append(Row(table=Path(path), task=task, paper_task=_text(r, "paper_task") or task,
                             scale=scale, steps=int(r["train_steps"]),
                             paper_steps=tasks[task].total_steps if task in tasks else None,
-                            protocol=protocol, seeds=seeds.removesuffix(".0"),
+                            protocol=protocol, noise=_text(r, "noise") or DEFAULT_NOISE,
+                            seeds=seeds.removesuffix(".0"),
                             score=_number(r, "claim_return_mean"),
                             low=_number(r, "claim_return_low"), high=_number(r, "claim_return_high"),
                             verdict_a=_text(r, "claim_return_verdict"),
@@ -128,9 +140,23 @@ def read_rows(paths: list[Path], root: str | Path = "paper_tables", registry=Non
                             reason_b=_text(r, "claim_flops_reason"),
                             degenerate=_flag(r.get("degenerate")), delta=_number(r, "delta")))
     order = {name: i for i, name in enumerate(tasks)}
-    return sorted(rows, key=lambda r: (order.get(r.task, len(order)), r.task, r.steps, r.scale,
-                                       PROTOCOL_ORDER.index(r.protocol)
-                                       if r.protocol in PROTOCOL_ORDER else 2, str(r.table)))
+    noises = list(NOISE_SHORT)
+    rows = sorted(_unique(rows), key=lambda r: (
+        order.get(r.task, len(order)), r.task, r.steps, r.scale,
+        noises.index(r.noise) if r.noise in noises else len(noises),
+        PROTOCOL_ORDER.index(r.protocol) if r.protocol in PROTOCOL_ORDER else 2, str(r.table)))
+    return rows
+
+
+def _unique(rows: list[Row]) -> list[Row]:
+    """The rows, a grid's repeat of an earlier (Table 3) row left out."""
+    seen, kept = set(), []
+    for r in rows:
+        key = (r.task, r.scale, r.steps, r.protocol, r.noise, r.seeds)
+        if key not in seen:
+            seen.add(key)
+            kept.append(r)
+    return kept
 
 
 # ----------------------------------------------------------------------------- the table
@@ -177,21 +203,25 @@ def _link(table: Path, start: Path) -> str:
     return _relative(target, start)
 
 
-HEADER = ("task", "scale", "budget (share of the paper's)", "protocol", "seeds",
+HEADER = ("task", "scale", "budget (share of the paper's)", "Ours' sub-policy noise", "protocol", "seeds",
           "Ours' normalized score (95% interval)", "(a) Ours ≥ 1 − δ of L-only",
           "(b) FLOPs reduction ≥ paper's", "degenerate", "full table")
+
+
+NOISE_TEXT = {"dropped": "dropped (authors' script)", "as_sac": "as SAC's (the paper)"}
 
 
 def glance_table(rows: list[Row], doc_dir: Path, root: Path, legend: Path) -> str:
     """The Markdown block of a document in ``doc_dir``: one line per row, every link relative
     to ``doc_dir`` (``root``: the tables' folder, named when there is none)."""
     if not rows:
-        return (f"No Table 3 is committed under `{_relative(root, doc_dir)}/` yet: run the "
+        return (f"No Table 3 or grid is committed under `{_relative(root, doc_dir)}/` yet: run the "
                 "pipeline (`snakemake --cores N`), then `asymbench tables glance`.")
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     notes: list[str] = []
     for r in rows:
-        cells = (r.task, r.scale, f"{steps_text(r.steps)} ({share_text(r.fraction)})", r.protocol,
+        cells = (r.task, r.scale, f"{steps_text(r.steps)} ({share_text(r.fraction)})",
+                 NOISE_TEXT.get(r.noise, r.noise), r.protocol,
                  r.seeds, score_text(r), _verdict(r.verdict_a, r.reason_a, notes),
                  _verdict(r.verdict_b, r.reason_b, notes),
                  {True: "yes", False: "no", None: "–"}[r.degenerate],
@@ -229,9 +259,10 @@ def figure_link(root: Path, doc_dir: Path) -> str:
 def tables_readme(rows: list[Row], root: Path, legend: Path) -> str:
     figure = figure_link(root, root)
     return ("# paper_tables: every Table 3 at a glance\n\n"
-            "Written by `asymbench tables glance` from the `table3.csv` files below this folder "
-            "(do not edit by hand). Other scales' tables lie in `<scale>/`, the stochastic "
-            "protocol's in `stochastic/`. " + MILESTONES_NOTE + "\n\n"
+            "Written by `asymbench tables glance` from the `table3.csv` files "
+            "and the noise x budget grids (`variants/*.csv`) below this folder (do not edit by "
+            "hand). Other scales' tables lie in `<scale>/`, the stochastic protocol's in "
+            "`stochastic/`. " + MILESTONES_NOTE + "\n\n"
             + figure + glance_table(rows, root, root, legend) + "\n")
 
 
@@ -265,7 +296,7 @@ PROTOCOL_MARKERS = {"deterministic": ("o", "tab:green"), "stochastic": ("s", "ta
 def figure_title(rows: list[Row]) -> str:
     """Names every budget shown, as a share of the paper's."""
     if not rows:
-        return "Ours' normalized score per task: no Table 3 committed yet"
+        return "Ours' normalized score per task: no Table 3 or grid committed yet"
     shares = sorted({r.fraction for r in rows if r.fraction is not None})
     budgets = ", ".join(share_text(f) for f in shares) or "unknown"
     return (f"Ours' normalized score per task (S-only 0, L-only 1), mean and 95% interval; "
@@ -274,15 +305,15 @@ def figure_title(rows: list[Row]) -> str:
 
 def _x_positions(rows: list[Row]) -> tuple[dict[int, float], dict[str, float]]:
     """x of every row (by index) and of every task's paper point: one group per task, one slot
-    per (budget, scale) in it with the two protocols side by side, the paper's point last."""
+    per (budget, scale, noise) in it with the two protocols side by side, the paper's point last."""
     x, paper_x = {}, {}
     for i, task in enumerate(dict.fromkeys(r.task for r in rows)):
-        slots = list(dict.fromkeys((r.steps, r.scale) for r in rows if r.task == task))
+        slots = list(dict.fromkeys((r.steps, r.scale, r.noise) for r in rows if r.task == task))
         width = 0.8 / (len(slots) + 1)
         for j, r in enumerate(rows):
             if r.task == task:
                 offset = 0.2 * width * (1 if r.protocol == "stochastic" else -1)
-                x[j] = i - 0.4 + width * (slots.index((r.steps, r.scale)) + 0.5) + offset
+                x[j] = i - 0.4 + width * (slots.index((r.steps, r.scale, r.noise)) + 0.5) + offset
         paper_x[task] = i - 0.4 + width * (len(slots) + 0.5)
     return x, paper_x
 
@@ -315,6 +346,8 @@ def verdicts_figure(rows: list[Row], outs: list[str | Path]) -> None:
         marker, colour = PROTOCOL_MARKERS.get(r.protocol, ("^", "tab:gray"))
         has_interval = not (math.isnan(r.low) or math.isnan(r.high))
         label = f"{steps_text(r.steps)} ({share_text(r.fraction)})"
+        if r.noise != DEFAULT_NOISE or len({q.noise for q in rows if q.task == r.task}) > 1:
+            label += f", {NOISE_SHORT.get(r.noise, r.noise)}"
         if r.score > top:  # an unresolved normalization far off the scale: marked at the edge
             marker, label, y = "^", f"{label}: {_g(r.score)}", top
         else:
@@ -352,7 +385,7 @@ def verdicts_figure(rows: list[Row], outs: list[str | Path]) -> None:
                 plt.Line2D([], [], marker="*", color="black", ls="", ms=10, label="the paper's Table 3")]
     ax.legend(handles=handles, fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     if not rows:
-        ax.text(0.5, 0.5, "no Table 3 under paper_tables/", transform=ax.transAxes, ha="center")
+        ax.text(0.5, 0.5, "no Table 3 or grid under paper_tables/", transform=ax.transAxes, ha="center")
     ax.set_title(title, fontsize=9)
     for out in outs:
         out = Path(out)

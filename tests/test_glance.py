@@ -17,16 +17,20 @@ ASYMBENCH = Path(sys.executable).parent / "asymbench"
 S_ONLY, L_ONLY = [10.0, 12.0, 14.0, 11.0, 13.0], [90.0, 92.0, 88.0, 91.0, 89.0]
 
 
-def write_evals(root: Path, task: str, ours: list[float], steps: int, share: float = 0.3) -> dict:
-    """S-only, L-only and Ours evaluations (docs/contract.md) of one task, one per score."""
+def write_evals(root: Path, task: str, ours: list[float], steps: int, share: float = 0.3,
+                as_sac: list[float] = ()) -> dict:
+    """S-only, L-only and Ours evaluations (docs/contract.md) of one task, one per score; with
+    ``as_sac``, Ours with its sub-policy noise as SAC's too (method ours_as_sac)."""
     paths = {}
-    for method, scores in (("s_only", S_ONLY), ("l_only", L_ONLY), ("ours", ours)):
+    for method, scores in (("s_only", S_ONLY), ("l_only", L_ONLY), ("ours", ours), ("ours_as_sac", as_sac)):
         paths[method] = []
         for seed, score in enumerate(scores):
             path = root / task / method / f"seed{seed}" / "eval.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             flops = 1000.0 if method == "l_only" else 200.0
             path.write_text(json.dumps({
+                "stochastic": {"mean_return": score, "large_share": 0.5, "flops_per_inf": 600.0,
+                               "flops_reduction_pct": 40.0},
                 "task": task, "method": method, "run": str(path.parent), "seed": 1000,
                 "episodes": 2, "total_steps": steps, "returns": [score] * 2, "mean_return": score,
                 "std_return": 0.0, "success_rate": None,
@@ -34,7 +38,7 @@ def write_evals(root: Path, task: str, ours: list[float], steps: int, share: flo
                 "flops_per_inf": flops, "flops_l_only": 1000.0,
                 "flops_reduction_pct": 100 * (1 - flops / 1000.0), "latency_us": {}}))
             paths[method].append(str(path))
-    return paths
+    return {m: files for m, files in paths.items() if files}
 
 
 def build_table3(out: Path, evals: dict, protocol_args=()) -> None:
@@ -79,6 +83,33 @@ def test_glance_writes_one_row_per_table_row_into_both_readmes(checkout):
     assert main(["tables", "glance", "--check"]) == 0
 
 
+def test_grids_join_the_glance_with_their_noise_and_without_repeating_table3(checkout):
+    """A noise x budget grid (`asymbench tables grid`) gives one row per noise and protocol; its
+    row that repeats Table 3's (same budget, protocol, noise dropped, seeds) is shown once."""
+    evals = write_evals(checkout / "g", "MountainCarContinuous", [20, 25, 15, 22, 18], 100_000,
+                        as_sac=[85, 90, 95, 88, 92])
+    build_table3(checkout / "paper_tables" / "other" / "table3.csv",
+                 {m: f for m, f in evals.items() if m != "ours_as_sac"})
+    args = ["tables", "grid", "--scale", "other", "--out", str(checkout / "paper_tables" / "other" / "variants" / "g.csv")]
+    for method, files in evals.items():
+        args += [f"--{method.replace('_', '-')}", *files]
+    assert main(args) == 0
+    assert main(["tables", "glance"]) == 0
+    block = (checkout / "README.md").read_text().split(START)[1].split(END)[0]
+    rows = [line for line in block.splitlines() if line.startswith("| MountainCarContinuous | other |")]
+    cells = [[c.strip() for c in r.split("|")[1:-1]] for r in rows]
+    assert sorted((c[3], c[4]) for c in cells) == [
+        ("as SAC's (the paper)", "deterministic"), ("as SAC's (the paper)", "stochastic"),
+        ("dropped (authors' script)", "deterministic"), ("dropped (authors' script)", "stochastic")]
+    links = {(c[3], c[4]): c[-1] for c in cells}
+    assert links[("dropped (authors' script)", "deterministic")] == "[table](paper_tables/other/table3.md)"
+    assert links[("as SAC's (the paper)", "stochastic")] == "[table](paper_tables/other/variants/g.md)"
+    as_sac = next(c for c in cells if c[3].startswith("as SAC") and c[4] == "deterministic")
+    assert as_sac[7] == "reproduced"
+    assert main(["figures", "verdicts"]) == 0
+    assert "budgets: 10%, 100% of the paper's" in Image.open(checkout / "paper_tables" / "verdicts.png").info["Title"]
+
+
 def test_check_fails_when_a_table_changed_and_names_the_file(checkout, capsys):
     assert main(["tables", "glance"]) == 0
     build_table3(checkout / "paper_tables" / "mine" / "stochastic" / "table3.csv",
@@ -91,10 +122,16 @@ def test_check_fails_when_a_table_changed_and_names_the_file(checkout, capsys):
 def test_no_tables_say_so_and_smoke_tables_are_left_out(checkout):
     for table in (checkout / "paper_tables").rglob("table3.csv"):
         table.unlink()
+    grid = checkout / "paper_tables" / "smoke" / "variants" / "g.csv"
+    evals = write_evals(checkout / "e5", "MountainCarContinuous", [1, 2, 3, 4, 5], 300, as_sac=[1, 2, 3, 4, 5])
+    args = ["tables", "grid", "--scale", "smoke", "--out", str(grid)]
+    for method, files in evals.items():
+        args += [f"--{method.replace('_', '-')}", *files]
+    assert main(args) == 0
     smoke = checkout / "paper_tables" / "smoke" / "table3.csv"
     build_table3(smoke, write_evals(checkout / "e4", "walker-stand", [95, 97, 99, 96, 98], 300))
     assert main(["tables", "glance"]) == 0
-    assert "No Table 3 is committed under `paper_tables/` yet" in (checkout / "README.md").read_text()
+    assert "No Table 3 or grid is committed under `paper_tables/` yet" in (checkout / "README.md").read_text()
 
 
 def test_missing_markers_and_columns_are_one_line_errors(checkout, capsys):
@@ -121,13 +158,14 @@ def test_readme_glance_block_is_what_the_command_writes_now():
 
 
 def test_committed_verdict_figure_names_its_budgets():
-    """With Table 3s committed, their verdict figure is committed too and names its budgets;
-    without any, no (empty) figure is committed."""
-    tracked = subprocess.run(["git", "ls-files", "paper_tables/verdicts.png", "paper_tables/**table3.csv"],
-                             cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    """With Table 3s or grids committed, their verdict figure is committed too and names its
+    budgets; without any, no (empty) figure is committed."""
+    tracked = subprocess.run(["git", "ls-files", "paper_tables"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
     figure = "paper_tables/verdicts.png"
-    tables = [t for t in tracked if t != figure]
-    assert (figure in tracked) == bool(tables), tracked
+    tables = [t for t in tracked if not t.startswith("paper_tables/smoke/")
+              and (t.endswith("/table3.csv") or ("/variants/" in t and t.endswith(".csv")))]
+    assert (figure in tracked) == bool(tables), tables
     if tables:
         title = Image.open(ROOT / figure).info["Title"]
         assert title.startswith("Ours' normalized score per task") and "of the paper's" in title

@@ -533,8 +533,9 @@ def figures_of(scale):
             for kind in ("timeline", "curves", "tradeoff") for ext in ("png", "pdf")]
 
 
-def committed_table3s(wildcards):
-    """Every table3.csv under paper_tables/ that exists now (the verdict figure across tasks)."""
+def committed_verdict_tables(wildcards):
+    """Every table3.csv and noise x budget grid under paper_tables/ that exists now (the verdict
+    figure across tasks)."""
     from asymbench.glance import table_files
 
     return [str(p) for p in table_files("paper_tables")]

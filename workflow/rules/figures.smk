@@ -115,12 +115,13 @@ rule verdict_figure:
         " --scale {wildcards.scale} --out {output.png} {output.pdf} {params.registry} > {log} 2>&1"
 
 
-# Ours' normalized score across tasks: every Table 3 under paper_tables/ (each scale, protocol
-# and milestone that exists; the smoke scale's left out), against 1 - delta and the paper's point.
+# Ours' normalized score across tasks: every Table 3 and grid under paper_tables/ (each scale,
+# protocol, milestone and noise setting that exists; the smoke scale's left out), against
+# 1 - delta and the paper's point.
 # Not part of `all`: `snakemake paper_tables/verdicts.png` once tables have changed (README).
 rule verdicts_across_tasks:
     input:
-        committed_table3s,
+        committed_verdict_tables,
     output:
         png=report(
             "paper_tables/verdicts.png",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -38,6 +38,11 @@ NOISE_SHORT = {"dropped": "noise dropped", "as_sac": "noise as SAC"}
 PLUMBING_SCALES = ("smoke",)  # checks the pipeline's plumbing; its numbers mean nothing
 REQUIRED = ("task", "train_steps", "claim_return_verdict", "claim_return_mean")
 PROTOCOL_ORDER = ("deterministic", "stochastic")
+# Ours' numbers set beside the paper's in the findings block (docs/results.md); the last three
+# only grids have.
+FINDINGS_COLUMNS = tuple(f"{c}_{k}" for c in ("ours_return", "ours_large_usage_pct")
+                         for k in ("mean", "low", "high")) + (
+    "ours_return_solved_share", "ours_return_solved_low", "ours_return_solved_high", "seeds_to_decide")
 LEGEND = "docs/reading-tables.md"
 MILESTONES_NOTE = ("Tables under `<scale>/milestones/<steps>/` judge snapshots of the same runs "
                    "taken during training (`asymbench train --until`), evaluated as finished runs are.")
@@ -65,6 +70,7 @@ class Row:
     reason_b: str
     degenerate: bool | None
     delta: float             # NaN where the table has none
+    values: dict[str, float] = field(default_factory=dict)  # FINDINGS_COLUMNS present in the table
 
     @property
     def fraction(self) -> float | None:
@@ -138,7 +144,8 @@ def read_rows(paths: list[Path], root: str | Path = "paper_tables", registry=Non
                             reason_a=_text(r, "claim_return_reason"),
                             verdict_b=_text(r, "claim_flops_verdict"),
                             reason_b=_text(r, "claim_flops_reason"),
-                            degenerate=_flag(r.get("degenerate")), delta=_number(r, "delta")))
+                            degenerate=_flag(r.get("degenerate")), delta=_number(r, "delta"),
+                            values={c: _number(r, c) for c in FINDINGS_COLUMNS if c in df.columns}))
     order = {name: i for i, name in enumerate(tasks)}
     noises = list(NOISE_SHORT)
     rows = sorted(_unique(rows), key=lambda r: (
@@ -236,14 +243,93 @@ def glance_table(rows: list[Row], doc_dir: Path, root: Path, legend: Path) -> st
     return "\n".join(lines)
 
 
-def readme_block(text: str, block: str, readme: str | Path) -> str:
-    """``text`` with the part between the START and END markers replaced by ``block``."""
-    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
-        raise ValueError(f"{readme}: expected one '{START}' line, then one '{END}' line, around "
-                         "the glance table; add them where the table should go")
-    head, rest = text.split(START)
-    _, tail = rest.split(END)
-    return f"{head}{START}\n{block}\n{END}{tail}"
+def readme_block(text: str, block: str, readme: str | Path, start: str = START, end: str = END) -> str:
+    """``text`` with the part between the ``start`` and ``end`` markers replaced by ``block``."""
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"{readme}: expected one '{start}' line, then one '{end}' line, around "
+                         "the generated table; add them where the table should go")
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{block}\n{end}{tail}"
+
+
+# ----------------------------------------------------------------------------- the findings
+FINDINGS_START, FINDINGS_END = "<!-- findings:start -->", "<!-- findings:end -->"
+FINDINGS_DOC = "docs/results.md"
+FINDINGS_HEADER = ("Ours' sub-policy noise", "budget (share of the paper's)", "protocol", "seeds",
+                   "Ours' return (95% interval)", "share of the paper's Ours return",
+                   "Ours' % steps large (95% interval)", "paper's % large",
+                   "seeds solving the task (95% interval)", "(a)", "full table")
+
+
+def _interval(values: dict, column: str, scale: float = 1.0, unit: str = "") -> str:
+    mean, low, high = (values.get(f"{column}_{k}", math.nan) * scale for k in ("mean", "low", "high"))
+    if math.isnan(mean):
+        return "–"
+    if math.isnan(low) or math.isnan(high):
+        return f"{_g(mean)}{unit}"
+    return f"{_g(mean)}{unit} ({_g(low)}, {_g(high)})"
+
+
+def _paper(row: Row, column: str) -> float:
+    from asymbench.tables import published_text
+
+    try:
+        return float(published_text("table3", row.paper_task, column))
+    except ValueError:
+        return math.nan
+
+
+def findings_cells(r: Row, doc_dir: Path) -> list[str]:
+    paper_return, paper_large = _paper(r, "ours_return"), _paper(r, "ours_large_usage_pct")
+    ours = r.values.get("ours_return_mean", math.nan)
+    share = "–" if math.isnan(ours) or math.isnan(paper_return) else f"{100 * ours / paper_return:.0f}%"
+    solved = ("–" if "ours_return_solved_share" not in r.values
+              else _interval({k.replace("_share", "_mean"): v for k, v in r.values.items()},
+                             "ours_return_solved", 100, "%"))
+    return [NOISE_TEXT.get(r.noise, r.noise), f"{steps_text(r.steps)} ({share_text(r.fraction)})",
+            r.protocol, r.seeds, _interval(r.values, "ours_return"), share,
+            _interval(r.values, "ours_large_usage_pct"), "–" if math.isnan(paper_large) else _g(paper_large),
+            solved, r.verdict_a or "–", f"[table]({_link(r.table, doc_dir)})"]
+
+
+def _where(r: Row) -> str:
+    return f"noise {NOISE_SHORT.get(r.noise, r.noise).removeprefix('noise ')} at {steps_text(r.steps)}, {r.protocol}"
+
+
+def findings_sentences(rows: list[Row]) -> str:
+    """Per verdict, the settings of one task that reached it; for the undecided ones, the seeds
+    per method that would decide them if the observed spread held."""
+    groups = {"Claim (a) holds": [], "Claim (a) fails": [], "Undecided": []}
+    for r in rows:
+        verdict = r.verdict_a
+        if verdict == "reproduced" or verdict.startswith("met at"):
+            groups["Claim (a) holds"].append(_where(r))
+        elif verdict == "not reproduced" or verdict.startswith("not met"):
+            groups["Claim (a) fails"].append(_where(r))
+        elif verdict.startswith("inconclusive"):
+            need = r.values.get("seeds_to_decide", math.nan)
+            groups["Undecided"].append(_where(r) + ("" if math.isnan(need) else
+                                                    f" (about {need:,.0f} seeds per method would decide it)"))
+    return " ".join(f"{name}: {'; '.join(items)}." for name, items in groups.items() if items)
+
+
+def findings_block(rows: list[Row], doc_dir: Path, root: Path) -> str:
+    """Per task, Ours of every committed table beside the paper's own Ours: its return, the share
+    of the paper's return that is, its share of large steps, the seeds solving the task (grids),
+    verdict (a); then which settings hold, fail or are undecided."""
+    if not rows:
+        return f"No Table 3 or grid is committed under `{_relative(root, doc_dir)}/` yet."
+    parts = []
+    for task in dict.fromkeys(r.task for r in rows):
+        mine = [r for r in rows if r.task == task]
+        lines = [f"**{task}** (the paper's Ours: return {_g(_paper(mine[0], 'ours_return'))}, "
+                 f"{_g(_paper(mine[0], 'ours_large_usage_pct'))}% of steps large).", "",
+                 "| " + " | ".join(FINDINGS_HEADER) + " |", "|" + "---|" * len(FINDINGS_HEADER)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in findings_cells(r, doc_dir)) + " |"
+                  for r in mine]
+        parts.append("\n".join(lines + ["", findings_sentences(mine)]))
+    return "\n\n".join(parts)
 
 
 def figure_link(root: Path, doc_dir: Path) -> str:
@@ -268,15 +354,19 @@ def tables_readme(rows: list[Row], root: Path, legend: Path) -> str:
 
 def write_glance(root: str | Path = "paper_tables", readme: str | Path = "README.md",
                  registry=None, check: bool = False) -> list[Row]:
-    """Writes the glance block into ``readme`` (between its START and END lines) and
-    ``root``/README.md; with ``check``, writes nothing and fails if either differs from what
-    it would write."""
+    """Writes the glance block into ``readme`` (between its START and END lines), ``root``/README.md
+    and, where docs/results.md beside ``readme`` has the findings markers, the findings block; with
+    ``check``, writes nothing and fails if any differs from what it would write."""
     root, readme = Path(root), Path(readme)
     rows = read_rows(table_files(root), root, registry)
     legend = readme.parent / LEGEND
     block = figure_link(root, readme.parent) + glance_table(rows, readme.parent, root, legend)
     wanted = {readme: readme_block(readme.read_text(encoding="utf-8"), block, readme),
               root / "README.md": tables_readme(rows, root, legend)}
+    results = readme.parent / FINDINGS_DOC
+    if results.exists() and FINDINGS_START in (text := results.read_text(encoding="utf-8")):
+        wanted[results] = readme_block(text, findings_block(rows, results.parent, root), results,
+                                       FINDINGS_START, FINDINGS_END)
     for path, text in wanted.items():
         current = path.read_text(encoding="utf-8") if path.exists() else None
         if current == text:

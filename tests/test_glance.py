@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from asymbench.cli import main
-from asymbench.glance import END, START
+from asymbench.glance import END, FINDINGS_END, FINDINGS_START, START
 
 ROOT = Path(__file__).resolve().parents[1]
 ASYMBENCH = Path(sys.executable).parent / "asymbench"
@@ -94,6 +94,8 @@ def test_grids_join_the_glance_with_their_noise_and_without_repeating_table3(che
     for method, files in evals.items():
         args += [f"--{method.replace('_', '-')}", *files]
     assert main(args) == 0
+    (checkout / "docs").mkdir()
+    (checkout / "docs" / "results.md").write_text(f"# r\n\n{FINDINGS_START}\n{FINDINGS_END}\n")
     assert main(["tables", "glance"]) == 0
     block = (checkout / "README.md").read_text().split(START)[1].split(END)[0]
     rows = [line for line in block.splitlines() if line.startswith("| MountainCarContinuous | other |")]
@@ -106,6 +108,17 @@ def test_grids_join_the_glance_with_their_noise_and_without_repeating_table3(che
     assert links[("as SAC's (the paper)", "stochastic")] == "[table](paper_tables/other/variants/g.md)"
     as_sac = next(c for c in cells if c[3].startswith("as SAC") and c[4] == "deterministic")
     assert as_sac[7] == "reproduced"
+    findings = (checkout / "docs" / "results.md").read_text().split(FINDINGS_START)[1]
+    assert "**MountainCarContinuous** (the paper's Ours: return 93.5, 44.5% of steps large)" in findings
+    as_sac_line = next(line for line in findings.splitlines()
+                       if line.startswith("| as SAC's (the paper) | 100k (100%) | deterministic | 5 |"))
+    assert "| 96% |" in as_sac_line  # mean 90 of the paper's 93.5
+    assert "(../paper_tables/other/variants/g.md)" in as_sac_line
+    assert "Claim (a) holds: noise as SAC at 100k, deterministic; noise as SAC at 100k, stochastic." in findings
+    assert "Claim (a) fails: noise dropped at 100k, deterministic" in findings
+    assert main(["tables", "glance", "--check"]) == 0
+    (checkout / "docs" / "results.md").write_text(f"# r\n\n{FINDINGS_START}\nold\n{FINDINGS_END}\n")
+    assert main(["tables", "glance", "--check"]) == 2
     assert main(["figures", "verdicts"]) == 0
     assert "budgets: 10%, 100% of the paper's" in Image.open(checkout / "paper_tables" / "verdicts.png").info["Title"]
 

@@ -1,8 +1,8 @@
 """``asymbench export``: a finished run's deployed policy as one dependency-free C99 file.
 
-Where the paper's FLOPs savings can become real latency: PyTorch eager spends ~110 µs per
-batch-1 decision on operator dispatch whatever the width (benchmarks/README.md), so a 40-80%
-FLOPs cut is invisible there; in straight-line C the arithmetic is most of the cost.
+Where the paper's FLOPs savings can become real latency: PyTorch eager spends a batch-1
+decision on operator dispatch whatever the width (benchmarks/results/inference_latency.json),
+so a 40-80% FLOPs cut is invisible there; in straight-line C the arithmetic is most of the cost.
 
 What is exported is exactly what ``asymbench.evaluation.load_deployed`` deploys (this module
 builds on its ``DeployedPolicy`` and never loads model files itself):
@@ -53,7 +53,8 @@ differ where its two Q-values are within float rounding of each other.
 ``master_streams="advantage"`` drops the value stream (V and mean(A) are the same for every
 choice, so argmax(A) is the same decision up to such ties): the master then executes about
 what the paper's FLOPs count for it (one 32x32 stream) and, on the tasks with a 64-wide large
-actor, that is what lets Ours' time saving reach 0.8x its FLOPs saving (benchmarks/README.md).
+actor, that is what lets Ours' time saving follow its FLOPs saving
+(benchmarks/results/c_runtime.json).
 
 ONNX: not offered. ``torch.onnx.export`` needs the ``onnx`` package (and ``onnxscript`` for
 the dynamo exporter), and running the result needs ``onnxruntime``; none is in the default

@@ -212,7 +212,7 @@ class StackedMLP(nn.Module):
             if i < len(self.layers) - 1 or self.relu_last:
                 # In place on the layer's fresh output (baddbmm's backward needs only its inputs,
                 # ReLU's only its output): bit-identical to torch.relu, one [K, B, width] tensor
-                # fewer per layer, ~4% faster per update (benchmarks/README.md, update_variants).
+                # fewer per layer, faster per update (benchmarks/results/update_variants.json).
                 x = torch.relu_(x)
         return x
 

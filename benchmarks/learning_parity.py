@@ -5,8 +5,8 @@ the tests prove each update equal to SAC.train(1), not that two runs learn alike
 
 The reference side ("--sb3") is a set of run folders whose config.json records
 ``"engine": "sb3"``: runs of the reference engine asymbench had until issue 23 (one process per
-seed, ``SAC.train`` per gradient step; the recorded results below and in benchmarks/README.md
-come from it). That engine is gone; its run folders stay readable. A new comparison needs such
+seed, ``SAC.train`` per gradient step; the recorded results below and in
+benchmarks/results/learning_parity*.json come from it). That engine is gone; its run folders stay readable. A new comparison needs such
 folders from an asymbench before issue 23 (the commands below ran there), or a plain
 ``SAC.learn`` writer of the same run-folder format, which is not provided yet.
 

@@ -13,7 +13,7 @@ Each variant is today's update with one thing changed, applied to a deep copy of
 - ``outofplace_relu``: the stacked MLPs as they were before ReLU went in place on the
   ``baddbmm`` output (``torch.relu``: one ``[K, B, width]`` allocation and write more per hidden
   layer); the in-place ReLU was adopted because it is exact by construction and was faster in
-  7 of the 8 cells of the two committed runs (median 4%; benchmarks/README.md), so
+  7 of the 8 cells of the two committed runs (median 4%; benchmarks/results/update_variants.json), so
   ``vs_today`` > 1 here is its gain;
 - ``compiled_log_prob``: the squashed-Gaussian tail of ``sample`` (std, tanh, log-prob: ~15 small
   kernels) as one ``torch.compile``d function (inductor, fixed shapes); not in the default run

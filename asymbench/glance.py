@@ -262,13 +262,13 @@ FINDINGS_HEADER = ("Ours' sub-policy noise", "budget (share of the paper's)", "p
                    "seeds solving the task (95% interval)", "(a)", "full table")
 
 
-def _interval(values: dict, column: str, scale: float = 1.0, unit: str = "") -> str:
-    mean, low, high = (values.get(f"{column}_{k}", math.nan) * scale for k in ("mean", "low", "high"))
+def _interval(values: dict, column: str) -> str:
+    mean, low, high = (values.get(f"{column}_{k}", math.nan) for k in ("mean", "low", "high"))
     if math.isnan(mean):
         return "–"
     if math.isnan(low) or math.isnan(high):
-        return f"{_g(mean)}{unit}"
-    return f"{_g(mean)}{unit} ({_g(low)}, {_g(high)})"
+        return _g(mean)
+    return f"{_g(mean)} ({_g(low)}, {_g(high)})"
 
 
 def _paper(row: Row, column: str) -> float:
@@ -283,12 +283,11 @@ def _paper(row: Row, column: str) -> float:
 def findings_cells(r: Row, doc_dir: Path) -> list[str]:
     paper_return, paper_large = _paper(r, "ours_return"), _paper(r, "ours_large_usage_pct")
     ours = r.values.get("ours_return_mean", math.nan)
-    share = "–" if math.isnan(ours) or math.isnan(paper_return) else f"{100 * ours / paper_return:.0f}%"
-    solved = ("–" if "ours_return_solved_share" not in r.values
-              else _interval({k.replace("_share", "_mean"): v for k, v in r.values.items()},
-                             "ours_return_solved", 100, "%"))
+    of_paper = "–" if math.isnan(ours) or math.isnan(paper_return) else f"{100 * ours / paper_return:.0f}%"
+    share, low, high = (100 * r.values.get(f"ours_return_solved_{k}", math.nan) for k in ("share", "low", "high"))
+    solved = "–" if math.isnan(share) else f"{share:.0f}% ({low:.0f}, {high:.0f})"
     return [NOISE_TEXT.get(r.noise, r.noise), f"{steps_text(r.steps)} ({share_text(r.fraction)})",
-            r.protocol, r.seeds, _interval(r.values, "ours_return"), share,
+            r.protocol, r.seeds, _interval(r.values, "ours_return"), of_paper,
             _interval(r.values, "ours_large_usage_pct"), "–" if math.isnan(paper_large) else _g(paper_large),
             solved, r.verdict_a or "–", f"[table]({_link(r.table, doc_dir)})"]
 
@@ -390,7 +389,7 @@ def figure_title(rows: list[Row]) -> str:
     shares = sorted({r.fraction for r in rows if r.fraction is not None})
     budgets = ", ".join(share_text(f) for f in shares) or "unknown"
     return (f"Ours' normalized score per task (S-only 0, L-only 1), mean and 95% interval; "
-            f"budgets: {budgets} of the paper's")
+            f"budgets: {budgets} of the paper's budget")
 
 
 def _x_positions(rows: list[Row]) -> tuple[dict[int, float], dict[str, float]]:

@@ -444,8 +444,10 @@ def verdicts_figure(rows: list[Row], outs: list[str | Path]) -> None:
         yerr = [[max(r.score - r.low, 0)], [max(r.high - r.score, 0)]] if has_interval else None
         ax.errorbar([x[j]], [y], yerr=yerr, fmt=marker, color=colour, capsize=3,
                     mfc=colour if has_interval else "white", ms=6)
-        ax.annotate(label, (x[j], y), textcoords="offset points", xytext=(4, 3), fontsize=7,
-                    rotation=60)
+        left = r.protocol == "deterministic"  # the two protocols' labels of a slot part ways
+        ax.annotate(label, (x[j], y), textcoords="offset points", xytext=(-4 if left else 4, 3),
+                    fontsize=7, rotation=-60 if left else 60, ha="right" if left else "left",
+                    rotation_mode="anchor")
     for task, px in paper_x.items():
         row = next(r for r in rows if r.task == task)
         if row.paper_task in paper.index:

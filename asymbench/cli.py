@@ -100,6 +100,10 @@ def _add_train(sub) -> None:
                    help="the SAC update through torch.compile (needs a C++ compiler): on, off (eager, "
                         "the bit-exact reference), or auto: what measured faster on the device type "
                         "(eager on a CPU); config.json's `runtime` records which ran")
+    p.add_argument("--env-workers", type=int, default=0,
+                   help="worker processes that step the group's environments, at most one per "
+                        "seed (0: this process, one after another; the transitions are the same; "
+                        "on a CPU serial measured faster, docs/performance.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _registry_arg(p)
     p.set_defaults(handler=_run_train)
@@ -120,7 +124,8 @@ def _run_train(args) -> None:
         learning_starts=args.learning_starts, master_learning_starts=args.master_learning_starts,
         max_episode_steps=args.max_episode_steps, checkpoint_every=args.checkpoint_every,
         timeouts=args.timeouts, asym_action_noise=args.asym_action_noise,
-        threads=args.threads, progress=not args.quiet, registry=args.registry, compile=args.compile)
+        threads=args.threads, progress=not args.quiet, registry=args.registry, compile=args.compile,
+        env_workers=args.env_workers)
     seeds = args.seeds or [0 if args.seed is None else args.seed]
     dirs = member_dirs(args.out, seeds) if args.seeds else [Path(args.out)]
     train_group(request, seeds, args.out, dirs, device=args.device, until=args.until,
@@ -496,7 +501,7 @@ COMMANDS = [_add_tasks, _add_flops, _add_train, _add_evaluate, _add_expert, _add
 # option dest -> least accepted integer, for every command that has the option
 AT_LEAST = {"seed": 0, "seeds": 0, "run_seed": 0, "threads": 1, "steps": 1, "episodes": 1,
             "max_episode_steps": 1, "learning_starts": 0, "master_learning_starts": 0,
-            "checkpoint_every": 1, "until": 1, "segment_start": 0, "width": 1, "trajectories": 1,
+            "checkpoint_every": 1, "until": 1, "env_workers": 0, "segment_start": 0, "width": 1, "trajectories": 1,
             "length": 1, "epochs": 1, "cores": 1}
 # command -> (option dest, kind) of what it reads ...
 INPUTS = {"train": [("width_from", "file")], "evaluate": [("run", "dir")],

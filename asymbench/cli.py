@@ -440,6 +440,10 @@ def _add_estimate(sub) -> None:
     p.add_argument("--gpu-throughput", nargs="+", default=None,
                    help="benchmarks/engine_throughput.py --device cuda JSONs, for training jobs "
                    "on a GPU (default: benchmarks/results/engine_throughput_cuda.json)")
+    p.add_argument("--gpu-slots", type=int, default=None,
+                   help="training groups that share one GPU: their rates are those measured with "
+                   "that many at once (--concurrent), else the solo ones, labelled as an upper "
+                   "bound (default: the scale's `gpu_slots`, 1)")
     p.add_argument("--student-width", choices=("ours", "paper"), default=None,
                    help="the width of fit, BC and GAIL: ours (from Ours' evaluations, which they "
                    "wait for) or paper (the registry's paper_fit_width) (default: the scale's "
@@ -457,7 +461,8 @@ def _run_estimate(args) -> None:
                  config=args.config, tasks=args.tasks, seeds=args.seeds, methods=args.methods,
                  out=args.out, registry=args.registry, engine_throughput=args.engine_throughput,
                  thread_scaling=args.thread_scaling, device=args.device, gpus=args.gpus,
-                 gpu_throughput=args.gpu_throughput, student_width=args.student_width)
+                 gpu_throughput=args.gpu_throughput, student_width=args.student_width,
+                 gpu_slots=args.gpu_slots)
 
 
 # ----------------------------------------------------------------------------- export
@@ -502,7 +507,7 @@ COMMANDS = [_add_tasks, _add_flops, _add_train, _add_evaluate, _add_expert, _add
 AT_LEAST = {"seed": 0, "seeds": 0, "run_seed": 0, "threads": 1, "steps": 1, "episodes": 1,
             "max_episode_steps": 1, "learning_starts": 0, "master_learning_starts": 0,
             "checkpoint_every": 1, "until": 1, "env_workers": 0, "segment_start": 0, "width": 1, "trajectories": 1,
-            "length": 1, "epochs": 1, "cores": 1}
+            "length": 1, "epochs": 1, "cores": 1, "gpus": 0, "gpu_slots": 1}
 # command -> (option dest, kind) of what it reads ...
 INPUTS = {"train": [("width_from", "file")], "evaluate": [("run", "dir")],
           "expert": [("teacher", "dir")],

@@ -439,7 +439,7 @@ def _add_estimate(sub) -> None:
                    help="GPUs of the machine (default: 1 where a training job runs on one)")
     p.add_argument("--gpu-throughput", nargs="+", default=None,
                    help="benchmarks/engine_throughput.py --device cuda JSONs, for training jobs "
-                   "on a GPU (default: benchmarks/results/engine_throughput_cuda.json)")
+                   "on a GPU (default: every benchmarks/results/engine_throughput_cuda*.json)")
     p.add_argument("--gpu-slots", type=int, default=None,
                    help="training groups that share one GPU: their rates are those measured with "
                    "that many at once (--concurrent), else the solo ones, labelled as an upper "

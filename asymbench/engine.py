@@ -18,6 +18,8 @@ Members never mix: each has its own environment (own seed and episode boundaries
 rows, random generators (actions, batch indices, exploration noise) and weights. Nothing a
 member does depends on K (tested: a seed trained alone and in a group gives the same run).
 Goal tasks relabel as SB3's HerReplayBuffer does (``stacked.StackedHerReplay``, tested against it).
+The K environments step in the training process or, with ``env_workers``, in worker processes
+(``asymbench.envpool``): the same transitions either way (tested).
 
 Read ``train_group`` (at the end) top to bottom: it is the env-step cycle, every per-seed
 quantity carrying a leading member axis; its parts are ``Group`` (acting, stepping, storing,

@@ -494,7 +494,8 @@ def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None 
     benchmarks/results/thread_scaling.json if present; "" or absent: the issue-24 rule);
     ``device``: every training job's (default: the scale's ``device`` setting); ``gpus``: GPUs of
     the machine (default 1 where a job runs on one); ``gpu_throughput``: the GPU engine JSONs
-    for those jobs (default benchmarks/results/engine_throughput_cuda.json), their rows of
+    for those jobs (default every benchmarks/results/engine_throughput_cuda*.json; the later
+    measurement of a row wins), their rows of
     ``gpu_slots`` groups at once where that many share a GPU; ``student_width``: ours | paper for
     every task (default: the scale's `student_width` setting); ``gpu_slots``: training groups
     per GPU (default: the scale's `gpu_slots`, 1)."""

@@ -22,8 +22,8 @@ benchmarks' JSON, and how threads speed a job up.
   GPU rows excepted. Training groups on a GPU run at the per-seed WALL rates of the GPU engine
   measurements (``gpu_rate``); groups that share a GPU (``gpu_slots`` N) at the rates measured
   with N groups at once (``--concurrent N``), else at the solo ones, labelled an upper bound
-  of the rate (``shared_gpu_rate``). Rows with env workers or concurrent groups never price a
-  CPU job (they measure wall time).
+  of the rate (``shared_gpu_rate``). Rows of concurrent groups never price a CPU job (they
+  measure wall time).
 - distillation (BC, GAIL), expert data and evaluation: one job per seed, at a measured rate per
   CPU-second (``benchmarks/train_throughput.py``, ``benchmarks/env_step_rate.py``).
 
@@ -85,7 +85,7 @@ SB3_REFERENCE = {"s_only": "SAC.learn (small)", "fit": "SAC.learn (fit)"}
 
 DEFAULT_ENGINE_THROUGHPUT = "benchmarks/results/engine_throughput.json"  # its machine: the kind
 DEFAULT_ENGINE_GLOB = "benchmarks/results/engine_throughput*.json"         # all files, that kind's
-DEFAULT_GPU_THROUGHPUT = "benchmarks/results/engine_throughput_cuda.json"
+DEFAULT_GPU_THROUGHPUT = "benchmarks/results/engine_throughput_cuda*.json"  # every GPU file
 
 
 # Fallbacks: /work/shared/notes/dependencies.md, "Measured speeds" (single process, one torch
@@ -166,9 +166,9 @@ def read_engine_throughput(path: str | Path) -> dict[tuple[str, str], dict[int, 
 
 
 def _solo(row: dict) -> bool:
-    """A group measured alone, its envs stepped in its own process: the rows that price a job
-    by its CPU time (``env_workers`` and ``concurrent`` rows measure wall time only)."""
-    return not row.get("env_workers") and (row.get("concurrent") or 1) == 1
+    """A group measured alone: the rows that price a CPU job by its CPU time (``concurrent``
+    rows measure wall time only)."""
+    return (row.get("concurrent") or 1) == 1
 
 
 def _data(path) -> dict:
@@ -363,7 +363,7 @@ def read_gpu_throughput(path: str | Path, concurrent: int = 1) -> dict[tuple[str
     for r in _rows(path, ("task", "trainer"), data):
         trainer = str(r["trainer"])
         if (not trainer.startswith("engine ") or (r.get("device") or file_device) != "cuda"
-                or "error" in r or r.get("env_workers") or (r.get("concurrent") or 1) != concurrent):
+                or "error" in r or (r.get("concurrent") or 1) != concurrent):
             continue
         k, rate = r.get("K"), r.get("wall_steps_per_s")
         if not (isinstance(k, int) and k >= 1 and isinstance(rate, (int, float)) and rate > 0):

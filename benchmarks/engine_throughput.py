@@ -68,13 +68,12 @@ def reference_name(task, width: int) -> str:
     return f"SAC.learn ({role})"
 
 
-def engine_run(task, method: str, members: int, ls: int, tmp: Path, device: str = "cpu",
-               env_workers: int = 0):
+def engine_run(task, method: str, members: int, ls: int, tmp: Path, device: str = "cpu"):
     def make_run(budget):
         request = TrainRequest(task=task.name, method=method, seed=0, steps=budget, out="unused",
                                width=task.paper_fit_width if method == "fit" else None,
                                learning_starts=ls, master_learning_starts=0,
-                               checkpoint_every=10**9, progress=False, env_workers=env_workers)
+                               checkpoint_every=10**9, progress=False)
         out = tempfile.mkdtemp(dir=tmp, prefix=f"{method}-{members}-")
         return lambda: train_group(request, list(range(members)), out, device=device)
     return make_run
@@ -116,55 +115,53 @@ def median_of(runs: list[dict], key: str = "cpu_s") -> dict:
             "cpu_spread_pct": 100 * (max(times) - min(times)) / float(np.median(times))}
 
 
-def _plan(task, trainers, members, env_workers, concurrent, device, ls, short, long, tmp: Path) -> dict:
+def _plan(task, trainers, members, concurrent, device, ls, short, long, tmp: Path) -> dict:
     """key -> a measurement (a timing, or a list of timings: one per concurrent group):
     references first, then the engine variants, all measured in turns, so that load changes
-    hit every variant alike. Keys: ("sb3", width), (trainer, K, env workers, groups at once)."""
+    hit every variant alike. Keys: ("sb3", width), (trainer, K, groups at once)."""
     plan = {("sb3", w): functools.partial(twice, plain_sb3_sac(task, w, ls), short, long)
             for w in dict.fromkeys(trainer_width(task, m) for m in trainers)}
     for k in members:
         for m in trainers:
-            for w in env_workers:
-                plan[(m, k, w, 1)] = functools.partial(
-                    twice, engine_run(task, m, k, ls, tmp, device, w), short, long)
+            if 1 in concurrent:
+                plan[(m, k, 1)] = functools.partial(twice, engine_run(task, m, k, ls, tmp, device), short, long)
             for n in (n for n in concurrent if n > 1):
-                plan[(m, k, 0, n)] = functools.partial(concurrent_runs, task.name, m, k, ls, tmp,
+                plan[(m, k, n)] = functools.partial(concurrent_runs, task.name, m, k, ls, tmp,
                                                        device, n, short, long)
     return plan
 
 
-def _engine_row(task, name, method, k, w, n, run, steps, basis, sb3_rate, l_rate, when) -> dict:
+def _engine_row(task, name, method, k, n, run, steps, basis, sb3_rate, l_rate, when) -> dict:
     width = trainer_width(task, method)
     rate = k * steps / run[basis]
     return {"task": name, "trainer": f"engine {method}", "device": run["device"], "K": k,
             "width": f"{task.small}/{task.large}" if method == "asym" else width,
-            "env_workers": w, "concurrent": n,
+            "concurrent": n,
             "per_seed_steps_per_cpu_s": k * steps / run["cpu_s"],
             "wall_steps_per_s": k * steps / run["wall_s"],
             "speedup_vs_sb3": rate / sb3_rate[width] if width in sb3_rate else None,
             "reference": reference_name(task, width), "reference_width": width,
-            "cost_vs_l_only": l_rate / rate if l_rate and n == 1 and not w else None,
+            "cost_vs_l_only": l_rate / rate if l_rate and n == 1 else None,
             "cpu_spread_pct": run["cpu_spread_pct"], "load": run["load"], "measured_utc": when}
 
 
 def measure_task(name: str, trainers, members, steps: int, repeats: int, device: str,
-                 tmp: Path, env_workers=(0,), concurrent=(1,)) -> list[dict]:
+                 tmp: Path, concurrent=(1,)) -> list[dict]:
     """The rows of one task: one SAC.learn row per reference width, one engine row per (trainer,
-    K, env workers) and, for N > 1 in ``concurrent``, one row per group of N trained at once; a
-    variant that raised gives an error row instead. With env workers or concurrent groups only
-    the wall rate counts (the CPU time is this process's, or the group's own)."""
+    K) and, for N > 1 in ``concurrent``, one row per group of N trained at once; a variant that
+    raised gives an error row instead. With concurrent groups only the wall rate counts."""
     task = get_task(name)
-    basis = "cpu_s" if device == "cpu" and env_workers == (0,) and concurrent == (1,) else "wall_s"
+    basis = "cpu_s" if device == "cpu" and concurrent == (1,) else "wall_s"
     ls = task.sac["batch_size"]
     short, long = ls + 100, ls + 100 + steps
-    plan = _plan(task, trainers, members, env_workers, concurrent, device, ls, short, long, tmp)
+    plan = _plan(task, trainers, members, concurrent, device, ls, short, long, tmp)
     measured, errors = {key: [] for key in plan}, {}
     for r in range(repeats):
         for key, measure in plan.items():
             if key in errors:
                 continue
             what = (f"SAC.learn width {key[1]}" if key[0] == "sb3" else
-                    f"engine {key[0]} K={key[1]}, {key[2]} env workers, {key[3]} at once")
+                    f"engine {key[0]} K={key[1]}, {key[2]} at once")
             print(f"{name}: {what} (repeat {r + 1}/{repeats}) ...", flush=True)
             try:
                 measured[key].append(measure())
@@ -185,16 +182,16 @@ def measure_task(name: str, trainers, members, steps: int, repeats: int, device:
                      "wall_steps_per_s": steps / sb3["wall_s"], "speedup_vs_sb3": 1.0,
                      "cpu_spread_pct": sb3["cpu_spread_pct"], "load": sb3["load"], "measured_utc": when})
     for key in [k for k in plan if k[0] != "sb3"]:
-        method, k, w, n = key
+        method, k, n = key
         if key in errors:
             rows.append({"task": name, "trainer": f"engine {method}", "device": device, "K": k,
-                         "env_workers": w, "concurrent": n, "error": errors[key]})
+                         "concurrent": n, "error": errors[key]})
             continue
-        l_only = measured.get(("l_only", k, 0, 1))
+        l_only = measured.get(("l_only", k, 1))
         l_rate = k * steps / median_of(l_only, basis)[basis] if l_only else None
         groups = [measured[key]] if n == 1 else [[runs[i] for runs in measured[key]] for i in range(n)]
         for i, runs in enumerate(groups):
-            row = _engine_row(task, name, method, k, w, n, {**median_of(runs, basis), "device": device},
+            row = _engine_row(task, name, method, k, n, {**median_of(runs, basis), "device": device},
                               steps, basis, sb3_rate, l_rate, when)
             rows.append(row if n == 1 else {**row, "group": i})
     return rows
@@ -210,9 +207,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where the engine runs; cuda: rates and ratios on wall time")
-    parser.add_argument("--env-workers", nargs="+", type=int, default=[0],
-                        help="env worker processes of each engine group (asymbench train "
-                             "--env-workers), each measured in turn; beyond 0: wall rates")
     parser.add_argument("--concurrent", nargs="+", type=int, default=[1],
                         help="groups trained at once on the device, each in its own process as "
                              "pipeline jobs sharing a GPU (gpu_slots); 1: alone, in this process; "
@@ -220,19 +214,17 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    basis = ("cpu_s" if args.device == "cpu" and args.env_workers == [0] and args.concurrent == [1]
-             else "wall_s")
+    basis = "cpu_s" if args.device == "cpu" and args.concurrent == [1] else "wall_s"
     trainers = list(dict.fromkeys(args.trainers))
     started = time.time()
     rows = []
     with tempfile.TemporaryDirectory() as tmp_dir:
         for name in args.tasks:
             task_rows = measure_task(name, trainers, args.members, args.steps, args.repeats,
-                                     args.device, Path(tmp_dir), tuple(args.env_workers),
-                                     tuple(args.concurrent))
+                                     args.device, Path(tmp_dir), tuple(args.concurrent))
             rows += task_rows
             print_table([r for r in task_rows if "error" not in r],
-                        ["task", "trainer", "device", "K", "env_workers", "concurrent", "group",
+                        ["task", "trainer", "device", "K", "concurrent", "group",
                          "width", "per_seed_steps_per_cpu_s",
                          "wall_steps_per_s", "speedup_vs_sb3", "reference_width", "cost_vs_l_only",
                          "cpu_spread_pct", "load"],

@@ -41,7 +41,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import _common  # noqa: F401  (one BLAS thread, set before torch loads)
-from _common import print_table, write_results
+from _common import difference, print_table, timed, write_results
 from train_throughput import plain_sb3_sac, quiet, twice
 
 import numpy as np
@@ -81,12 +81,17 @@ def engine_run(task, method: str, members: int, ls: int, tmp: Path, device: str 
 
 def _concurrent_member(queue, barrier, i: int, name: str, method: str, members: int, ls: int,
                        tmp: str, device: str, short: int, long: int) -> None:
-    """One of N groups trained at once (its own process, as a pipeline job): its timing."""
+    """One of N groups trained at once (its own process, as a pipeline job): its timing, the
+    difference of its long and short runs, each started with the other groups' (a barrier)."""
     torch.set_num_threads(1)
     make_run = engine_run(get_task(name), method, members, ls, Path(tmp), device)
     quiet(make_run(short))()  # this fresh process's one-time costs, out of the timing
-    barrier.wait()
-    queue.put((i, twice(make_run, short, long)))
+    runs = {}
+    for budget in (long, short):
+        run = quiet(make_run(budget))
+        barrier.wait()
+        runs[budget] = timed(run)
+    queue.put((i, difference(runs[long], runs[short])))
 
 
 def concurrent_runs(name: str, method: str, members: int, ls: int, tmp: Path, device: str,

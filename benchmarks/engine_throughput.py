@@ -29,6 +29,11 @@ ratios use WALL time, since the host process's CPU time no longer measures the w
 
     python benchmarks/engine_throughput.py --device cuda --tasks MountainCarContinuous Swimmer \
         --members 10 50 --steps 300 --repeats 2 --out benchmarks/results/engine_throughput_cuda.json
+
+``--concurrent 1 4`` measures each group alone (1) and four groups at once (4), each of the four
+in its own process as pipeline jobs sharing a GPU (``gpu_slots: 4``) are: each group's long and
+short runs start together, and every group gets its own row (``concurrent`` 4, ``group`` i), on
+wall time. ``asymbench estimate --gpu-slots 4`` prices GPU jobs at the mean of those rows.
 """
 
 from __future__ import annotations

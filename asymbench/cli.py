@@ -100,6 +100,10 @@ def _add_train(sub) -> None:
                    help="the SAC update through torch.compile (needs a C++ compiler): on, off (eager, "
                         "the bit-exact reference), or auto: what measured faster on the device type "
                         "(eager on a CPU); config.json's `runtime` records which ran")
+    p.add_argument("--env-workers", type=int, default=0,
+                   help="worker processes that step the group's environments, at most one per "
+                        "seed (0: this process, one after another; the transitions are the same; "
+                        "on a CPU serial measured faster, docs/performance.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _registry_arg(p)
     p.set_defaults(handler=_run_train)
@@ -120,7 +124,8 @@ def _run_train(args) -> None:
         learning_starts=args.learning_starts, master_learning_starts=args.master_learning_starts,
         max_episode_steps=args.max_episode_steps, checkpoint_every=args.checkpoint_every,
         timeouts=args.timeouts, asym_action_noise=args.asym_action_noise,
-        threads=args.threads, progress=not args.quiet, registry=args.registry, compile=args.compile)
+        threads=args.threads, progress=not args.quiet, registry=args.registry, compile=args.compile,
+        env_workers=args.env_workers)
     seeds = args.seeds or [0 if args.seed is None else args.seed]
     dirs = member_dirs(args.out, seeds) if args.seeds else [Path(args.out)]
     train_group(request, seeds, args.out, dirs, device=args.device, until=args.until,
@@ -434,7 +439,11 @@ def _add_estimate(sub) -> None:
                    help="GPUs of the machine (default: 1 where a training job runs on one)")
     p.add_argument("--gpu-throughput", nargs="+", default=None,
                    help="benchmarks/engine_throughput.py --device cuda JSONs, for training jobs "
-                   "on a GPU (default: benchmarks/results/engine_throughput_cuda.json)")
+                   "on a GPU (default: every benchmarks/results/engine_throughput_cuda*.json)")
+    p.add_argument("--gpu-slots", type=int, default=None,
+                   help="training groups that share one GPU: their rates are those measured with "
+                   "that many at once (--concurrent), else the solo ones, labelled as an upper "
+                   "bound (default: the scale's `gpu_slots`, 1)")
     p.add_argument("--student-width", choices=("ours", "paper"), default=None,
                    help="the width of fit, BC and GAIL: ours (from Ours' evaluations, which they "
                    "wait for) or paper (the registry's paper_fit_width) (default: the scale's "
@@ -452,7 +461,8 @@ def _run_estimate(args) -> None:
                  config=args.config, tasks=args.tasks, seeds=args.seeds, methods=args.methods,
                  out=args.out, registry=args.registry, engine_throughput=args.engine_throughput,
                  thread_scaling=args.thread_scaling, device=args.device, gpus=args.gpus,
-                 gpu_throughput=args.gpu_throughput, student_width=args.student_width)
+                 gpu_throughput=args.gpu_throughput, student_width=args.student_width,
+                 gpu_slots=args.gpu_slots)
 
 
 # ----------------------------------------------------------------------------- export
@@ -496,8 +506,8 @@ COMMANDS = [_add_tasks, _add_flops, _add_train, _add_evaluate, _add_expert, _add
 # option dest -> least accepted integer, for every command that has the option
 AT_LEAST = {"seed": 0, "seeds": 0, "run_seed": 0, "threads": 1, "steps": 1, "episodes": 1,
             "max_episode_steps": 1, "learning_starts": 0, "master_learning_starts": 0,
-            "checkpoint_every": 1, "until": 1, "segment_start": 0, "width": 1, "trajectories": 1,
-            "length": 1, "epochs": 1, "cores": 1}
+            "checkpoint_every": 1, "until": 1, "env_workers": 0, "segment_start": 0, "width": 1, "trajectories": 1,
+            "length": 1, "epochs": 1, "cores": 1, "gpus": 0, "gpu_slots": 1}
 # command -> (option dest, kind) of what it reads ...
 INPUTS = {"train": [("width_from", "file")], "evaluate": [("run", "dir")],
           "expert": [("teacher", "dir")],

@@ -18,6 +18,8 @@ Members never mix: each has its own environment (own seed and episode boundaries
 rows, random generators (actions, batch indices, exploration noise) and weights. Nothing a
 member does depends on K (tested: a seed trained alone and in a group gives the same run).
 Goal tasks relabel as SB3's HerReplayBuffer does (``stacked.StackedHerReplay``, tested against it).
+The K environments step in the training process or, with ``env_workers``, in worker processes
+(``asymbench.envpool``): the same transitions either way (tested).
 
 Read ``train_group`` (at the end) top to bottom: it is the env-step cycle, every per-seed
 quantity carrying a leading member axis; its parts are ``Group`` (acting, stepping, storing,
@@ -27,6 +29,7 @@ learning curves, logs) and ``GroupCheckpoint``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -43,9 +46,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from asymbench import envstate
 from asymbench.acceleration import runtime_record, use_compiled
 from asymbench.agents import SUB_POLICIES, make_sac
+from asymbench.envpool import EnvPool
 from asymbench.master import MasterGroup
 from asymbench.networks import costs, sac_actor_flops
 from asymbench.runs import (CONFIG_FILE, FINISHED_FILE, SNAPSHOT_FILE, Interrupted, RunError,
@@ -281,15 +284,18 @@ class Group:
         self.K, self.is_asym, self.her = len(seeds), config["method"] == "asym", config["her"]
         self.sac_settings = config["sac"]
         self.streams = [run_streams(s) for s in seeds]
-        self._build_envs(get_task(config["task"], request.registry))
+        self._build_envs(get_task(config["task"], request.registry), request.env_workers)
         self._build_learners()
         self._build_exploration()
 
-    def _build_envs(self, task) -> None:
+    def _build_envs(self, task, workers: int = 0) -> None:
         # Goal tasks keep the env's goal dict (relabelling needs its goals); the networks and the
         # master see it flattened in the Dict's key order, as SB3's MultiInputPolicy concatenates it.
-        self.envs = [make_env(task, max_episode_steps=self.config["max_episode_steps"], flatten=not self.her)
-                     for _ in self.seeds]
+        make = functools.partial(make_env, task, max_episode_steps=self.config["max_episode_steps"],
+                                 flatten=not self.her)
+        self.envs = [make() for _ in self.seeds]
+        # stepped here, or in worker processes that hold envs built alike (envpool)
+        self.pool = EnvPool(self.envs, make, workers)
         self.observe = observation_flattener(self.envs[0].observation_space)
         space = self.envs[0].action_space
         self.obs_dim, self.act_dim = gym.spaces.flatdim(self.envs[0].observation_space), space.shape[0]
@@ -337,12 +343,10 @@ class Group:
         self.torch_rngs = [st.policy_noise for st in self.streams]
         # Each training env is seeded once, from a range evaluation never uses, and then
         # continues its own generator from episode to episode (seeding.py).
-        self.first_obs = [self.observe(env.reset(seed=st.env_seed)[0])
-                          for env, st in zip(self.envs, self.streams)]
+        self.first_obs = [self.observe(obs) for obs in self.pool.first_reset(
+            [st.env_seed for st in self.streams], [st.action_space_seed for st in self.streams])]
         for k, obs in enumerate(self.first_obs):
             self._check_env_output(k, obs, 0.0, "reset")
-        for env, st in zip(self.envs, self.streams):
-            env.action_space.seed(st.action_space_seed)
 
     # --- the env-step cycle's parts --------------------------------------------------------
     def draw_noise(self, shape) -> torch.Tensor:
@@ -353,8 +357,8 @@ class Group:
         """Every member's action in [-1, 1]: uniform random during warm-up, else its (chosen)
         SAC samples, plus the exploration noise where there is one."""
         if t < self.random_until:
-            return np.stack([2.0 * (env.action_space.sample() - self.low) / (self.high - self.low) - 1.0
-                             for env in self.envs])
+            return np.stack([2.0 * (sample - self.low) / (self.high - self.low) - 1.0
+                             for sample in self.pool.sample()])
         K = self.K
         obs_t = to_device(obs.astype(np.float32), self.device)[:, None]
         with torch.no_grad():
@@ -380,7 +384,7 @@ class Group:
         """Env step ``t + 1`` of every member; a non-finite reward or observation stops the group."""
         self.t = t + 1
         actions = self.low + 0.5 * (scaled + 1.0) * (self.high - self.low)
-        results = [env.step(a.astype(np.float32)) for env, a in zip(self.envs, actions)]
+        results = self.pool.step([a.astype(np.float32) for a in actions])
         terminated = np.array([bool(r[2]) for r in results])
         done = terminated | np.array([bool(r[3]) for r in results])
         next_obs, reward = np.stack([self.observe(r[0]) for r in results]), np.array([float(r[1]) for r in results])
@@ -413,13 +417,14 @@ class Group:
             stack.update(batch, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]),
                          progress_remaining)
 
-    def reset(self, k: int) -> np.ndarray:
-        """Member k's next episode: the env's own generator continues."""
-        if isinstance(self.noises[k], OUNoise):
-            self.noises[k].reset()
-        obs = self.observe(self.envs[k].reset()[0])
-        self._check_env_output(k, obs, 0.0, "reset")
-        return obs
+    def reset(self, members) -> list[np.ndarray]:
+        """The next episode of each of ``members``: each env's own generator continues."""
+        observations = [self.observe(obs) for obs in self.pool.reset(members)]
+        for k, obs in zip(members, observations):
+            if isinstance(self.noises[k], OUNoise):
+                self.noises[k].reset()
+            self._check_env_output(k, obs, 0.0, "reset")
+        return observations
 
     def _check_env_output(self, k: int, obs: np.ndarray, reward: float, what: str) -> None:
         bad = [name for name, value in (("reward", reward), ("observation", obs)) if not np.isfinite(value).all()]
@@ -436,7 +441,7 @@ class Group:
                 "batch_rngs": [r.bit_generator.state for r in self.batch_rngs],
                 "torch_rngs": [g.get_state() for g in self.torch_rngs],
                 "noises": [n.state if isinstance(n, OUNoise) else None for n in self.noises],
-                "envs": [envstate.capture(env) for env in self.envs]}
+                "envs": self.pool.capture()}
 
     def restore(self, saved: dict) -> None:
         for name, stack in self.stacks.items():
@@ -451,8 +456,7 @@ class Group:
         for noise, s in zip(self.noises, saved["noises"]):
             if isinstance(noise, OUNoise):
                 noise.state = s
-        for env, s in zip(self.envs, saved["envs"]):
-            envstate.restore(env, s)
+        self.pool.restore(saved["envs"])
 
     def check_finite(self, step: int) -> None:
         """Stops the group, naming the seed, when any member's weights stopped being finite."""
@@ -479,6 +483,7 @@ class Group:
                 self.master.save_member(k, tmp)
 
     def close(self) -> None:
+        self.pool.close()
         for env in self.envs:
             env.close()
 
@@ -768,7 +773,8 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
     if reached is not None:
         return reached
     compiled = use_compiled(request.compile, device)
-    runtime = runtime_record(request.compile, compiled, device, request.threads)
+    runtime = {**runtime_record(request.compile, compiled, device, request.threads),
+               "env_workers": min(request.env_workers, len(plan.seeds))}
     plan.configs = [{**c, "runtime": runtime} for c in plan.configs]
     with GroupLock(plan.out_root):
         if not GroupCheckpoint(plan.out_root, "cpu").exists():
@@ -780,8 +786,17 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
 
 def _train(request: TrainRequest, plan: GroupPlan, device: str, segment_start: int | None,
            compiled: bool = False) -> list[dict]:
-    """The env-step cycle of ``train_group``, from its set-up (or checkpoint) to its models."""
+    """The group of ``train_group``, closed (its env workers ended) however training ends."""
     group = Group(request, plan.config, plan.seeds, device, compiled)
+    try:
+        return _cycle(request, plan, group, device, segment_start)
+    finally:
+        group.close()
+
+
+def _cycle(request: TrainRequest, plan: GroupPlan, group: "Group", device: str,
+           segment_start: int | None) -> list[dict]:
+    """The env-step cycle of ``train_group``, from its set-up (or checkpoint) to its models."""
     checkpoint = GroupCheckpoint(plan.out_root, device)
     saved = checkpoint.load() if checkpoint.exists() else None
     if saved is not None:
@@ -814,9 +829,10 @@ def _train(request: TrainRequest, plan: GroupPlan, device: str, segment_start: i
                 master.after_env_step(t)
             # 5. Episode ends: a learning-curve row, and the member's next episode.
             book.obs = tr.next_obs
-            for k in np.flatnonzero(tr.done):
+            ended = np.flatnonzero(tr.done)
+            for k, obs in zip(ended, group.reset(ended)):
                 log.episode_end(k, book)
-                book.new_episode(k, group.reset(k))
+                book.new_episode(k, obs)
             log.tick(tr.done.any())
             # 6. Checkpoint: periodically, and on a stop signal (then exit).
             if log.step % 1000 == 0:
@@ -858,7 +874,6 @@ def _write_members(request: TrainRequest, plan: GroupPlan, group: Group, log: Pr
     if plan.marker == FINISHED_FILE:
         record_finished_group(plan.out_root, plan.dirs, plan.configs, summaries)
         checkpoint.remove()
-        group.close()
         print(f"{plan.out_root}: finished {K} seeds x {step} steps in {wall:.0f} s "
               f"({K * step / wall:.1f} env steps/s over the group)")
     else:

@@ -72,6 +72,7 @@ class Scale:
     milestones: dict[str, tuple[int, ...]] = None  # segment ends below the budget
     devices: dict[str, dict[str, str]] = None      # per task: method -> cpu | cuda (default cpu)
     student_widths: dict[str, str] = None          # per task: ours (default) | paper
+    gpu_slots: int = 1                             # training groups on cuda that share one GPU
 
 
 # ----------------------------------------------------------------------------- the job list
@@ -126,7 +127,7 @@ def load_scale(scale: str, config_path: str | Path = DEFAULT_CONFIG, tasks=None,
         resolved["devices"][name] = {m: (device.get(m, "cpu") if isinstance(device, dict) else device)
                                      for m in TRAINED}
         resolved["student_widths"][name] = t.get("student_width") or "ours"
-    return Scale(scale, tuple(tasks), **resolved)
+    return Scale(scale, tuple(tasks), **resolved, gpu_slots=int(s.get("gpu_slots") or 1))
 
 
 def _env_episode_limit(task) -> int:
@@ -390,11 +391,12 @@ def plan_threads(jobs: list[Job], hours: list[float], speedup, cores: int, gpus:
 
 
 def estimate(jobs: list[Job], rates: dict[tuple, Rate], cores: int, threads=None, speedup=None,
-             gpus: int = 0) -> dict:
+             gpus: int = 0, gpu_slots: int = 1) -> dict:
     """CPU-hours per (task, method, stage) and in total, the wall-time bounds on ``cores`` with
     one thread per job, and the simulated makespan with one thread per job and with ``threads``
     ((task, method) -> T of CPU training groups; ``speedup(job, T)``). A job's hours are its
-    work over its rate: a training group's K x steps over the per-seed rate."""
+    work over its rate: a training group's K x steps over the per-seed rate. A GPU job holds
+    one of the ``gpu_slots`` slots of a GPU."""
     rows, hours, longest = {}, [], (0.0, None)
     threads = threads or {}
     for job in jobs:
@@ -420,7 +422,7 @@ def estimate(jobs: list[Job], rates: dict[tuple, Rate], cores: int, threads=None
     lower, upper = wall_time_bounds(total, cores, chain_h)
     gpu_of = [int(j.device == "cuda") for j in jobs]
     gpus = gpus if gpus or not any(gpu_of) else 1
-    one = simulate(hours, needs, cores, None, gpu_of, gpus)
+    one = simulate(hours, needs, cores, None, gpu_of, gpus * gpu_slots)
     planned = [threads.get((j.task, j.method), 1) if j.stage == "train" and j.device == "cpu" else 1
                for j in jobs]
     timed = [h / (speedup(j, t) if t > 1 else 1.0) for j, h, t in zip(jobs, hours, planned)]
@@ -432,8 +434,9 @@ def estimate(jobs: list[Job], rates: dict[tuple, Rate], cores: int, threads=None
     return {"rows": list(rows.values()), "cpu_h_by_method": per_method, "total_cpu_h": total,
             "jobs": len(jobs), "longest_job_h": longest[0], "longest_job": longest[1],
             "longest_chain_h": chain_h, "longest_chain": chain, "cores": cores, "gpus": gpus,
+            "gpu_slots": gpu_slots,
             "wall_h_lower": lower, "wall_h_upper": upper, "makespan_one_thread_h": one,
-            "makespan_h": simulate(timed, needs, cores, planned, gpu_of, gpus),
+            "makespan_h": simulate(timed, needs, cores, planned, gpu_of, gpus * gpu_slots),
             "core_h": sum(h * t for h, t in zip(timed, planned)),
             "planned_chain_h": planned_chain_h, "planned_chain": planned_chain}
 
@@ -442,7 +445,7 @@ def estimate(jobs: list[Job], rates: dict[tuple, Rate], cores: int, threads=None
 
 
 def _rates_of(jobs: list[Job], throughput, engine_throughput, env_rates, gpu_throughput,
-              registry) -> tuple[dict, dict, dict]:
+              registry, gpu_slots: int = 1) -> tuple[dict, dict, dict]:
     """Every job's rate from the measurement files (defaults as ``run_estimate`` says), the env
     step rates, and which files gave them (the estimate's ``throughput`` ... ``env_rates``)."""
     throughput = _paths(throughput, str(Path(DEFAULT_THROUGHPUT).parent / "train_throughput*.json"))
@@ -466,18 +469,21 @@ def _rates_of(jobs: list[Job], throughput, engine_throughput, env_rates, gpu_thr
     on_gpu = any(j.device == "cuda" for j in jobs)
     gpu_throughput = _paths(gpu_throughput, DEFAULT_GPU_THROUGHPUT) if on_gpu else []
     gpu = merge_engine(read_gpu_throughput(path) for path in gpu_throughput)
+    shared = (merge_engine(read_gpu_throughput(path, gpu_slots) for path in gpu_throughput)
+              if gpu_slots > 1 else {})
     sources = {"throughput": ", ".join(throughput) or None,
                "engine_throughput": ", ".join(engine_throughput) or None,
                "engine_throughput_left_out": dict(engine_left_out),
                "gpu_throughput": ", ".join(gpu_throughput) or None, "env_rates": env_rates}
-    return rates_for(jobs, measured, env, registry, engine, gpu), env, sources
+    return rates_for(jobs, measured, env, registry, engine, gpu, shared, gpu_slots), env, sources
 
 
 def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None = None,
                  config: str = DEFAULT_CONFIG, tasks=None, seeds=None, methods=None,
                  out: str | None = None, registry: str | None = None,
                  engine_throughput=None, thread_scaling=None, device: str | None = None,
-                 gpus: int | None = None, gpu_throughput=None, student_width: str | None = None) -> dict:
+                 gpus: int | None = None, gpu_throughput=None, student_width: str | None = None,
+                 gpu_slots: int | None = None) -> dict:
     """``asymbench estimate``: prints the estimate and returns it (and writes it to ``out``).
     ``throughput``: one or more train_throughput JSONs (default: every
     benchmarks/results/train_throughput*.json; a later file's row replaces an earlier one's);
@@ -488,14 +494,21 @@ def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None 
     benchmarks/results/thread_scaling.json if present; "" or absent: the issue-24 rule);
     ``device``: every training job's (default: the scale's ``device`` setting); ``gpus``: GPUs of
     the machine (default 1 where a job runs on one); ``gpu_throughput``: the GPU engine JSONs
-    for those jobs (default benchmarks/results/engine_throughput_cuda.json); ``student_width``:
-    ours | paper for every task (default: the scale's `student_width` setting)."""
+    for those jobs (default every benchmarks/results/engine_throughput_cuda*.json; the later
+    measurement of a row wins), their rows of
+    ``gpu_slots`` groups at once where that many share a GPU; ``student_width``: ours | paper for
+    every task (default: the scale's `student_width` setting); ``gpu_slots``: training groups
+    per GPU (default: the scale's `gpu_slots`, 1)."""
     plan = load_scale(scale, config, tasks, seeds, registry)
     if student_width is not None:
         plan = replace(plan, student_widths={task: student_width for task in plan.tasks})
     methods = tuple(methods or PIPELINE_METHODS)
     jobs = jobs_of(plan, methods, device)
-    rates, env, sources = _rates_of(jobs, throughput, engine_throughput, env_rates, gpu_throughput, registry)
+    slots = gpu_slots if gpu_slots is not None else plan.gpu_slots
+    if slots < 1:
+        raise ValueError(f"--gpu-slots must be a positive integer, got {slots}")
+    rates, env, sources = _rates_of(jobs, throughput, engine_throughput, env_rates, gpu_throughput,
+                                    registry, slots)
     on_gpu = any(j.device == "cuda" for j in jobs)
     if thread_scaling is None and Path(DEFAULT_THREAD_SCALING).exists():
         thread_scaling = DEFAULT_THREAD_SCALING
@@ -511,8 +524,8 @@ def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None 
 
     gpus = gpus if gpus is not None else int(on_gpu)
     hours = [cpu_hours(j.work, rates[j.rate_key()].per_cpu_s) for j in jobs]
-    threads, _ = plan_threads(jobs, hours, speedup, cores, gpus)
-    result = estimate(jobs, rates, cores, threads, speedup, gpus)
+    threads, _ = plan_threads(jobs, hours, speedup, cores, gpus * slots)
+    result = estimate(jobs, rates, cores, threads, speedup, gpus, slots)
     first = {(j.task, j.method): j for j in reversed(jobs) if j.stage == "train"}
     for row in result["rows"]:
         if row["stage"] == "train" and row["device"] == "cpu":
@@ -607,8 +620,9 @@ def _print(result: dict, plan: Scale, methods) -> None:
 def _print_plan(result: dict) -> None:
     """The threads of the training groups that get more than one (or a GPU), and the simulated
     makespans with one thread per job and with the plan, with what they assume."""
-    cores, gpus = result["cores"], result["gpus"]
-    machine = f"{cores} cores" + (f" and {gpus} GPU{'s' if gpus > 1 else ''}" if gpus else "")
+    cores, gpus, slots = result["cores"], result["gpus"], result.get("gpu_slots", 1)
+    machine = f"{cores} cores" + (f" and {gpus} GPU{'s' if gpus > 1 else ''}" if gpus else "") + (
+        f" ({slots} training groups per GPU)" if gpus and slots > 1 else "")
     print(f"\nthreads per training job, planned for {machine}: {result['thread_rule']}; "
           f"measured: {result['thread_scaling']}")
     groups = [r for r in result["rows"] if r["stage"] == "train"
@@ -622,8 +636,17 @@ def _print_plan(result: dict) -> None:
                   f"{r['wall_h']:8,.1f}  {r.get('thread_source', r['source'])}")
     print("every other training job: 1 thread" if groups
           else "every training job: 1 thread (more shortens nothing)")
-    if any(r["device"] == "cuda" for r in result["rows"]):
-        print(f"GPU jobs (one core and one GPU each): per-seed wall rates of {result['gpu_throughput']}")
+    cuda = [r for r in result["rows"] if r["device"] == "cuda"]
+    if cuda:
+        share = "one GPU" if slots == 1 else f"1/{slots} of a GPU"
+        print(f"GPU jobs (one core and {share} each): per-seed wall rates of {result['gpu_throughput']}"
+              + (f", measured with {slots} groups at once where measured" if slots > 1 else ""))
+        alone = sorted({f"{r['task']}/{r['method']}" for r in cuda if r["source"].startswith("upper bound of the rate")})
+        if alone:
+            which = "every GPU job" if len(alone) == len(cuda) else ", ".join(alone)
+            print(f"only solo GPU rates measured for {which}: they run at them, an upper bound "
+                  f"of the rate with {slots} groups per GPU (benchmarks/engine_throughput.py "
+                  f"--device cuda --concurrent {slots} measures it)")
     print(f"makespan on {machine} (list schedule of the job DAG, longest remaining chain first): "
           f"one thread per job {_hours(result['makespan_one_thread_h'])}; with the plan "
           f"{_hours(result['makespan_h'])} ({result['core_h']:,.0f} core-hours); its longest chain "

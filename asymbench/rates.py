@@ -20,7 +20,10 @@ benchmarks' JSON, and how threads speed a job up.
   ``measured_utc``, else its file's ``finished_utc``; equal or unknown: the later file); the
   rate's source names its file. Files given explicitly (``--engine-throughput``) are all used,
   GPU rows excepted. Training groups on a GPU run at the per-seed WALL rates of the GPU engine
-  measurements (``gpu_rate``).
+  measurements (``gpu_rate``); groups that share a GPU (``gpu_slots`` N) at the rates measured
+  with N groups at once (``--concurrent N``), else at the solo ones, labelled an upper bound
+  of the rate (``shared_gpu_rate``). Rows of concurrent groups never price a CPU job (they
+  measure wall time).
 - distillation (BC, GAIL), expert data and evaluation: one job per seed, at a measured rate per
   CPU-second (``benchmarks/train_throughput.py``, ``benchmarks/env_step_rate.py``).
 
@@ -82,7 +85,7 @@ SB3_REFERENCE = {"s_only": "SAC.learn (small)", "fit": "SAC.learn (fit)"}
 
 DEFAULT_ENGINE_THROUGHPUT = "benchmarks/results/engine_throughput.json"  # its machine: the kind
 DEFAULT_ENGINE_GLOB = "benchmarks/results/engine_throughput*.json"         # all files, that kind's
-DEFAULT_GPU_THROUGHPUT = "benchmarks/results/engine_throughput_cuda.json"
+DEFAULT_GPU_THROUGHPUT = "benchmarks/results/engine_throughput_cuda*.json"  # every GPU file
 
 
 # Fallbacks: /work/shared/notes/dependencies.md, "Measured speeds" (single process, one torch
@@ -141,7 +144,8 @@ def read_engine_throughput(path: str | Path) -> dict[tuple[str, str], dict[int, 
     engine = {}
     for r in rows:
         trainer = str(r["trainer"])
-        if not trainer.startswith("engine ") or (r.get("device") or file_device) != "cpu":
+        if (not trainer.startswith("engine ") or (r.get("device") or file_device) != "cpu"
+                or not _solo(r)):
             continue
         name = trainer[len("engine "):]
         k, rate = r.get("K"), r.get("per_seed_steps_per_cpu_s")
@@ -159,6 +163,12 @@ def read_engine_throughput(path: str | Path) -> dict[tuple[str, str], dict[int, 
             k, float(rate), None if speedup is None else float(speedup), source,
             str(r.get("measured_utc") or file_time))
     return engine
+
+
+def _solo(row: dict) -> bool:
+    """A group measured alone: the rows that price a CPU job by its CPU time (``concurrent``
+    rows measure wall time only)."""
+    return (row.get("concurrent") or 1) == 1
 
 
 def _data(path) -> dict:
@@ -340,27 +350,33 @@ def engine_rate(task_name: str, trainer: str, k: int, engine: dict, sb3_rate,
     return Rate(rate.per_cpu_s, f"sb3 engine rates: {rate.source}")
 
 
-def read_gpu_throughput(path: str | Path) -> dict[tuple[str, str], dict[int, EngineRow]]:
+def read_gpu_throughput(path: str | Path, concurrent: int = 1) -> dict[tuple[str, str], dict[int, EngineRow]]:
     """(task, "l_only" | "asym" | ...) -> {K: per-seed env steps per WALL second}, the "engine
     <trainer>" rows of benchmarks/engine_throughput.py run with ``--device cuda`` (on a GPU the
-    host's CPU time no longer measures the work)."""
+    host's CPU time no longer measures the work). ``concurrent`` N > 1: the rows of N groups
+    trained at once on one GPU (``--concurrent N``), the mean of the N groups' rates."""
     data = _data(path)
     file_device = data.get("device") or "cpu"
     machine = data.get("machine") or {}
     where = f"{Path(path).name}, {machine.get('gpu') or 'GPU'}"
-    rows = {}
+    found = {}
     for r in _rows(path, ("task", "trainer"), data):
         trainer = str(r["trainer"])
         if (not trainer.startswith("engine ") or (r.get("device") or file_device) != "cuda"
-                or "error" in r):
+                or "error" in r or (r.get("concurrent") or 1) != concurrent):
             continue
         k, rate = r.get("K"), r.get("wall_steps_per_s")
         if not (isinstance(k, int) and k >= 1 and isinstance(rate, (int, float)) and rate > 0):
             raise ValueError(f"{path}: GPU row {r['task']}/{trainer} needs an integer K >= 1 and a "
                              "positive wall_steps_per_s")
-        load = r.get("load")
-        rows.setdefault((r["task"], trainer[len("engine "):]), {})[k] = EngineRow(
-            k, float(rate), r.get("speedup_vs_sb3"), where + (f", load {load:.1f}" if load else ""))
+        found.setdefault((r["task"], trainer[len("engine "):], k), []).append(r)
+    rows = {}
+    for (task, name, k), group in found.items():
+        loads = [r["load"] for r in group if r.get("load")]
+        label = where + (f", {concurrent} groups at once, mean of {len(group)}" if concurrent > 1 else "")
+        rows.setdefault((task, name), {})[k] = EngineRow(
+            k, float(np.mean([r["wall_steps_per_s"] for r in group])), group[0].get("speedup_vs_sb3"),
+            label + (f", load {max(loads):.1f}" if loads else ""))
     return rows
 
 
@@ -406,12 +422,30 @@ def gpu_rate(task_name: str, trainer: str, k: int, gpu: dict, env_rates: dict,
                      f"(--gpu-throughput, default {DEFAULT_GPU_THROUGHPUT})")
 
 
+def shared_gpu_rate(task_name: str, trainer: str, k: int, slots: int, solo: dict, shared: dict,
+                    env_rates: dict, registry: str | Path | None = None) -> Rate:
+    """Per-seed wall rate of a training group on a GPU that ``slots`` groups share: ``gpu_rate``
+    from the rows measured with ``slots`` groups at once (``shared``); where there are none,
+    from the solo rows (``solo``), an upper bound of the rate, labelled as such."""
+    if slots > 1 and shared:
+        try:
+            rate = gpu_rate(task_name, trainer, k, shared, env_rates, registry)
+            return Rate(rate.per_cpu_s, f"{slots} per GPU: {rate.source}")
+        except ValueError:  # no shared row of this trainer (or L-only): the solo rows
+            pass
+    rate = gpu_rate(task_name, trainer, k, solo, env_rates, registry)
+    if slots > 1:
+        return Rate(rate.per_cpu_s, f"upper bound of the rate, {slots} per GPU measured alone: {rate.source}")
+    return rate
+
+
 def rates_for(jobs: list[Job], measured: dict, env_rates: dict | None = None,
               registry: str | Path | None = None, engine: dict | None = None,
-              gpu: dict | None = None) -> dict[tuple, Rate]:
+              gpu: dict | None = None, gpu_shared: dict | None = None,
+              gpu_slots: int = 1) -> dict[tuple, Rate]:
     """``job.rate_key()`` -> rate of every job: training groups at the engine's per-seed rate at
-    their K (a task's groups all have the same K; on a GPU, ``gpu_rate``), every other job at its
-    measured rate."""
+    their K (a task's groups all have the same K; on a GPU that ``gpu_slots`` groups share,
+    ``shared_gpu_rate``), every other job at its measured rate."""
     env_rates, engine = env_rates or {}, engine or {}
 
     def sb3_rate(task, trainer):
@@ -423,7 +457,8 @@ def rates_for(jobs: list[Job], measured: dict, env_rates: dict | None = None,
         if key in rates:
             continue
         if job.stage == "train" and job.device == "cuda":
-            rates[key] = gpu_rate(job.task, job.trainer, job.k, gpu or {}, env_rates, registry)
+            rates[key] = shared_gpu_rate(job.task, job.trainer, job.k, gpu_slots, gpu or {},
+                                         gpu_shared or {}, env_rates, registry)
         elif job.stage == "train":
             rates[key] = engine_rate(job.task, job.trainer, job.k, engine, sb3_rate, registry)
         else:

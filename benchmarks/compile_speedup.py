@@ -44,11 +44,11 @@ CASES = {
 
 
 def steady_group(task: str, method: str, width: int | None, members: int, compiled: bool,
-                 fill: int, device: str = "cpu"):
+                 fill: int, device: str = "cpu", env_workers: int = 0):
     """A group past every warm-up: its buffer holds ``fill`` random env steps; returns the
     group, its bookkeeping and the env step to continue from (beyond every learning start)."""
     request = TrainRequest(task=task, method=method, seed=0, out="unused", width=width,
-                           steps=10_000_000, progress=False)
+                           steps=10_000_000, progress=False, env_workers=env_workers)
     config = resolve_config(request)
     group = Group(request, config, list(range(members)), device, compiled)
     book = MacroBookkeeping.start(group.first_obs)
@@ -75,8 +75,9 @@ def env_step(group: Group, book: MacroBookkeeping, t: int, update: bool = True) 
         if update:
             master.after_env_step(t)
     book.obs = tr.next_obs
-    for k in tr.done.nonzero()[0]:
-        book.new_episode(k, group.reset(k))
+    ended = tr.done.nonzero()[0]
+    for k, obs in zip(ended, group.reset(ended)):
+        book.new_episode(k, obs)
 
 
 def measure(case: str, members: int, steps: int, chunks: int, fill: int, device: str = "cpu") -> dict:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 35 in one run (under 8 minutes on one H100-class GPU): the GPU tests,
-# then the step profile and eager-vs-compiled throughput with --device cuda (Swimmer, K=10),
-# each writing JSON under benchmarks/results/ with the GPU's name (the JSON's machine.gpu).
+# The GPU checks of issue 35 in one run (about 12 minutes on one H100-class GPU): the GPU tests,
+# then the step profile and eager-vs-compiled throughput with --device cuda (Swimmer, K=10), then
+# Ours' groups alone and four at once on the GPU (Swimmer and Ant, K=10 and 50: the rates
+# `asymbench estimate --gpu-slots 4` uses), each writing JSON under benchmarks/results/ with the
+# GPU's name (the JSON's machine.gpu).
 #     bash benchmarks/gpu_check.sh            (from the repository root, .venv installed)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +17,8 @@ timeout 120 $PY step_profile.py --device cuda --cases swimmer_l_only swimmer_our
     --steps 200 || status=1
 timeout 200 $PY compile_speedup.py --device cuda --cases swimmer_l_only --members 10 --steps 100 \
     --chunks 2 || status=1
+# written after each task: a timeout keeps Swimmer's rows
+timeout 300 $PY engine_throughput.py --device cuda --tasks Swimmer Ant --trainers asym \
+    --members 10 50 --concurrent 1 4 --steps 100 --repeats 1 \
+    --out results/engine_throughput_cuda_concurrent.json || status=1
 exit $status

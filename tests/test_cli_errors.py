@@ -245,6 +245,10 @@ CASES = [
     ("train-master-ls-neg", TA + " --master-learning-starts -2", ["--master-learning-starts", ">= 0"]),
     ("train-max-episode-steps-0", T + " --max-episode-steps 0", ["--max-episode-steps", ">= 1"]),
     ("train-checkpoint-every-0", T + " --checkpoint-every 0", ["--checkpoint-every", ">= 1"]),
+    ("train-env-workers-neg", T + " --env-workers -1", ["--env-workers", "got -1", ">= 0"]),
+    # before anything is trained or written (a machine with a GPU trains instead)
+    *([("train-cuda-without-gpu", T + " --device cuda", ["--device cuda", "no CUDA device"])]
+      if not __import__("torch").cuda.is_available() else []),
     ("train-lam-nan", TA + " --lam nan", ["--lam", "nan", "finite"]),
     ("train-lam-inf", TA + " --lam inf", ["--lam", "inf", "finite"]),
     ("train-lam-minus-inf", TA + " --lam=-inf", ["--lam", "finite"]),
@@ -266,6 +270,7 @@ CASES = [
     ("distill-seed-neg", DW + " --seed -7", ["--seed", ">= 0"]),
     ("distill-threads-neg", DW + " --threads -1", ["--threads", ">= 1"]),
     ("estimate-cores-0", "estimate --scale smoke --cores 0", ["--cores", ">= 1"]),
+    ("estimate-gpu-slots-0", "estimate --scale smoke --gpu-slots 0", ["--gpu-slots", ">= 1"]),
     ("figures-run-seed-neg", "figures timeline --trace {file} --eval {eval} --run-seed -1 "
      "--scale x --out {ws}/f.png", ["--run-seed", ">= 0"]),
     # options that do not apply to the method

@@ -446,6 +446,52 @@ def test_segmented_run_equals_a_straight_run(tmp_path, task, method, straight_ru
     assert read_json(tmp_path / "seg" / "milestones" / "170" / "seed0" / "config.json")["total_steps"] == 500
 
 
+def _same_tree(a, b, where="checkpoint"):
+    """Two checkpoints' contents equal bit for bit, wall times aside."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            if key != "wall_s":
+                _same_tree(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same_tree(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, np.ndarray):
+        assert np.array_equal(a, b), where
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("task, method", [("MountainCarContinuous", "asym"), ("walker-stand", "asym")])
+def test_env_workers_step_the_same_transitions_and_resume_either_way(tmp_path, task, method, straight_run):
+    """`asymbench train --env-workers 2` (one env per worker process) to a milestone writes the
+    checkpoint serial stepping writes, bit for bit (replay buffers: observations, actions,
+    rewards; env states; episodes in progress); each resumes the other way, and both end as the
+    straight serial run (learning curves and weights)."""
+    from asymbench import cli
+    from asymbench.runs import load_state
+
+    def train(out, workers, *extra):
+        argv = ["train", "--task", task, "--method", method, "--seeds", "0", "1", "--out", str(out),
+                "--steps", "500", "--learning-starts", "60", "--max-episode-steps", "70",
+                "--checkpoint-every", "10000", "--quiet", "--env-workers", str(workers), *extra]
+        assert cli.main(argv + (["--master-learning-starts", "160"] if method == "asym" else [])) == 0
+
+    for workers in (0, 2):
+        train(tmp_path / f"w{workers}", workers, "--until", "170")
+        assert read_json(tmp_path / f"w{workers}" / "seed1" / "config.json")["runtime"]["env_workers"] == workers
+    _same_tree(load_state(tmp_path / "w0" / "group_checkpoint.pt"),
+               load_state(tmp_path / "w2" / "group_checkpoint.pt"))
+    train(tmp_path / "w0", 2, "--segment-start", "170")
+    train(tmp_path / "w2", 0, "--segment-start", "170")
+    for seed in (0, 1):
+        for out in ("w0", "w2"):
+            _assert_same_run(straight_run(task, method) / f"seed{seed}", tmp_path / out / f"seed{seed}")
+
+
 def _run_killed(tmp_path, task, method, out, script_tail: str, checkpoint_every: int):
     import subprocess
     import sys

@@ -630,6 +630,47 @@ def test_device_cuda_puts_training_on_the_gpu_rates_one_gpu_at_a_time(tmp_path, 
     assert {(j.method, j.device) for j in jobs if j.stage == "train"} == {("l_only", "cpu"), ("ours", "cuda")}
 
 
+def test_groups_sharing_a_gpu_run_at_the_concurrent_rates_or_say_the_solo_ones_bound_them(tmp_path, capsys):
+    """`asymbench estimate --gpus 1 --gpu-slots 4` (or a scale's `gpu_slots: 4`): the GPU
+    training jobs run four at a time on the GPU, at the rates of engine_throughput.py
+    --concurrent 4 (the mean of the four groups); a trainer measured only alone runs at its solo
+    rate, labelled an upper bound, and one line says so."""
+    path = _gpu_json(tmp_path)
+    data = json.loads(path.read_text())
+    data["rows"] += [{"task": CAR, "trainer": "engine l_only", "device": "cuda", "K": 10, "concurrent": 4,
+                      "group": i, "wall_steps_per_s": rate} for i, rate in enumerate((300.0, 320.0, 340.0, 360.0))]
+    path.write_text(json.dumps(data))
+    common = ["estimate", "--scale", "tiny", "--cores", "4", "--throughput", str(_sb3_json(tmp_path)),
+              "--engine-throughput", str(_engine_json(tmp_path)), "--methods", "l_only", "ours",
+              "--device", "cuda", "--gpus", "1", "--gpu-throughput", str(path)]
+    results = {}
+    for slots, config in ((1, _config(tmp_path)), (4, _config(tmp_path)), ("scale", _config(tmp_path))):
+        if slots == "scale":
+            data = yaml.safe_load(config.read_text())
+            data["scales"]["tiny"]["gpu_slots"] = 4
+            config.write_text(yaml.safe_dump(data))
+        out = tmp_path / f"estimate_{slots}.json"
+        extra = ["--gpu-slots", str(slots)] if slots != "scale" else []
+        assert main(common + ["--config", str(config), "--out", str(out)] + extra) == 0
+        results[slots] = (json.loads(out.read_text()), capsys.readouterr().out)
+    shared, printed = results[4]
+    assert results["scale"][0]["rows"] == shared["rows"] and shared["gpu_slots"] == 4
+    trains = {(r["task"], r["method"]): r for r in shared["rows"] if r["stage"] == "train"}
+    car = trains[(CAR, "l_only")]   # K = 3 of the measured K = 10: scaled by 3/10
+    assert car["rate_per_cpu_s"] == pytest.approx(330.0 * 3 / 10)
+    assert "4 per GPU" in car["source"] and "4 groups at once, mean of 4" in car["source"]
+    ours = trains[(CAR, "ours")]
+    assert ours["rate_per_cpu_s"] == pytest.approx(600.0 * 3 / 10)
+    assert ours["source"].startswith("upper bound of the rate, 4 per GPU measured alone")
+    assert f"only solo GPU rates measured for {CAR}/ours, {WALKER}/ours" in printed
+    assert "1/4 of a GPU each" in printed and "4 training groups per GPU" in printed
+    alone = results[1][0]
+    assert "only solo GPU rates" not in results[1][1]
+    assert shared["makespan_h"] < alone["makespan_h"]   # four at once on the one GPU
+    assert main(common + ["--config", str(_config(tmp_path)), "--gpu-slots", "0"]) == 2
+    assert "--gpu-slots" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- threads keep a run's numbers
 def test_training_with_two_threads_is_bit_identical_to_one(tmp_path):
     """asymbench train --threads T: the same learning curve and weights at 1 and 2 threads

@@ -78,6 +78,10 @@ def commands(output: str, start: str) -> list[str]:
     ("pareto={lambda_factors: [1, inf]}", "pareto.lambda_factors.1", "expected a finite number"),
     ("pareto={lambda_factors: [nan]}", "pareto.lambda_factors.0", "expected a finite number"),
     ("pareto={lambda_factors: [1], variant: noisy}", "pareto", "is not one of ['dropped', 'as_sac']"),
+    ("scales={smoke: {gpu_slots: 0}}", "scales", "['gpu_slots']:\n    0"),
+    ("scales={smoke: {gpu_slots: -2}}", "scales", "-2 is less than the minimum of 1"),
+    ("scales={smoke: {gpu_slots: 1.5}}", "scales", "1.5 is not of type 'integer'"),
+    ("scales={smoke: {env_workers: -1}}", "scales", "['env_workers']:\n    -1"),
 ])
 def test_bad_config_is_rejected_naming_the_field(override, field, message):
     result = snakemake("-n", "--cores", "1", "--config", *override.split("  "))
@@ -328,6 +332,27 @@ def test_train_threads_and_device_reach_the_training_jobs():
     default = train_jobs(snakemake("-n", "-p", "--forceall", "--cores", "16", "--config", "scale=smoke").stdout)
     assert {(j["threads"], j["resources"]["gpu"]) for j in default} == {(1, "0")}
     assert not any("--device" in j["command"] for j in default)
+
+
+def test_gpu_slots_let_training_groups_share_a_gpu():
+    """`gpu_slots: 4`: every cuda training job asks for one gpu_slot (a quarter of a GPU: local
+    --resources gpu_slot=<GPUs x 4>) and, for SLURM, one GPU shard instead of a whole GPU; CPU
+    jobs ask for neither. `env_workers` reaches the commands."""
+    result = snakemake("-n", "-p", "--forceall", "--cores", "16", "--config", "scale=smoke",
+                       "scales={smoke: {device: {ours: cuda}, gpu_slots: 4, env_workers: 2}}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = train_jobs(result.stdout)
+    assert len(found) == 2 * 5 * 2
+    for job in found:
+        cuda = job["method"] == "ours"
+        assert job["resources"]["gpu_slot"] == str(int(cuda)) and job["resources"]["gpu"] == "0"
+        assert job["resources"].get("gres") == ("shard:1" if cuda else None), job
+        assert "--env-workers 2 " in job["command"]
+    alone = train_jobs(snakemake("-n", "-p", "--forceall", "--cores", "16", "--config", "scale=smoke",
+                                 "scales={smoke: {device: {ours: cuda}}}").stdout)
+    assert {(j["method"] == "ours", j["resources"]["gpu"], j["resources"]["gpu_slot"], "gres" in j["resources"])
+            for j in alone} == {(True, "1", "1", False), (False, "0", "0", False)}
+    assert not any("--env-workers" in j["command"] for j in alone)
 
 
 def _blocks(output: str, rule_prefix: str) -> list[str]:

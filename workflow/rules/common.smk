@@ -397,7 +397,7 @@ def train_options(wildcards):
                         ("--checkpoint-every", s["checkpoint_every"]), ("--lam", lam),
                         ("--asym-action-noise", "as_sac" if wildcards.method.startswith("ours_as_sac") else None),
                         ("--device", "cuda" if train_device(wildcards) == "cuda" else None),
-                        ("--compile", train_compile(s))])
+                        ("--compile", train_compile(s)), ("--env-workers", s.get("env_workers") or None)])
     return " ".join(filter(None, [options, registry_option()]))
 
 
@@ -455,10 +455,28 @@ def train_compile(s):
     return None if value == "auto" else value
 
 
-def train_gpus(wildcards):
-    """The `gpu` resource of a training job: 1 on cuda (local: --resources gpu=N admits N at
-    once; SLURM: --gpus=1), else 0."""
+def gpu_slots(wildcards):
+    """How many training groups share one GPU: the scale's `gpu_slots` (default 1)."""
+    return settings(wildcards).get("gpu_slots", 1)
+
+
+def train_gpu_slots(wildcards):
+    """The `gpu_slot` resource of a training job, in 1/`gpu_slots` of a GPU: 1 on cuda (local:
+    --resources gpu_slot=<GPUs x gpu_slots> admits that many at once), else 0."""
     return int(train_device(wildcards) == "cuda")
+
+
+def train_gpus(wildcards):
+    """The `gpu` resource of a training job (SLURM: --gpus=1): 1 on cuda where it has a GPU of
+    its own (`gpu_slots` 1; local: --resources gpu=N still admits N at once), else 0."""
+    return int(train_device(wildcards) == "cuda" and gpu_slots(wildcards) == 1)
+
+
+def train_gres(wildcards):
+    """The `gres` resource of a training job (SLURM: --gres): "shard:1" on cuda where
+    `gpu_slots` > 1 groups share a GPU (SLURM's GPU sharding, configured by the site), else
+    none."""
+    return "shard:1" if train_device(wildcards) == "cuda" and gpu_slots(wildcards) > 1 else None
 
 
 def train_cpus(wildcards, threads):

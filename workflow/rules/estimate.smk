@@ -3,7 +3,7 @@
 # one thread per job and with the threads it plans per training job (benchmarks/results/
 # thread_scaling.json when present); results/<scale>/estimate.json is that plan, for config
 # `thread_plan`. Training jobs of a scale's `device: cuda` (in the config file: command-line
-# overrides do not reach it) run at the GPU measurements' rates. Training is one job per (task, method) for all its K seeds
+# overrides do not reach it) run at the GPU measurements' rates, `gpu_slots` of them per GPU. Training is one job per (task, method) for all its K seeds
 # (train.smk), at the batched engine's per-seed rate at K (benchmarks/results/
 # engine_throughput*.json of one machine kind, CPU runs); the other jobs are per seed. Rates come from the measurements in
 # benchmarks/results/ when present (benchmarks/README.md says how to make them), else from

@@ -17,7 +17,9 @@
 # Threads and device (common.smk, "threads, device"): a job's `--threads` come from the config's
 # `thread_plan` (`asymbench estimate --out`) or the scale's `train_threads` (default 1), capped by
 # --cores, and SLURM's cpus_per_task follows them; a scale's `device: cuda` adds `--device cuda`
-# and the resource gpu=1 (local: --resources gpu=N; SLURM: --gpus=1). Runs are bit-identical at
+# and the resources gpu_slot=1, one of the scale's `gpu_slots` per GPU (local: --resources
+# gpu_slot=<GPUs x gpu_slots>), and gpu=1 where a job has a GPU to itself (SLURM: --gpus=1;
+# sharing, gres=shard:1, SLURM's GPU shards). Runs are bit-identical at
 # 1 and 2 threads (tested), so a plan changes no number. A scale's `compile` (auto | on | off)
 # is the update's engine.compile (`--compile`, where not auto); config.json's `runtime` records it.
 
@@ -67,6 +69,8 @@ for _task in tasks_of(SCALE):
                 runtime=resource("train", "runtime"),
                 cpus_per_task=train_cpus,
                 gpu=train_gpus,
+                gpu_slot=train_gpu_slots,
+                gres=train_gres,
             conda:
                 "../envs/asymbench.yaml"
             shell:
@@ -99,6 +103,8 @@ for _task in tasks_of(SCALE):
             runtime=resource("train", "runtime"),
             cpus_per_task=train_cpus,
             gpu=train_gpus,
+            gpu_slot=train_gpu_slots,
+            gres=train_gres,
         conda:
             "../envs/asymbench.yaml"
         shell:

@@ -44,6 +44,26 @@ def squashed_gaussian(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Te
     return action, log_prob
 
 
+def adam_in_graph(params: list[torch.Tensor], grads, states: list[dict], lr: torch.Tensor, group: dict) -> None:
+    """``torch.optim.Adam``'s step (no weight decay, no amsgrad) on its own state, with the
+    step counts and learning rate as tensors, so dynamo traces it into the update's graph
+    (``optimizer.step`` would break the graph). The arithmetic is Adam's in another order:
+    equal to float rounding, not bit for bit. An optimizer's weights share one step count."""
+    (beta1, beta2), eps = group["betas"], group["eps"]
+    steps = [state["step"] for state in states]
+    exp_avgs, exp_avg_sqs = [state["exp_avg"] for state in states], [state["exp_avg_sq"] for state in states]
+    torch._foreach_add_(steps, 1)
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+    step_size = lr / (1 - beta1 ** steps[0])
+    denom = torch._foreach_div(torch._foreach_sqrt(exp_avg_sqs), torch.sqrt(1 - beta2 ** steps[0]))
+    torch._foreach_add_(denom, eps)
+    updates = torch._foreach_div(exp_avgs, denom)
+    torch._foreach_mul_(updates, step_size)
+    torch._foreach_sub_(params, updates)
+
+
 class StackedSAC:
     """K stable-baselines3 SACs of one width, as stacked tensors. Critic members 0..K-1 are
     each seed's first Q-network, K..2K-1 its second, so both critics run as one stack."""
@@ -82,9 +102,11 @@ class StackedSAC:
         self.lr = torch.tensor(float(lr), device=device)  # read by the compiled step's Adam
         self._configure_optimizers()
         if compiled:
-            # Every stack (and a resumed optimizer state) is one more guarded entry on the same
-            # code; past the limit dynamo would run the step eagerly, where capturable Adam on a
-            # CPU stops: room for many, and an error rather than that fallback.
+            # Dynamo traces torch.autograd.grad (``_descend``) rather than breaking the graph
+            # there. Every stack is one more guarded entry on the same code; past the limit
+            # dynamo would run the step eagerly, silently slow: room for many, and an error
+            # rather than that fallback.
+            torch._dynamo.config.trace_autograd_ops = True
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
             torch._dynamo.config.fail_on_recompile_limit_hit = True
         self._step = torch.compile(self.gradient_step, dynamic=False) if compiled else self.gradient_step
@@ -94,15 +116,19 @@ class StackedSAC:
         return optimizers + ([self.ent_coef_optimizer] if self.log_ent_coef is not None else [])
 
     def _configure_optimizers(self) -> None:
-        """Compiled, Adam reads the learning rate from a tensor and keeps its arithmetic on tensors
-        (``capturable``), so a changing learning rate neither recompiles nor leaves the graph.
-        Eager, Adam is today's (a float learning rate, host-side bias corrections): bit for bit
-        the update the fixtures were recorded with."""
+        """Eager, Adam is today's ``optimizer.step`` (a float learning rate, host-side bias
+        corrections): bit for bit the update the fixtures were recorded with. Compiled, the
+        update never calls ``optimizer.step``: ``adam_in_graph`` updates the optimizers' own
+        state (so checkpoints keep their format), created here as Adam creates it, its step
+        counts beside the weights."""
         for optimizer in self._optimizers():
             for group in optimizer.param_groups:
-                group["capturable"] = self.compiled
-                group["lr"] = self.lr if self.compiled else float(group["lr"])
-            for state in optimizer.state.values():  # capturable keeps its step count by the weights
+                group["capturable"], group["lr"] = False, float(group["lr"])
+                for param in group["params"] if self.compiled else []:
+                    if not optimizer.state[param]:
+                        optimizer.state[param] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(param),
+                                                  "exp_avg_sq": torch.zeros_like(param)}
+            for state in optimizer.state.values():
                 state["step"] = state["step"].to(self.lr.device if self.compiled else "cpu")
 
     # --- policy ------------------------------------------------------------------------
@@ -151,9 +177,6 @@ class StackedSAC:
         inputs = self.inputs
         actions_pi, log_prob = self.sample(inputs["obs"], inputs["noise_pi"])   # [K,B,A], [K,B]
         log_prob = log_prob[..., None]
-        # Compiled, the policy sample is a graph of its own: the actor loss backpropagates through
-        # it after the entropy and critic losses have run their own backward (no-op eager).
-        torch._dynamo.graph_break()
         ent_coef = self.ent_coef()                                  # [K,1,1], before its step
         if self.log_ent_coef is not None:
             self.entropy_step(log_prob)
@@ -161,11 +184,25 @@ class StackedSAC:
         self.actor_step(actions_pi, log_prob, ent_coef)
         self.target_update()
 
+    def _descend(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """One Adam step of ``optimizer``'s weights down ``loss``. Eager: ``backward`` and
+        ``optimizer.step``. Compiled: ``torch.autograd.grad`` and ``adam_in_graph``, which
+        dynamo traces (``trace_autograd_ops``), so the whole update is one graph with no break:
+        the backward passes and Adam fuse with the forward passes."""
+        if not self.compiled:
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return
+        params = optimizer.param_groups[0]["params"]
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            adam_in_graph(params, grads, [optimizer.state[p] for p in params], self.lr,
+                          optimizer.param_groups[0])
+
     def entropy_step(self, log_prob: torch.Tensor) -> None:
         ent_loss = -(self.log_ent_coef.view(-1, 1, 1) * (log_prob + self.target_entropy).detach())
-        self.ent_coef_optimizer.zero_grad()
-        ent_loss.mean(dim=(1, 2)).sum().backward()
-        self.ent_coef_optimizer.step()
+        self._descend(ent_loss.mean(dim=(1, 2)).sum(), self.ent_coef_optimizer)
 
     def critic_step(self, ent_coef: torch.Tensor) -> None:
         K, inputs = self.members, self.inputs
@@ -177,9 +214,7 @@ class StackedSAC:
         current_q = self.q_values(inputs["obs"], inputs["action"])
         critic_loss = 0.5 * (((current_q[:K] - target_q) ** 2).mean(dim=(1, 2))
                              + ((current_q[K:] - target_q) ** 2).mean(dim=(1, 2)))
-        self.critic_optimizer.zero_grad()
-        critic_loss.sum().backward()
-        self.critic_optimizer.step()
+        self._descend(critic_loss.sum(), self.critic_optimizer)
 
     def actor_step(self, actions_pi: torch.Tensor, log_prob: torch.Tensor, ent_coef: torch.Tensor) -> None:
         # The critic's weights are read detached: SB3 lets these gradients reach the critic and
@@ -188,9 +223,7 @@ class StackedSAC:
         q_pi = self.q_values(self.inputs["obs"], actions_pi, detach=True)
         min_q_pi = torch.minimum(q_pi[:K], q_pi[K:])
         actor_loss = (ent_coef * log_prob - min_q_pi).mean(dim=(1, 2))
-        self.actor_optimizer.zero_grad()
-        actor_loss.sum().backward()
-        self.actor_optimizer.step()
+        self._descend(actor_loss.sum(), self.actor_optimizer)
 
     @torch.no_grad()
     def target_update(self) -> None:

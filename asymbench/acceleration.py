@@ -3,15 +3,17 @@ record of what ran, saved in every run's config.json under ``runtime``.
 
 ``StackedSAC.gradient_step`` is one static-shape function (critics, actor, entropy coefficient,
 Adam and Polyak on preallocated tensors). Eager it is the reference: on a CPU it computes today's
-update bit for bit. Compiled (``torch.compile``, Inductor's C++ kernels on a CPU) it agrees
-with eager to float rounding, not bit for bit (tests/test_engine.py);
-benchmarks/results/compile_speedup.json measures both in turns, and the warm-up (seconds of
-compilation per stack shape).
+update bit for bit. Compiled (``torch.compile``, Inductor's C++ kernels on a CPU) it is one graph
+(gradients by ``torch.autograd.grad``, Adam in the graph) that agrees with eager to float
+rounding, not bit for bit (tests/test_engine.py); benchmarks/results/compile_speedup.json
+measures both in turns, and the warm-up (seconds of compilation per stack shape).
 
-``auto`` runs what measured faster on the device type: eager on a CPU (compile_speedup.json:
-the compiled update, split into graphs at its three backward passes, is no faster there), and
-eager on a GPU until one is measured. ``on`` compiles wherever a C++
-compiler is found, and stops with one line where none is.
+``off`` is the default (the CLI's and the pipeline's): every run recorded so far is eager, and
+a default that changed would change the numbers of new runs. ``auto`` runs what measured faster
+on the device type: compiled on a CPU (compile_speedup.json: faster in every case measured)
+for a run long enough to repay the compilation, eager on a GPU until one is measured; a resumed
+run keeps the mode it started with. ``on`` compiles wherever a C++ compiler is found, and stops
+with one line where none is.
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ from asymbench.runs import UsageError, cpu_model
 COMPILE_CHOICES = ("auto", "on", "off")
 # What ``auto`` runs per device type: the faster in benchmarks/results/compile_speedup.json
 # (CPU); a GPU's is pending a measurement.
-AUTO_COMPILES = {"cpu": False, "cuda": False}
+AUTO_COMPILES = {"cpu": True, "cuda": False}
+# ``auto`` compiles runs of at least this many env steps: compiling a stack shape costs up to a
+# minute or two of CPU (compile_speedup.json's warm-up), repaid within some thousands of updates
+# (its break_even_updates); shorter runs (smoke runs, tests) stay eager.
+AUTO_MIN_STEPS = 100_000
 
 
 def cxx_compiler() -> str | None:
@@ -36,13 +42,16 @@ def cxx_compiler() -> str | None:
     return next((found for name in candidates if name and (found := shutil.which(name))), None)
 
 
-def use_compiled(setting: str, device: str) -> bool:
-    """Whether the update runs compiled for ``engine.compile: setting`` (--compile) on ``device``."""
+def use_compiled(setting: str, device: str, total_steps: int, resumed: bool | None = None) -> bool:
+    """Whether the update runs compiled for ``engine.compile: setting`` (--compile) on ``device``,
+    in a run of ``total_steps`` env steps; ``resumed``: whether the run being resumed ran
+    compiled (None: a new run), which ``auto`` keeps, so no run changes mode half-way."""
     if setting not in COMPILE_CHOICES:
         raise UsageError(f"--compile (engine.compile) must be one of {', '.join(COMPILE_CHOICES)}, "
                          f"got {setting!r}")
     if setting == "auto":
-        return AUTO_COMPILES.get(torch.device(device).type, False)
+        faster = AUTO_COMPILES.get(torch.device(device).type, False) and total_steps >= AUTO_MIN_STEPS
+        return (faster if resumed is None else resumed) and cxx_compiler() is not None
     if setting == "on" and cxx_compiler() is None:
         raise UsageError("--compile on (engine.compile): no C++ compiler found ($CXX, g++, c++ or "
                          "clang++), which torch.compile needs: install one, or use --compile off")

@@ -772,7 +772,7 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
     plan, reached = plan_group(request, seeds, out_root, dirs, until, segment_start)
     if reached is not None:
         return reached
-    compiled = use_compiled(request.compile, device)
+    compiled = use_compiled(request.compile, device, plan.total_steps, _resumed_compiled(plan))
     runtime = {**runtime_record(request.compile, compiled, device, request.threads),
                "env_workers": min(request.env_workers, len(plan.seeds))}
     plan.configs = [{**c, "runtime": runtime} for c in plan.configs]
@@ -782,6 +782,14 @@ def train_group(request: TrainRequest, seeds: list[int], out_root: str | Path,
         for d, c in zip(plan.dirs, plan.configs):
             write_json(d / CONFIG_FILE, c)
         return _train(request, plan, device, segment_start, compiled)
+
+
+def _resumed_compiled(plan: GroupPlan) -> bool | None:
+    """Whether the run resumed from the group's checkpoint ran compiled (config.json's runtime;
+    a run recorded before the runtime was eager); None for a new run."""
+    if not GroupCheckpoint(plan.out_root, "cpu").exists():
+        return None
+    return read_json(plan.dirs[0] / CONFIG_FILE).get("runtime", {}).get("compiled", False)
 
 
 def _train(request: TrainRequest, plan: GroupPlan, device: str, segment_start: int | None,

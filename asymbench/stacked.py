@@ -109,7 +109,11 @@ class StackedSAC:
             torch._dynamo.config.trace_autograd_ops = True
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
             torch._dynamo.config.fail_on_recompile_limit_hit = True
-        self._step = torch.compile(self.gradient_step, dynamic=False) if compiled else self.gradient_step
+        # On a CPU the graph's ~60 kernel calls go through a C++ wrapper rather than Python's
+        # (~5% of a compiled update, for ~20 s more compilation per stack shape).
+        options = {"cpp_wrapper": True} if torch.device(device).type == "cpu" else None
+        self._step = (torch.compile(self.gradient_step, dynamic=False, options=options) if compiled
+                      else self.gradient_step)
 
     def _optimizers(self) -> list[torch.optim.Optimizer]:
         optimizers = [self.actor_optimizer, self.critic_optimizer]

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from torch._dynamo.utils import counters
 
 from asymbench.agents import make_sac
 from asymbench.engine import train_group
@@ -630,7 +631,9 @@ def test_compiled_update_agrees_with_eager_within_adam_rounding():
     turns a rounding difference in a gradient into a step difference of up to one learning rate
     where a gradient element is near zero (its step is ~lr * sign). So after n updates from the
     same state every element agrees within 2 * n * lr, and nearly all agree to float rounding
-    (a wrong gradient or step would move most elements by ~lr)."""
+    (a wrong gradient or step would move most elements by ~lr). The whole update, entropy
+    coefficient included, is one graph: no graph break, and neither a changing learning rate
+    nor a restored optimizer state recompiles it."""
     task = get_task(COMPILE_TASK)
     settings = dict(task.sac, lr_schedule="linear")  # a changing learning rate must not recompile
     obs_dim, act_dim = 2, 1
@@ -638,6 +641,7 @@ def test_compiled_update_agrees_with_eager_within_adam_rounding():
     eager = StackedSAC(1, obs_dim, act_dim, task.large, settings)
     compiled = StackedSAC(1, obs_dim, act_dim, task.large, settings, compiled=True)
     compiled.restore(eager.state())
+    counters.clear()
     initial = {part: {k: v.clone() for k, v in getattr(eager, part).state_dict().items()}
                for part in ("trunk", "mu", "log_std", "critic", "critic_target")}
     gen, B, n = torch.Generator().manual_seed(1), settings["batch_size"], 5
@@ -648,6 +652,10 @@ def test_compiled_update_agrees_with_eager_within_adam_rounding():
         noise = [torch.randn(1, B, act_dim, generator=gen) for _ in range(2)]
         for sac in (eager, compiled):
             sac.update(batch, *noise, 1.0 - i / 10)
+        if i == 2:
+            compiled.restore(compiled.state())  # as a resumed run does: new optimizer state tensors
+    assert counters["frames"]["total"] == counters["stats"]["unique_graphs"] == 1
+    assert not counters["graph_break"]
     lr = settings["learning_rate"]
     moved = 0
     for part in ("trunk", "mu", "log_std", "critic", "critic_target"):
@@ -695,10 +703,25 @@ def test_compile_on_without_a_compiler_stops_in_one_line(tmp_path, monkeypatch, 
     assert not (tmp_path / "run" / "config.json").exists()
 
 
+def test_auto_compiles_long_cpu_runs_and_a_resumed_run_keeps_its_mode():
+    """`--compile auto` (not the default: eager is) compiles on a CPU, where it measured faster,
+    runs long enough to repay the compilation; a GPU stays eager until measured; a resumed run
+    keeps the mode it started with."""
+    from asymbench.acceleration import AUTO_MIN_STEPS, cxx_compiler, use_compiled
+
+    compiler = cxx_compiler() is not None
+    assert TrainRequest(task=COMPILE_TASK, method="l_only", seed=0, out="-").compile == "off"
+    assert use_compiled("auto", "cpu", AUTO_MIN_STEPS) == compiler
+    assert not use_compiled("auto", "cpu", AUTO_MIN_STEPS - 1)
+    assert not use_compiled("auto", "cuda", AUTO_MIN_STEPS)
+    assert not use_compiled("auto", "cpu", AUTO_MIN_STEPS, resumed=False)
+    assert use_compiled("auto", "cpu", 100, resumed=True) == compiler
+    assert not use_compiled("off", "cpu", AUTO_MIN_STEPS, resumed=True)
+
+
 def test_killed_compiled_group_resumes_bit_identically(tmp_path, monkeypatch):
-    """A compiled group stopped after its checkpoint resumes (recompiling once for the restored
-    optimizer state) to the learning curve and weights of an uninterrupted compiled run, bit
-    for bit, as an eager group does."""
+    """A compiled group stopped after its checkpoint resumes to the learning curve and weights
+    of an uninterrupted compiled run, bit for bit, as an eager group does."""
     import asymbench.engine as engine
 
     class Stop(Exception):

@@ -107,8 +107,10 @@ def group_configs(request: TrainRequest, seeds: list[int]) -> list[dict]:
     return configs
 
 
-# Up to this width a SAC update costs per-operator overhead, not arithmetic (benchmarks/README.md),
-# so the small sub-policy rides in the large one's stack, zero-padded: one update for both.
+# Up to this width an eager SAC update costs per-operator overhead, not arithmetic
+# (benchmarks/README.md), so the small sub-policy rides in the large one's stack, zero-padded:
+# one update for both. Compiled, the overhead is gone and the padding's arithmetic is not (it
+# doubles a walker-stand update), so each policy keeps its own stack.
 MERGE_MAX_WIDTH = 128
 
 
@@ -118,10 +120,10 @@ def _stack_layout(widths: dict, members: int, obs_dim: int, act_dim: int, settin
     (stack name, first member index)``. A narrower policy merged into a wider stack is
     zero-padded; its padded units have zero weights, zero activations and zero gradients
     (ReLU'(0) = 0 in torch), so Adam never moves them and the policy computes what it would
-    alone (tested against the separate stacks)."""
+    alone (tested against the separate stacks, to float rounding)."""
     names = list(widths)
     widest = max(widths.values())
-    if len(names) > 1 and widest <= MERGE_MAX_WIDTH:
+    if len(names) > 1 and widest <= MERGE_MAX_WIDTH and not compiled:
         stack = StackedSAC(members * len(names), obs_dim, act_dim, widest, settings, device, compiled)
         return {"merged": stack}, {name: ("merged", i * members) for i, name in enumerate(names)}
     stacks = {name: StackedSAC(members, obs_dim, act_dim, widths[name], settings, device, compiled)
@@ -444,6 +446,10 @@ class Group:
                 "envs": self.pool.capture()}
 
     def restore(self, saved: dict) -> None:
+        if set(saved["stacks"]) != set(self.stacks):
+            raise RunError(f"the checkpoint holds the stacks {sorted(saved['stacks'])}, this group "
+                           f"{sorted(self.stacks)} (eager merges a narrow sub-policy into the wide "
+                           "one's stack, compiled does not): resume with the --compile the run started with")
         for name, stack in self.stacks.items():
             stack.restore(saved["stacks"][name])
         self.buffer.restore(saved["buffer"])

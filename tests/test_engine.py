@@ -11,7 +11,7 @@ from torch._dynamo.utils import counters
 
 from asymbench.agents import make_sac
 from asymbench.engine import train_group
-from asymbench.runs import read_json
+from asymbench.runs import RunError, read_json
 from asymbench.stacked import StackedSAC
 from asymbench.tasks import get_task, make_env, observation_flattener
 from asymbench.train_config import TrainRequest
@@ -553,8 +553,6 @@ def test_killed_anywhere_resumes_bit_identically(tmp_path, task, method, straigh
 def test_segment_faults_are_named(tmp_path):
     """A segment whose predecessor's checkpoint is missing, a checkpoint past the segment's end,
     and a milestone outside the budget: clear errors, nothing trained."""
-    from asymbench.runs import RunError
-
     request = _exact_request(tmp_path, "MountainCarContinuous", "l_only", checkpoint_every=100)
     with pytest.raises(RunError, match="group_checkpoint.pt is missing or behind"):
         train_group(request, [0], tmp_path / "g", until=300, segment_start=200)
@@ -717,6 +715,30 @@ def test_auto_compiles_long_cpu_runs_and_a_resumed_run_keeps_its_mode():
     assert not use_compiled("auto", "cpu", AUTO_MIN_STEPS, resumed=False)
     assert use_compiled("auto", "cpu", 100, resumed=True) == compiler
     assert not use_compiled("off", "cpu", AUTO_MIN_STEPS, resumed=True)
+
+
+def test_compiled_group_keeps_each_policy_in_its_own_stack_and_resumes_only_its_own_mode(tmp_path, monkeypatch):
+    """Compiled, the small sub-policy gets its own stack (eager merges it into the large one's);
+    resuming an eager checkpoint compiled stops in one line rather than mixing modes."""
+    import asymbench.engine as engine
+
+    class Stop(Exception):
+        pass
+
+    def save_then_stop(*args):
+        save(*args)
+        raise Stop
+
+    save = engine.GroupCheckpoint.save
+    monkeypatch.setattr(engine.GroupCheckpoint, "save", save_then_stop)
+    with pytest.raises(Stop):
+        train_group(_request(tmp_path, steps=300, checkpoint_every=100), [0], tmp_path / "run")
+    monkeypatch.setattr(engine.GroupCheckpoint, "save", save)
+    compiled_request = _request(tmp_path, steps=300, checkpoint_every=100, compile="on")
+    with pytest.raises(RunError, match="resume with the --compile the run started with"):
+        train_group(compiled_request, [0], tmp_path / "run")
+    stacks, _ = engine._stack_layout({"small": 8, "large": 64}, 1, 2, 1, get_task(COMPILE_TASK).sac, "cpu", True)
+    assert {name: stack.trunk.layers[0].weight.shape[-1] for name, stack in stacks.items()} == {"small": 8, "large": 64}
 
 
 def test_killed_compiled_group_resumes_bit_identically(tmp_path, monkeypatch):

@@ -624,7 +624,8 @@ def test_engine_reproduces_the_committed_fixtures(tmp_path, case):
 COMPILE_TASK = "MountainCarContinuous"  # the test below and the CLI run share its shapes (compile cache)
 
 
-def test_compiled_update_agrees_with_eager_within_adam_rounding():
+@pytest.mark.parametrize("act_dim", [1, 3])  # 3: the actor's two heads run as one product
+def test_compiled_update_agrees_with_eager_within_adam_rounding(act_dim):
     """The compiled update is not bit-exact (Inductor's kernels round differently), and Adam
     turns a rounding difference in a gradient into a step difference of up to one learning rate
     where a gradient element is near zero (its step is ~lr * sign). So after n updates from the
@@ -634,7 +635,7 @@ def test_compiled_update_agrees_with_eager_within_adam_rounding():
     nor a restored optimizer state recompiles it."""
     task = get_task(COMPILE_TASK)
     settings = dict(task.sac, lr_schedule="linear")  # a changing learning rate must not recompile
-    obs_dim, act_dim = 2, 1
+    obs_dim = 2
     torch.manual_seed(0)
     eager = StackedSAC(1, obs_dim, act_dim, task.large, settings)
     compiled = StackedSAC(1, obs_dim, act_dim, task.large, settings, compiled=True)

@@ -96,12 +96,12 @@ def _add_train(sub) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1 and 2 give bit-identical runs, tested; the pipeline "
                    "sets it from config `train_threads` / `thread_plan`)")
-    p.add_argument("--compile", choices=("auto", "on", "off"), default="off",
-                   help="the SAC update through torch.compile (needs a C++ compiler): off (default: "
-                        "eager, the bit-exact reference), on (agrees with eager to float rounding), "
-                        "or auto: what measured faster on the device type (compiled on a CPU, for runs "
-                        "of 100,000 env steps or more; a resumed run keeps its mode); config.json's "
-                        "`runtime` records which ran")
+    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help="the SAC update through torch.compile (needs a C++ compiler): auto (default: "
+                        "what measured faster on the device type, compiled on a CPU for runs of "
+                        "100,000 env steps or more, else eager; a resumed run keeps its mode), on "
+                        "(agrees with eager to float rounding) or off (eager, the bit-exact "
+                        "reference); config.json's `runtime` records which ran")
     p.add_argument("--env-workers", type=int, default=0,
                    help="worker processes that step the group's environments, at most one per "
                         "seed (0: this process, one after another; the transitions are the same; "

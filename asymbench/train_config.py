@@ -50,7 +50,7 @@ class TrainRequest:
     registry: str | None = None
     timeouts: str | None = None           # overrides the registry's `timeouts`
     asym_action_noise: str | None = None  # overrides the registry's `asym_action_noise`
-    compile: str = "off"                  # engine.compile: auto | on | off (acceleration.py)
+    compile: str = "auto"                 # engine.compile: auto | on | off (acceleration.py)
     env_workers: int = 0                  # processes stepping the envs; 0: this one (envpool.py)
 
 

@@ -703,13 +703,13 @@ def test_compile_on_without_a_compiler_stops_in_one_line(tmp_path, monkeypatch, 
 
 
 def test_auto_compiles_long_cpu_runs_and_a_resumed_run_keeps_its_mode():
-    """`--compile auto` (not the default: eager is) compiles on a CPU, where it measured faster,
+    """`--compile auto` (the default) compiles on a CPU, where it measured faster,
     runs long enough to repay the compilation; a GPU stays eager until measured; a resumed run
     keeps the mode it started with."""
     from asymbench.acceleration import AUTO_MIN_STEPS, cxx_compiler, use_compiled
 
     compiler = cxx_compiler() is not None
-    assert TrainRequest(task=COMPILE_TASK, method="l_only", seed=0, out="-").compile == "off"
+    assert TrainRequest(task=COMPILE_TASK, method="l_only", seed=0, out="-").compile == "auto"
     assert use_compiled("auto", "cpu", AUTO_MIN_STEPS) == compiler
     assert not use_compiled("auto", "cpu", AUTO_MIN_STEPS - 1)
     assert not use_compiled("auto", "cuda", AUTO_MIN_STEPS)

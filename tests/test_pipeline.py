@@ -334,6 +334,19 @@ def test_train_threads_and_device_reach_the_training_jobs():
     assert not any("--device" in j["command"] for j in default)
 
 
+def test_a_scales_compile_setting_reaches_its_training_jobs():
+    """engine.compile: a scale without the key runs the CLI's default (auto: no flag); `off` (the
+    verify scales, whose committed cells ran eager) and `on` are passed on."""
+    def flags(*config):
+        out = snakemake("-n", "-p", "--forceall", "--cores", "16", "--config", *config)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return {re.search(r"--compile \w+|$", j["command"]).group(0) for j in train_jobs(out.stdout)}
+
+    assert flags("scale=smoke") == {""}
+    assert flags("scale=smoke", "scales={smoke: {compile: 'on'}}") == {"--compile on"}
+    assert flags("scale=verify_200k") == {"--compile off"}
+
+
 def test_gpu_slots_let_training_groups_share_a_gpu():
     """`gpu_slots: 4`: every cuda training job asks for one gpu_slot (a quarter of a GPU: local
     --resources gpu_slot=<GPUs x 4>) and, for SLURM, one GPU shard instead of a whole GPU; CPU

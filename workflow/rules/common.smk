@@ -449,10 +449,10 @@ def train_device(wildcards):
 
 
 def train_compile(s):
-    """--compile of a training job: the scale's `compile` where not off, the CLI's default (YAML's
-    on / off arrive as true / false), so an eager job's command line is what it always was."""
-    value = {True: "on", False: "off"}.get(s.get("compile", "off"), s.get("compile", "off"))
-    return None if value == "off" else value
+    """--compile of a training job: the scale's `compile` where not auto, the CLI's default (YAML's
+    on / off arrive as true / false)."""
+    value = {True: "on", False: "off"}.get(s.get("compile", "auto"), s.get("compile", "auto"))
+    return None if value == "auto" else value
 
 
 def gpu_slots(wildcards):

@@ -21,7 +21,7 @@
 # gpu_slot=<GPUs x gpu_slots>), and gpu=1 where a job has a GPU to itself (SLURM: --gpus=1;
 # sharing, gres=shard:1, SLURM's GPU shards). Runs are bit-identical at
 # 1 and 2 threads (tested), so a plan changes no number. A scale's `compile` (off | auto | on)
-# is the update's engine.compile (`--compile`, where not off); config.json's `runtime` records it.
+# is the update's engine.compile (`--compile`, where not auto); config.json's `runtime` records it.
 
 
 def _step(wildcards):

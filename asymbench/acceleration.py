@@ -8,11 +8,11 @@ update bit for bit. Compiled (``torch.compile``, Inductor's C++ kernels on a CPU
 rounding, not bit for bit (tests/test_engine.py); benchmarks/results/compile_speedup.json
 measures both in turns, and the warm-up (seconds of compilation per stack shape).
 
-``off`` is the default (the CLI's and the pipeline's): every run recorded so far is eager, and
-a default that changed would change the numbers of new runs. ``auto`` runs what measured faster
-on the device type: compiled on a CPU (compile_speedup.json: faster in every case measured)
-for a run long enough to repay the compilation, eager on a GPU until one is measured; a resumed
-run keeps the mode it started with. ``on`` compiles wherever a C++ compiler is found, and stops
+``auto``, the default (the CLI's and every scale's without a ``compile`` key), runs what
+measured faster on the device type: compiled on a CPU (compile_speedup.json: faster in every
+case measured) for a run long enough to repay the compilation, eager on a GPU until one is
+measured; a resumed run keeps the mode it started with. ``off`` is eager, the bit-exact
+reference, which the scales of the eager campaigns (``verify``, ``verify_200k``) name. ``on`` compiles wherever a C++ compiler is found, and stops
 with one line where none is.
 """
 

@@ -28,13 +28,14 @@ from pathlib import Path
 import pandas as pd
 
 from asymbench.runs import atomic_path
+from asymbench.tables import GRID_NOISE, GRID_NOISE_LABELS
 
 START = "<!-- glance:start -->"
 END = "<!-- glance:end -->"
 TABLE_FILE = "table3.csv"
 GRID_FOLDER = "variants"  # tables.write_grid's tables, one per grid name
-DEFAULT_NOISE = "dropped"  # the `ours` folder's setting (train_config.py: asym_action_noise)
-NOISE_SHORT = {"dropped": "noise dropped", "as_sac": "noise as SAC"}
+DEFAULT_NOISE = GRID_NOISE["ours"]  # the setting of Table 3's Ours (the `ours` folder)
+NOISE_SHORT = {"dropped": "noise dropped", "as_sac": "noise as SAC"}  # figure labels, sentences
 PLUMBING_SCALES = ("smoke",)  # checks the pipeline's plumbing; its numbers mean nothing
 REQUIRED = ("task", "train_steps", "claim_return_verdict", "claim_return_mean")
 PROTOCOL_ORDER = ("deterministic", "stochastic")
@@ -148,11 +149,10 @@ def read_rows(paths: list[Path], root: str | Path = "paper_tables", registry=Non
                             values={c: _number(r, c) for c in FINDINGS_COLUMNS if c in df.columns}))
     order = {name: i for i, name in enumerate(tasks)}
     noises = list(NOISE_SHORT)
-    rows = sorted(_unique(rows), key=lambda r: (
+    return sorted(_unique(rows), key=lambda r: (
         order.get(r.task, len(order)), r.task, r.steps, r.scale,
         noises.index(r.noise) if r.noise in noises else len(noises),
         PROTOCOL_ORDER.index(r.protocol) if r.protocol in PROTOCOL_ORDER else 2, str(r.table)))
-    return rows
 
 
 def _unique(rows: list[Row]) -> list[Row]:
@@ -215,9 +215,6 @@ HEADER = ("task", "scale", "budget (share of the paper's)", "Ours' sub-policy no
           "(b) FLOPs reduction ≥ paper's", "degenerate", "full table")
 
 
-NOISE_TEXT = {"dropped": "dropped (authors' script)", "as_sac": "as SAC's (the paper)"}
-
-
 def glance_table(rows: list[Row], doc_dir: Path, root: Path, legend: Path) -> str:
     """The Markdown block of a document in ``doc_dir``: one line per row, every link relative
     to ``doc_dir`` (``root``: the tables' folder, named when there is none)."""
@@ -228,7 +225,7 @@ def glance_table(rows: list[Row], doc_dir: Path, root: Path, legend: Path) -> st
     notes: list[str] = []
     for r in rows:
         cells = (r.task, r.scale, f"{steps_text(r.steps)} ({share_text(r.fraction)})",
-                 NOISE_TEXT.get(r.noise, r.noise), r.protocol,
+                 GRID_NOISE_LABELS.get(r.noise, r.noise), r.protocol,
                  r.seeds, score_text(r), _verdict(r.verdict_a, r.reason_a, notes),
                  _verdict(r.verdict_b, r.reason_b, notes),
                  {True: "yes", False: "no", None: "–"}[r.degenerate],
@@ -271,6 +268,10 @@ def _interval(values: dict, column: str) -> str:
     return f"{_g(mean)} ({_g(low)}, {_g(high)})"
 
 
+def _number_text(x: float) -> str:
+    return "–" if math.isnan(x) else _g(x)
+
+
 def _paper(row: Row, column: str) -> float:
     from asymbench.tables import published_text
 
@@ -286,14 +287,14 @@ def findings_cells(r: Row, doc_dir: Path) -> list[str]:
     of_paper = "–" if math.isnan(ours) or math.isnan(paper_return) else f"{100 * ours / paper_return:.0f}%"
     share, low, high = (100 * r.values.get(f"ours_return_solved_{k}", math.nan) for k in ("share", "low", "high"))
     solved = "–" if math.isnan(share) else f"{share:.0f}% ({low:.0f}, {high:.0f})"
-    return [NOISE_TEXT.get(r.noise, r.noise), f"{steps_text(r.steps)} ({share_text(r.fraction)})",
+    return [GRID_NOISE_LABELS.get(r.noise, r.noise), f"{steps_text(r.steps)} ({share_text(r.fraction)})",
             r.protocol, r.seeds, _interval(r.values, "ours_return"), of_paper,
-            _interval(r.values, "ours_large_usage_pct"), "–" if math.isnan(paper_large) else _g(paper_large),
+            _interval(r.values, "ours_large_usage_pct"), _number_text(paper_large),
             solved, r.verdict_a or "–", f"[table]({_link(r.table, doc_dir)})"]
 
 
 def _where(r: Row) -> str:
-    return f"noise {NOISE_SHORT.get(r.noise, r.noise).removeprefix('noise ')} at {steps_text(r.steps)}, {r.protocol}"
+    return f"{NOISE_SHORT.get(r.noise, 'noise ' + r.noise)} at {steps_text(r.steps)}, {r.protocol}"
 
 
 def findings_sentences(rows: list[Row]) -> str:
@@ -322,8 +323,9 @@ def findings_block(rows: list[Row], doc_dir: Path, root: Path) -> str:
     parts = []
     for task in dict.fromkeys(r.task for r in rows):
         mine = [r for r in rows if r.task == task]
-        lines = [f"**{task}** (the paper's Ours: return {_g(_paper(mine[0], 'ours_return'))}, "
-                 f"{_g(_paper(mine[0], 'ours_large_usage_pct'))}% of steps large).", "",
+        paper_return, paper_large = (_paper(mine[0], c) for c in ("ours_return", "ours_large_usage_pct"))
+        lines = [f"**{task}** (the paper's Ours: return {_number_text(paper_return)}, "
+                 f"{_number_text(paper_large)}% of steps large).", "",
                  "| " + " | ".join(FINDINGS_HEADER) + " |", "|" + "---|" * len(FINDINGS_HEADER)]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in findings_cells(r, doc_dir)) + " |"
                   for r in mine]

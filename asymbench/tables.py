@@ -885,7 +885,6 @@ def write_table(table: str, paths: dict[str, list[str | Path]], scale: str, out_
 # Ours' sub-policy noise setting per method (`asym_action_noise`; train_config.py's choices).
 GRID_NOISE = {"ours": "dropped", "ours_as_sac": "as_sac"}
 GRID_NOISE_LABELS = {"dropped": "dropped (the authors' script)", "as_sac": "as SAC (the paper)"}
-GRID_CAPTION_NOISE = {"dropped": "dropped (authors' script)", "as_sac": "as SAC's (paper)"}
 GRID_COLUMNS = ("s_only_return", "l_only_return", "ours_return", "ours_large_usage_pct",
                 "ours_flops_reduction_pct")
 
@@ -941,7 +940,7 @@ def _grid_extras(row: dict) -> dict:
 def grid_caption(df: pd.DataFrame, link: str | None = None) -> str:
     """What the grid is, its protocols and budgets as fractions of the paper's, the legend."""
     budgets = ", ".join(f"{b:,}" for b in sorted(set(df["budget"])))
-    noises = " or ".join(GRID_CAPTION_NOISE[n] for n in GRID_NOISE.values() if n in set(df["noise"]))
+    noises = " or ".join(GRID_NOISE_LABELS[n] for n in GRID_NOISE.values() if n in set(df["noise"]))
     return (f"{df['task'].iloc[0]}: Ours with its sub-policies' exploration noise {noises}, "
             f"each against S-only and L-only of its budget "
             f"({budgets} env steps: {budget_fraction_text(df['budget_fraction'])}); both protocols. "

@@ -884,7 +884,7 @@ def write_table(table: str, paths: dict[str, list[str | Path]], scale: str, out_
 # ----------------------------------------------------------------------------- noise x budget grid
 # Ours' sub-policy noise setting per method (`asym_action_noise`; train_config.py's choices).
 GRID_NOISE = {"ours": "dropped", "ours_as_sac": "as_sac"}
-GRID_NOISE_LABELS = {"dropped": "dropped (the authors' script)", "as_sac": "as SAC (the paper)"}
+GRID_NOISE_LABELS = {"dropped": "dropped (authors' script)", "as_sac": "as SAC (paper)"}
 GRID_COLUMNS = ("s_only_return", "l_only_return", "ours_return", "ours_large_usage_pct",
                 "ours_flops_reduction_pct")
 

@@ -101,17 +101,17 @@ def test_grids_join_the_glance_with_their_noise_and_without_repeating_table3(che
     rows = [line for line in block.splitlines() if line.startswith("| MountainCarContinuous | other |")]
     cells = [[c.strip() for c in r.split("|")[1:-1]] for r in rows]
     assert sorted((c[3], c[4]) for c in cells) == [
-        ("as SAC (the paper)", "deterministic"), ("as SAC (the paper)", "stochastic"),
-        ("dropped (the authors' script)", "deterministic"), ("dropped (the authors' script)", "stochastic")]
+        ("as SAC (paper)", "deterministic"), ("as SAC (paper)", "stochastic"),
+        ("dropped (authors' script)", "deterministic"), ("dropped (authors' script)", "stochastic")]
     links = {(c[3], c[4]): c[-1] for c in cells}
-    assert links[("dropped (the authors' script)", "deterministic")] == "[table](paper_tables/other/table3.md)"
-    assert links[("as SAC (the paper)", "stochastic")] == "[table](paper_tables/other/variants/g.md)"
+    assert links[("dropped (authors' script)", "deterministic")] == "[table](paper_tables/other/table3.md)"
+    assert links[("as SAC (paper)", "stochastic")] == "[table](paper_tables/other/variants/g.md)"
     as_sac = next(c for c in cells if c[3].startswith("as SAC") and c[4] == "deterministic")
     assert as_sac[7] == "reproduced"
     findings = (checkout / "docs" / "results.md").read_text().split(FINDINGS_START)[1]
     assert "**MountainCarContinuous** (the paper's Ours: return 93.5, 44.5% of steps large)" in findings
     as_sac_line = next(line for line in findings.splitlines()
-                       if line.startswith("| as SAC (the paper) | 100k (100%) | deterministic | 5 |"))
+                       if line.startswith("| as SAC (paper) | 100k (100%) | deterministic | 5 |"))
     assert "| 96% |" in as_sac_line  # mean 90 of the paper's 93.5
     assert "(../paper_tables/other/variants/g.md)" in as_sac_line
     assert "Claim (a) holds: noise as SAC at 100k, deterministic; noise as SAC at 100k, stochastic." in findings

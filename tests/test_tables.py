@@ -720,12 +720,12 @@ def test_grid_cli_writes_csv_and_markdown_with_the_paper_row(tmp_path, capsys):
     assert len(pd.read_csv(out)) == 8
     md = out.with_suffix(".md").read_text()
     assert "| paper | – | – | – | -11.6 | – | 93.6 | – | 93.5 | – | 44.5 | 49.0 |" in md
-    assert "as SAC (the paper)" in md and "dropped (the authors' script)" in md
-    assert "noise dropped (the authors' script) or as SAC (the paper)" in md
+    assert "as SAC (paper)" in md and "dropped (authors' script)" in md
+    assert "noise dropped (authors' script) or as SAC (paper)" in md
     one = grid_evals(tmp_path / "one")
     one.pop("ours")
     tables.write_grid(one, "verify", tmp_path / "one.csv", reps=REPS)
-    assert "exploration noise as SAC (the paper), each against" in (tmp_path / "one.md").read_text()
+    assert "exploration noise as SAC (paper), each against" in (tmp_path / "one.md").read_text()
     assert "δ = 0.2" in md
 
 

@@ -253,6 +253,9 @@ def _add_tables(sub) -> None:
     p.add_argument("--out", help="CSV to write; .md and .tex go beside it")
     p.add_argument("--root", default="paper_tables", help="glance: the folder of the tables")
     p.add_argument("--readme", default="README.md", help="glance: the README to write the table into")
+    p.add_argument("--results", default="results",
+                   help="glance: the folder whose <scale>/figures/pareto_*.csv (cost-weight sweeps) "
+                        "join the findings of docs/results.md")
     p.add_argument("--check", action="store_true",
                    help="glance: write nothing; fail if README.md or ROOT/README.md is stale")
     p.add_argument("--protocol", choices=("deterministic", "stochastic"), default="deterministic",
@@ -272,7 +275,7 @@ def _run_tables(args) -> None:
     if args.table == "glance":
         from asymbench.glance import write_glance
 
-        rows = write_glance(args.root, args.readme, args.registry, args.check)
+        rows = write_glance(args.root, args.readme, args.registry, args.check, args.results)
         print(f"glance ({len(rows)} rows from {args.root}) -> "
               f"{'up to date' if args.check else f'{args.readme}, {args.root}/README.md'}")
         return

@@ -418,17 +418,20 @@ def pareto(task: str, points: dict[float, list[str | Path]], baselines: dict[str
         raise ValueError("pareto: no lambda points given")
     paths = {f"{tables.PARETO_PREFIX}{factor_name(f)}": p for f, p in sorted(points.items())}
     paths.update(baselines)
-    fig, axes = plt.subplots(1, len(protocols), figsize=(8.5 * len(protocols), 5.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(protocols), figsize=(7.5 * len(protocols), 6.5), squeeze=False,
+                             layout="constrained")
     rows = []
     for ax, protocol in zip(axes[0], protocols):
         rows += _pareto_panel(ax, task, paths, protocol, registry, delta)
     budget = _budget(rows[0], task, registry)
-    fig.suptitle(f"{task}: {PARETO_VARIANTS[variant]} at cost weights λ × factor (registry λ), scale '{scale}': "
+    fig.suptitle(f"{task}: {PARETO_VARIANTS[variant]} at cost weights λ × factor (registry λ), scale '{scale}':\n"
                  f"{budget}\nmean ± 95% CI over seeds (t) on both axes; dashed: front of "
                  "the reproduced means (lower FLOPs, higher score)", fontsize=10)
     save(fig, outs)
     table = pd.concat(rows, ignore_index=True)
     table.insert(1, "scale", scale)
+    table.insert(2, "variant", variant)
+    table["delta"] = delta
     if csv_out is not None:
         with atomic_path(Path(csv_out)) as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")
@@ -449,20 +452,6 @@ def _sweep_verdicts(evaluations: pd.DataFrame, summary: pd.DataFrame, task: str,
                               if verdict else (math.nan, math.nan, math.nan, "")):
             columns[key].append(value)
     return summary.assign(**columns)
-
-
-def non_inferiority_sentence(summary: pd.DataFrame, delta: float) -> str:
-    """"λ×0.1 and λ×1 are non-inferior (a); the cheapest at 1,234 FLOPs/Inf" or "no cost weight
-    is non-inferior (a)" (or that S-only and L-only were not given to judge it)."""
-    sweep = summary[summary["lambda_factor"].notna()]
-    if not sweep["claim_return_verdict"].astype(bool).any():
-        return "claim (a) not judged: S-only and L-only not given"
-    met = sweep[sweep["claim_return_verdict"] == tables.REPRODUCED].sort_values("flops_per_inf_mean")
-    if met.empty:
-        return f"no cost weight is non-inferior (normalized score ≥ {1 - delta:g})"
-    names = ", ".join(f"λ×{f:g}" for f in met["lambda_factor"])
-    return (f"non-inferior (normalized score ≥ {1 - delta:g}): {names}; the cheapest at "
-            f"{met['flops_per_inf_mean'].iloc[0]:,.0f} FLOPs/Inf")
 
 
 def _pareto_panel(ax, task: str, paths: dict, protocol: str, registry,
@@ -490,8 +479,9 @@ def _pareto_panel(ax, task: str, paths: dict, protocol: str, registry,
     paper = _pareto_paper_point(ax, task, summary, metric, registry, protocol)
     _axes_labels(ax, metric)
     _label_sweep(ax, sweep, colours)
-    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
-    ax.set_title(f"{protocol} protocol: {non_inferiority_sentence(summary, delta)}", fontsize=9)
+    # Below its own panel: beside it, a legend would run into the next protocol's panel.
+    ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+    ax.set_title(f"{protocol} protocol: {tables.non_inferiority_sentence(summary, delta)}", fontsize=9)
     return summary, paper
 
 

@@ -314,23 +314,87 @@ def findings_sentences(rows: list[Row]) -> str:
     return " ".join(f"{name}: {'; '.join(items)}." for name, items in groups.items() if items)
 
 
-def findings_block(rows: list[Row], doc_dir: Path, root: Path) -> str:
+def findings_block(rows: list[Row], doc_dir: Path, root: Path,
+                   sweeps: dict[str, list[str]] | None = None) -> str:
     """Per task, Ours of every committed table beside the paper's own Ours: its return, the share
     of the paper's return that is, its share of large steps, the seeds solving the task (grids),
-    verdict (a); then which settings hold, fail or are undecided."""
-    if not rows:
+    verdict (a); then which settings hold, fail or are undecided; then its cost-weight sweeps
+    (``sweeps``: task -> sentences, `sweep_sentences`)."""
+    sweeps = sweeps or {}
+    if not rows and not sweeps:
         return f"No Table 3 or grid is committed under `{_relative(root, doc_dir)}/` yet."
     parts = []
-    for task in dict.fromkeys(r.task for r in rows):
+    for task in dict.fromkeys([r.task for r in rows] + list(sweeps)):
         mine = [r for r in rows if r.task == task]
-        paper_return, paper_large = (_paper(mine[0], c) for c in ("ours_return", "ours_large_usage_pct"))
-        lines = [f"**{task}** (the paper's Ours: return {_number_text(paper_return)}, "
-                 f"{_number_text(paper_large)}% of steps large).", "",
-                 "| " + " | ".join(FINDINGS_HEADER) + " |", "|" + "---|" * len(FINDINGS_HEADER)]
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in findings_cells(r, doc_dir)) + " |"
-                  for r in mine]
-        parts.append("\n".join(lines + ["", findings_sentences(mine)]))
+        lines = [f"**{task}**"]
+        if mine:
+            paper_return, paper_large = (_paper(mine[0], c) for c in ("ours_return", "ours_large_usage_pct"))
+            lines = [f"**{task}** (the paper's Ours: return {_number_text(paper_return)}, "
+                     f"{_number_text(paper_large)}% of steps large).", "",
+                     "| " + " | ".join(FINDINGS_HEADER) + " |", "|" + "---|" * len(FINDINGS_HEADER)]
+            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in findings_cells(r, doc_dir)) + " |"
+                      for r in mine]
+            lines += ["", findings_sentences(mine)]
+        for sentence in sweeps.get(task, []):
+            lines += ["", sentence]
+        parts.append("\n".join(lines))
     return "\n\n".join(parts)
+
+
+# ----------------------------------------------------------------------------- cost-weight sweeps
+SWEEP_GLOB = "*/figures/pareto_*.csv"  # `asymbench figures pareto --csv` under results/<scale>/
+SWEEP_COLUMNS = ("task", "scale", "variant", "method", "lambda_factor", "protocol", "n_seeds",
+                 "train_steps", "flops_per_inf_mean", "claim_return_verdict", "source", "delta")
+
+
+def sweep_files(results: str | Path = "results") -> list[Path]:
+    """Every cost-weight sweep's CSV under ``results`` (`snakemake pareto`), the plumbing scales'
+    left out."""
+    return sorted(p for p in Path(results).glob(SWEEP_GLOB) if p.parts[-3] not in PLUMBING_SCALES)
+
+
+def _flops_text(rows: pd.DataFrame) -> str:
+    return f"{rows['flops_per_inf_mean'].iloc[0]:,.0f}" if len(rows) else "–"
+
+
+def sweep_sentences(paths: list[Path], doc_dir: Path, registry=None) -> dict[str, list[str]]:
+    """Per task, one paragraph per sweep: its setting (noise, budget, seeds, weights), then one
+    sentence per protocol saying whether any cost weight is non-inferior by claim (a), and at
+    what FLOPs/Inf, beside L-only's and the paper's Ours'."""
+    from asymbench.tables import non_inferiority_sentence
+    from asymbench.tasks import load_registry
+
+    tasks = load_registry(registry)
+    found: dict[str, list[str]] = {}
+    for path in paths:
+        df = pd.read_csv(path)
+        missing = [c for c in SWEEP_COLUMNS if c not in df.columns]
+        if missing:
+            raise ValueError(f"{path}: no column {', '.join(missing)}; rebuild it with `snakemake "
+                             "pareto` (or `asymbench figures pareto --csv`)")
+        reproduced = df[df["source"] == "reproduced"].assign(
+            claim_return_verdict=lambda d: d["claim_return_verdict"].fillna(""))
+        sweep = reproduced[reproduced["lambda_factor"].notna()]
+        if sweep.empty:
+            raise ValueError(f"{path}: no reproduced cost weight in it")
+        task, steps = str(df["task"].iloc[0]), int(sweep["train_steps"].max())
+        fraction = steps / tasks[task].total_steps if task in tasks else None
+        seeds = "–".join(str(n) for n in sorted({int(sweep["n_seeds"].min()), int(sweep["n_seeds"].max())}))
+        factors = ", ".join(f"{f:g}" for f in sorted(sweep["lambda_factor"].unique()))
+        figure = path.with_suffix(".png")
+        link = f" ([figure]({_relative(figure, doc_dir)}))" if figure.exists() else ""
+        variant = str(df["variant"].iloc[0])
+        lines = [f"Cost-weight sweep{link}: Ours, sub-policy noise {GRID_NOISE_LABELS.get(variant, variant)}, "
+                 f"at {steps_text(steps)} ({share_text(fraction)}), scale {df['scale'].iloc[0]}, {seeds} "
+                 f"seeds per weight, λ × {factors}."]
+        for protocol, group in reproduced.groupby("protocol", sort=False):
+            paper = df[(df["source"] == "paper") & (df["protocol"] == protocol)]
+            lines.append(f"{str(protocol).capitalize()} protocol: "
+                         f"{non_inferiority_sentence(group, float(group['delta'].iloc[0]))}; "
+                         f"FLOPs/Inf of L-only {_flops_text(group[group['method'] == 'l_only'])}, "
+                         f"of the paper's Ours {_flops_text(paper)}.")
+        found.setdefault(task, []).append(" ".join(lines))
+    return found
 
 
 def figure_link(root: Path, doc_dir: Path) -> str:
@@ -354,20 +418,22 @@ def tables_readme(rows: list[Row], root: Path, legend: Path) -> str:
 
 
 def write_glance(root: str | Path = "paper_tables", readme: str | Path = "README.md",
-                 registry=None, check: bool = False) -> list[Row]:
+                 registry=None, check: bool = False, results: str | Path = "results") -> list[Row]:
     """Writes the glance block into ``readme`` (between its START and END lines), ``root``/README.md
-    and, where docs/results.md beside ``readme`` has the findings markers, the findings block; with
-    ``check``, writes nothing and fails if any differs from what it would write."""
+    and, where docs/results.md beside ``readme`` has the findings markers, the findings block (with
+    the cost-weight sweeps under ``results``); with ``check``, writes nothing and fails if any
+    differs from what it would write."""
     root, readme = Path(root), Path(readme)
     rows = read_rows(table_files(root), root, registry)
     legend = readme.parent / LEGEND
     block = figure_link(root, readme.parent) + glance_table(rows, readme.parent, root, legend)
     wanted = {readme: readme_block(readme.read_text(encoding="utf-8"), block, readme),
               root / "README.md": tables_readme(rows, root, legend)}
-    results = readme.parent / FINDINGS_DOC
-    if results.exists() and FINDINGS_START in (text := results.read_text(encoding="utf-8")):
-        wanted[results] = readme_block(text, findings_block(rows, results.parent, root), results,
-                                       FINDINGS_START, FINDINGS_END)
+    findings, results_root = readme.parent / FINDINGS_DOC, Path(results)
+    if findings.exists() and FINDINGS_START in (text := findings.read_text(encoding="utf-8")):
+        sweeps = sweep_sentences(sweep_files(results_root), findings.parent, registry)
+        wanted[findings] = readme_block(text, findings_block(rows, findings.parent, root, sweeps), findings,
+                                        FINDINGS_START, FINDINGS_END)
     for path, text in wanted.items():
         current = path.read_text(encoding="utf-8") if path.exists() else None
         if current == text:

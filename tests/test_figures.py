@@ -290,6 +290,7 @@ def test_pareto_of_ours_as_sac_judges_each_cost_weight_under_both_protocols(tmp_
     assert "Ours-as-SAC" in figures.png_title(tmp_path / "p.png")
     rows = pd.read_csv(csv)
     assert set(rows["protocol"]) == {"deterministic", "stochastic"}
+    assert set(rows["variant"]) == {"as_sac"} and set(rows["delta"]) == {0.2}
     sweep = table[table["lambda_factor"].notna() & (table["source"] == "reproduced")]
     verdicts = sweep.set_index(["protocol", "lambda_factor"])["claim_return_verdict"]
     # deterministic: S-only 21, L-only 81 (means); λ×0.1 scores 86 -> 1.08, λ×10 31 -> 0.17
@@ -297,8 +298,8 @@ def test_pareto_of_ours_as_sac_judges_each_cost_weight_under_both_protocols(tmp_
     assert verdicts["deterministic", 10] == figures.tables.NOT_REPRODUCED
     assert (verdicts["stochastic"] != figures.tables.REPRODUCED).all()
     deterministic = sweep[sweep["protocol"] == "deterministic"]
-    sentence = figures.non_inferiority_sentence(deterministic, 0.2)
+    sentence = figures.tables.non_inferiority_sentence(deterministic, 0.2)
     cheapest = deterministic[deterministic["claim_return_verdict"] == figures.tables.REPRODUCED]["flops_per_inf_mean"].min()
     assert sentence.startswith("non-inferior (normalized score ≥ 0.8): ") and f"{cheapest:,.0f} FLOPs/Inf" in sentence
-    assert figures.non_inferiority_sentence(sweep[sweep["protocol"] == "stochastic"], 0.2).startswith(
-        "no cost weight is non-inferior")
+    assert figures.tables.non_inferiority_sentence(sweep[sweep["protocol"] == "stochastic"], 0.2).startswith(
+        "no cost weight is shown non-inferior")

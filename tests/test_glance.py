@@ -123,6 +123,55 @@ def test_grids_join_the_glance_with_their_noise_and_without_repeating_table3(che
     assert "budgets: 10%, 100% of the paper's" in Image.open(checkout / "paper_tables" / "verdicts.png").info["Title"]
 
 
+def pareto_sweep(checkout: Path, scale: str, points: dict) -> Path:
+    """`asymbench figures pareto` of MountainCar (Ours-as-SAC) at ``scale``: each factor's
+    Ours scores (``points``) beside write_evals' S-only and L-only; returns its CSV."""
+    csv = checkout / "results" / scale / "figures" / "pareto_MountainCarContinuous_as_sac.csv"
+    args = ["figures", "pareto", "--task", "MountainCarContinuous", "--scale", scale, "--variant", "as_sac",
+            "--out", str(csv.with_suffix(".png")), "--csv", str(csv)]
+    for factor, scores in points.items():
+        evals = write_evals(checkout / f"sweep_{scale}_{factor}", "MountainCarContinuous", scores, 100_000)
+        for path in map(Path, evals["ours"]):  # a sweep's runs train `asym` (workflow: pareto.smk)
+            path.write_text(json.dumps({**json.loads(path.read_text()), "method": "asym"}))
+        args += ["--point", str(factor), *evals["ours"]]
+    args += ["--s-only", *evals["s_only"], "--l-only", *evals["l_only"]]
+    assert main(args) == 0
+    return csv
+
+
+def test_cost_weight_sweeps_join_the_findings_one_sentence_per_protocol(checkout, capsys):
+    """A committed Pareto sweep (results/<scale>/figures/pareto_*.csv) adds its setting and, per
+    protocol, whether any cost weight is non-inferior and at what FLOPs; smoke sweeps are left out,
+    and the check fails once the sweep changes."""
+    (checkout / "docs").mkdir()
+    results_md = checkout / "docs" / "results.md"
+    results_md.write_text(f"# r\n\n{FINDINGS_START}\n{FINDINGS_END}\n")
+    # S-only ~12, L-only ~90: λ×1 (~90) is non-inferior, λ×10 (~20) is not, λ×3 (bimodal) undecided
+    csv = pareto_sweep(checkout, "mine", {1: [90, 92, 88, 91, 89], 3: [90, 15, 95, 14, 92],
+                                          10: [20, 25, 15, 22, 18]})
+    pareto_sweep(checkout, "smoke", {1: [1, 2, 3, 4, 5]})
+    assert main(["tables", "glance"]) == 0
+    findings = results_md.read_text().split(FINDINGS_START)[1]
+    [sweep] = [line for line in findings.splitlines() if line.startswith("Cost-weight sweep")]
+    assert sweep.startswith("Cost-weight sweep ([figure](../results/mine/figures/"
+                            "pareto_MountainCarContinuous_as_sac.png)): Ours, sub-policy noise as SAC (paper), "
+                            "at 100k (100%), scale mine, 5 seeds per weight, λ × 1, 3, 10.")
+    assert ("Deterministic protocol: non-inferior (normalized score ≥ 0.8): λ×1; the cheapest at 200 "
+            "FLOPs/Inf; FLOPs/Inf of L-only 1,000, of the paper's Ours 4,440.") in sweep
+    # every method's stochastic evaluation scores as its deterministic one, at 600 FLOPs/Inf
+    assert "Stochastic protocol: non-inferior (normalized score ≥ 0.8): λ×1; the cheapest at 600" in sweep
+    assert "smoke" not in findings and "**MountainCarContinuous**" in findings
+    assert main(["tables", "glance", "--check"]) == 0
+    pareto_sweep(checkout, "mine", {3: [90, 15, 95, 14, 92], 10: [20, 25, 15, 22, 18]})
+    assert main(["tables", "glance", "--check"]) == 2
+    assert main(["tables", "glance"]) == 0
+    assert ("Deterministic protocol: no cost weight is shown non-inferior (normalized score ≥ 0.8); "
+            "undecided: λ×3;") in results_md.read_text()
+    pd.read_csv(csv).drop(columns="variant").to_csv(csv, index=False)
+    assert main(["tables", "glance"]) == 2
+    assert "no column variant; rebuild it with `snakemake pareto`" in capsys.readouterr().err
+
+
 def test_check_fails_when_a_table_changed_and_names_the_file(checkout, capsys):
     assert main(["tables", "glance"]) == 0
     build_table3(checkout / "paper_tables" / "mine" / "stochastic" / "table3.csv",

@@ -42,6 +42,12 @@ def cxx_compiler() -> str | None:
     return next((found for name in candidates if name and (found := shutil.which(name))), None)
 
 
+def auto_compiles(device: str, total_steps: int) -> bool:
+    """Whether ``auto`` compiles a new run of ``total_steps`` env steps on ``device`` (given a C++
+    compiler): also how ``asymbench estimate`` prices such a run."""
+    return AUTO_COMPILES.get(torch.device(device).type, False) and total_steps >= AUTO_MIN_STEPS
+
+
 def use_compiled(setting: str, device: str, total_steps: int, resumed: bool | None = None) -> bool:
     """Whether the update runs compiled for ``engine.compile: setting`` (--compile) on ``device``,
     in a run of ``total_steps`` env steps; ``resumed``: whether the run being resumed ran
@@ -50,7 +56,7 @@ def use_compiled(setting: str, device: str, total_steps: int, resumed: bool | No
         raise UsageError(f"--compile (engine.compile) must be one of {', '.join(COMPILE_CHOICES)}, "
                          f"got {setting!r}")
     if setting == "auto":
-        faster = AUTO_COMPILES.get(torch.device(device).type, False) and total_steps >= AUTO_MIN_STEPS
+        faster = auto_compiles(device, total_steps)
         return (faster if resumed is None else resumed) and cxx_compiler() is not None
     if setting == "on" and cxx_compiler() is None:
         raise UsageError("--compile on (engine.compile): no C++ compiler found ($CXX, g++, c++ or "

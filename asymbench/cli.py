@@ -453,6 +453,13 @@ def _add_estimate(sub) -> None:
                    help="the width of fit, BC and GAIL: ours (from Ours' evaluations, which they "
                    "wait for) or paper (the registry's paper_fit_width) (default: the scale's "
                    "`student_width` setting)")
+    p.add_argument("--compile", choices=("auto", "on", "off"), default=None,
+                   help="every training group's engine.compile: auto compiles CPU runs of >= 100k "
+                   "env steps, as training does (default: the scale's `compile` setting, auto)")
+    p.add_argument("--compile-speedup", nargs="?", const="", default=None,
+                   help="benchmarks/compile_speedup.py JSON: the compiled update's speed-up, which "
+                   "prices compiled CPU groups (default: benchmarks/results/compile_speedup.json if "
+                   "present; given without a file: none, compiled groups at the eager rates)")
     p.add_argument("--out", default=None, help="also write the estimate as JSON (its thread_plan: "
                    "the pipeline's config `thread_plan`)")
     _registry_arg(p)
@@ -467,7 +474,7 @@ def _run_estimate(args) -> None:
                  out=args.out, registry=args.registry, engine_throughput=args.engine_throughput,
                  thread_scaling=args.thread_scaling, device=args.device, gpus=args.gpus,
                  gpu_throughput=args.gpu_throughput, student_width=args.student_width,
-                 gpu_slots=args.gpu_slots)
+                 gpu_slots=args.gpu_slots, compile=args.compile, compile_speedup=args.compile_speedup)
 
 
 # ----------------------------------------------------------------------------- export

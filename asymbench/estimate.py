@@ -7,6 +7,10 @@ a scale's ``per_task`` overrides, and the methods that its default target builds
   engine, ``asymbench.engine``); its CPU work is K x steps / the engine's per-seed rate at that K;
 - distillation (BC, GAIL), expert data and evaluation: one job per seed.
 
+A training group runs compiled or eager as the scale's ``compile`` setting decides for the run
+itself (``auto``: compiled on a CPU for a budget of >= 100k env steps, ``acceleration``), and is
+priced so.
+
 Their rates, measured by the benchmarks or labelled fallbacks, are ``asymbench.rates``; this
 module is the job list and its schedule.
 
@@ -34,10 +38,11 @@ from pathlib import Path
 
 import yaml
 
-from asymbench.rates import (DEFAULT_GPU_THROUGHPUT, ISSUE_24_SCALING, ISSUE_24_SOURCE, NOTE, Job,
+from asymbench.acceleration import COMPILE_CHOICES, auto_compiles
+from asymbench.rates import (DEFAULT_COMPILE_SPEEDUP, DEFAULT_GPU_THROUGHPUT, ISSUE_24_SCALING, ISSUE_24_SOURCE, NOTE, Job,
                              NOTE_INFERENCE_S, THREAD_RULE, THREADS_REPRODUCIBLE, Rate,
                              ThreadScaling, _paths, engine_files, job_speedup, merge_engine,
-                             rates_for, read_engine_throughput, read_env_rates, read_gpu_throughput,
+                             rates_for, read_compile_speedup, read_engine_throughput, read_env_rates, read_gpu_throughput,
                              read_thread_scaling, read_throughput, trainer_width, update_share)
 from asymbench.tasks import get_task, load_registry
 
@@ -73,6 +78,7 @@ class Scale:
     devices: dict[str, dict[str, str]] = None      # per task: method -> cpu | cuda (default cpu)
     student_widths: dict[str, str] = None          # per task: ours (default) | paper
     gpu_slots: int = 1                             # training groups on cuda that share one GPU
+    compile: dict[str, str] = None                 # per task: engine.compile, auto (default) | on | off
 
 
 # ----------------------------------------------------------------------------- the job list
@@ -104,7 +110,7 @@ def load_scale(scale: str, config_path: str | Path = DEFAULT_CONFIG, tasks=None,
         tasks = tasks or list(load_registry(registry))
     per_task = s.get("per_task") or {}
     resolved = {key: {} for key in ("seeds", "steps", "gail_steps", "bc_samples", "expert_pairs",
-                                    "eval_steps", "milestones", "devices", "student_widths")}
+                                    "eval_steps", "milestones", "devices", "student_widths", "compile")}
     for name in tasks:
         task = get_task(name, registry)
         t = {**s, **(per_task.get(name) or {})}
@@ -127,7 +133,17 @@ def load_scale(scale: str, config_path: str | Path = DEFAULT_CONFIG, tasks=None,
         resolved["devices"][name] = {m: (device.get(m, "cpu") if isinstance(device, dict) else device)
                                      for m in TRAINED}
         resolved["student_widths"][name] = t.get("student_width") or "ours"
+        resolved["compile"][name] = compile_setting(t.get("compile", "auto"), scale)
     return Scale(scale, tuple(tasks), **resolved, gpu_slots=int(s.get("gpu_slots") or 1))
+
+
+def compile_setting(value, scale: str) -> str:
+    """A scale's ``compile``: YAML reads an unquoted on / off as a boolean (as common.smk's
+    train_compile does)."""
+    setting = {True: "on", False: "off"}.get(value, value)
+    if setting not in COMPILE_CHOICES:
+        raise ValueError(f"scale '{scale}': compile must be one of {', '.join(COMPILE_CHOICES)}, got {value!r}")
+    return setting
 
 
 def _env_episode_limit(task) -> int:
@@ -139,12 +155,14 @@ def _env_episode_limit(task) -> int:
     return limit or DEFAULT_EPISODE_STEPS
 
 
-def jobs_of(scale: Scale, methods=PIPELINE_METHODS, device: str | None = None) -> list[Job]:
+def jobs_of(scale: Scale, methods=PIPELINE_METHODS, device: str | None = None,
+            compile: str | None = None) -> list[Job]:
     """Every job of the scale: per (task, method) trained, one training job per segment for all
     the task's seeds and an evaluation per seed of every segment's snapshot; BC and GAIL one
     distillation and one evaluation per seed; expert data per seed. An evaluation runs both
     protocols: twice the episodes' env steps. ``device``: every training job's (default: the
-    scale's ``device`` setting)."""
+    scale's ``device`` setting); ``compile``: every training group's engine.compile (default: the
+    scale's), which marks a CPU group compiled as the run would be."""
     unknown = [m for m in methods if m not in TRAINER]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(TRAINER)}")
@@ -162,6 +180,8 @@ def jobs_of(scale: Scale, methods=PIPELINE_METHODS, device: str | None = None) -
                 jobs += [Job(task, method, (seed,), "evaluate", "eval", evaluation) for seed in seeds]
                 continue
             on = device or ((scale.devices or {}).get(task) or {}).get(method, "cpu")
+            setting = compile or (scale.compile or {}).get(task, "auto")
+            compiled = on == "cpu" and (setting == "on" or (setting == "auto" and auto_compiles(on, budget)))
             ends = milestones + (budget,)
             if not milestones:  # one job to the budget: no segment, no snapshot
                 ends = (0,)
@@ -169,7 +189,7 @@ def jobs_of(scale: Scale, methods=PIPELINE_METHODS, device: str | None = None) -
             for end in ends:
                 steps = (end or budget) - start
                 jobs.append(Job(task, method, seeds, "train", TRAINER[method], len(seeds) * steps,
-                                end, on, waits_for_ours=students_wait))
+                                end, on, waits_for_ours=students_wait, compiled=compiled))
                 jobs += [Job(task, method, (seed,), "evaluate", "eval", evaluation, end) for seed in seeds]
                 start = end
         if {"bc", "gail"} & set(methods):
@@ -406,7 +426,8 @@ def estimate(jobs: list[Job], rates: dict[tuple, Rate], cores: int, threads=None
         key = (job.task, job.method, job.stage)
         row = rows.setdefault(key, {"task": job.task, "method": job.method, "stage": job.stage,
                                     "K": job.k, "jobs": 0, "work_per_job": job.work, "work": 0.0,
-                                    "device": job.device, "rate_per_cpu_s": rate.per_cpu_s,
+                                    "device": job.device, "compiled": job.compiled,
+                                    "rate_per_cpu_s": rate.per_cpu_s,
                                     "cpu_h_per_job": h, "cpu_h": 0.0, "source": rate.source})
         row["jobs"] += 1
         row["work"] += job.work
@@ -445,7 +466,7 @@ def estimate(jobs: list[Job], rates: dict[tuple, Rate], cores: int, threads=None
 
 
 def _rates_of(jobs: list[Job], throughput, engine_throughput, env_rates, gpu_throughput,
-              registry, gpu_slots: int = 1) -> tuple[dict, dict, dict]:
+              registry, gpu_slots: int = 1, compile_speedup=None) -> tuple[dict, dict, dict]:
     """Every job's rate from the measurement files (defaults as ``run_estimate`` says), the env
     step rates, and which files gave them (the estimate's ``throughput`` ... ``env_rates``)."""
     throughput = _paths(throughput, str(Path(DEFAULT_THROUGHPUT).parent / "train_throughput*.json"))
@@ -471,11 +492,17 @@ def _rates_of(jobs: list[Job], throughput, engine_throughput, env_rates, gpu_thr
     gpu = merge_engine(read_gpu_throughput(path) for path in gpu_throughput)
     shared = (merge_engine(read_gpu_throughput(path, gpu_slots) for path in gpu_throughput)
               if gpu_slots > 1 else {})
+    if compile_speedup is None:
+        compile_speedup = DEFAULT_COMPILE_SPEEDUP if Path(DEFAULT_COMPILE_SPEEDUP).exists() else ""
+    compiled = any(j.compiled for j in jobs)
+    compile_rows = read_compile_speedup(compile_speedup) if compile_speedup and compiled else []
     sources = {"throughput": ", ".join(throughput) or None,
                "engine_throughput": ", ".join(engine_throughput) or None,
                "engine_throughput_left_out": dict(engine_left_out),
-               "gpu_throughput": ", ".join(gpu_throughput) or None, "env_rates": env_rates}
-    return rates_for(jobs, measured, env, registry, engine, gpu, shared, gpu_slots), env, sources
+               "gpu_throughput": ", ".join(gpu_throughput) or None, "env_rates": env_rates,
+               "compile_speedup": (compile_speedup or None) if compiled else None}
+    return (rates_for(jobs, measured, env, registry, engine, gpu, shared, gpu_slots, compile_rows),
+            env, sources)
 
 
 def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None = None,
@@ -483,7 +510,8 @@ def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None 
                  out: str | None = None, registry: str | None = None,
                  engine_throughput=None, thread_scaling=None, device: str | None = None,
                  gpus: int | None = None, gpu_throughput=None, student_width: str | None = None,
-                 gpu_slots: int | None = None) -> dict:
+                 gpu_slots: int | None = None, compile: str | None = None,
+                 compile_speedup: str | None = None) -> dict:
     """``asymbench estimate``: prints the estimate and returns it (and writes it to ``out``).
     ``throughput``: one or more train_throughput JSONs (default: every
     benchmarks/results/train_throughput*.json; a later file's row replaces an earlier one's);
@@ -498,17 +526,22 @@ def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None 
     measurement of a row wins), their rows of
     ``gpu_slots`` groups at once where that many share a GPU; ``student_width``: ours | paper for
     every task (default: the scale's `student_width` setting); ``gpu_slots``: training groups
-    per GPU (default: the scale's `gpu_slots`, 1)."""
+    per GPU (default: the scale's `gpu_slots`, 1); ``compile``: every training group's
+    engine.compile (default: the scale's `compile`, auto); ``compile_speedup``: the
+    compile_speedup JSON that prices compiled groups (default benchmarks/results/
+    compile_speedup.json if present; "": none, compiled groups at the eager rates)."""
     plan = load_scale(scale, config, tasks, seeds, registry)
     if student_width is not None:
         plan = replace(plan, student_widths={task: student_width for task in plan.tasks})
     methods = tuple(methods or PIPELINE_METHODS)
-    jobs = jobs_of(plan, methods, device)
+    if compile is not None:
+        compile_setting(compile, scale)
+    jobs = jobs_of(plan, methods, device, compile)
     slots = gpu_slots if gpu_slots is not None else plan.gpu_slots
     if slots < 1:
         raise ValueError(f"--gpu-slots must be a positive integer, got {slots}")
     rates, env, sources = _rates_of(jobs, throughput, engine_throughput, env_rates, gpu_throughput,
-                                    registry, slots)
+                                    registry, slots, compile_speedup)
     on_gpu = any(j.device == "cuda" for j in jobs)
     if thread_scaling is None and Path(DEFAULT_THREAD_SCALING).exists():
         thread_scaling = DEFAULT_THREAD_SCALING
@@ -556,7 +589,9 @@ def _print(result: dict, plan: Scale, methods) -> None:
     left_out = result.get("engine_throughput_left_out") or {}
     print(f"scale '{plan.name}': {len(plan.tasks)} tasks, {seeds}; {result['jobs']} jobs\n"
           f"measurements: engine {result['engine_throughput'] or 'none'}; sb3 "
-          f"{result['throughput'] or 'none'}; env {result['env_rates'] or 'none'}")
+          f"{result['throughput'] or 'none'}; env {result['env_rates'] or 'none'}"
+          + (f"; compiled update {result['compile_speedup'] or 'none (eager rates)'}"
+             if any(r.get("compiled") for r in result["rows"]) else ""))
     if left_out:
         print("engine measurements not used: " + "; ".join(
             f"{Path(p).name} ({why})" for p, why in left_out.items()))
@@ -655,6 +690,8 @@ def _print_plan(result: dict) -> None:
     assumed = [f"{machine} free for the pipeline (threads on busy cores cost time)"]
     if measured and max((r.get("threads", 1) for r in result["rows"]), default=1) > measured:
         assumed.append(f"thread speed-ups beyond the measuring machine's {measured} cores extrapolated")
+    if any(r.get("compiled") and r.get("threads", 1) > 1 for r in result["rows"]):
+        assumed.append("thread speed-ups of compiled groups as measured on the eager update")
     assumed.append(result["threads_reproducible"])
     print("assumes: " + "; ".join(assumed))
 

@@ -24,6 +24,11 @@ benchmarks' JSON, and how threads speed a job up.
   with N groups at once (``--concurrent N``), else at the solo ones, labelled an upper bound
   of the rate (``shared_gpu_rate``). Rows of concurrent groups never price a CPU job (they
   measure wall time).
+- compiled training (``engine.compile``: ``on``, or ``auto`` on a CPU for a run of >= 100k env
+  steps, as ``acceleration.auto_compiles`` decides for the run itself): the eager per-seed rate
+  above times the compiled update's measured speed-up (``benchmarks/compile_speedup.py``:
+  ``compile_factor``), its case named in the source; unmeasured, the eager rate (an upper bound
+  of the cost, labelled).
 - distillation (BC, GAIL), expert data and evaluation: one job per seed, at a measured rate per
   CPU-second (``benchmarks/train_throughput.py``, ``benchmarks/env_step_rate.py``).
 
@@ -58,6 +63,7 @@ class Job:
     end: int = 0  # train: the env step its segment ends at; evaluate: the step evaluated (0: the run)
     device: str = "cpu"
     waits_for_ours: bool = True  # fit's first segment, BC, GAIL: their width needs Ours' evaluations
+    compiled: bool = False  # a CPU training group whose update runs compiled (engine.compile)
 
     @property
     def k(self) -> int:
@@ -70,8 +76,10 @@ class Job:
         return f"{self.method} {self.stage}{at} ({seeds})"
 
     def rate_key(self) -> tuple:
-        """The key of its rate: (task, trainer), with the device where it is not the CPU."""
-        return (self.task, self.trainer) if self.device == "cpu" else (self.task, self.trainer, self.device)
+        """The key of its rate: (task, trainer), with the device where it is not the CPU, and
+        "compiled" where its update runs compiled."""
+        key = (self.task, self.trainer) if self.device == "cpu" else (self.task, self.trainer, self.device)
+        return key + ("compiled",) if self.compiled else key
 
 # The engine_throughput*.json row ("engine <row>") whose per-seed rate each trainer's group runs
 # at, and, where the task has none, the row that bounds its cost from above: S-only and fit are
@@ -86,6 +94,7 @@ SB3_REFERENCE = {"s_only": "SAC.learn (small)", "fit": "SAC.learn (fit)"}
 DEFAULT_ENGINE_THROUGHPUT = "benchmarks/results/engine_throughput.json"  # its machine: the kind
 DEFAULT_ENGINE_GLOB = "benchmarks/results/engine_throughput*.json"         # all files, that kind's
 DEFAULT_GPU_THROUGHPUT = "benchmarks/results/engine_throughput_cuda*.json"  # every GPU file
+DEFAULT_COMPILE_SPEEDUP = "benchmarks/results/compile_speedup.json"
 
 
 # Fallbacks: /work/shared/notes/dependencies.md, "Measured speeds" (single process, one torch
@@ -439,13 +448,59 @@ def shared_gpu_rate(task_name: str, trainer: str, k: int, slots: int, solo: dict
     return rate
 
 
+# ----------------------------------------------------------------------------- compiled update
+@dataclass(frozen=True)
+class CompileRow:
+    """One compile_speedup.json case: compiled over eager per-seed CPU rate of one training group."""
+
+    case: str
+    task: str
+    trainer: str  # s_only, l_only, fit or asym
+    width: int    # the trainer's (asym: the large sub-policy's)
+    speedup: float
+
+
+def read_compile_speedup(path: str | Path) -> list[CompileRow]:
+    """The cases of a benchmarks/compile_speedup.py JSON."""
+    rows = []
+    for r in _rows(path, ("case", "task", "method", "widths", "speedup")):
+        widths = r["widths"] if isinstance(r["widths"], dict) else {}
+        width = widths.get("large") or widths.get("policy")
+        if not (isinstance(r["speedup"], (int, float)) and r["speedup"] > 0 and width):
+            raise ValueError(f"{path}: case {r['case']} has no positive speedup or no width")
+        rows.append(CompileRow(str(r["case"]), str(r["task"]), str(r["method"]), int(width),
+                               float(r["speedup"])))
+    return rows
+
+
+def compile_factor(task_name: str, trainer: str, rows: list[CompileRow],
+                   registry: str | Path | None = None) -> tuple[float, str]:
+    """How much faster a compiled training group of ``trainer`` on ``task_name`` runs than the
+    eager one, and whence: the task's own case of the trainer; else the cases of the same kind
+    (Ours, or a plain SAC: the speed-up is the update's, which its width sets) nearest in width
+    (their mean); none: 1, the eager rate (an upper bound of the cost)."""
+    own = [r for r in rows if r.task == task_name and r.trainer == trainer]
+    if own:
+        return own[0].speedup, f"compiled x{own[0].speedup:.2f} (measured: {own[0].case})"
+    kind = [r for r in rows if (r.trainer == "asym") == (trainer == "asym")]
+    if kind:
+        width = trainer_width(task_name, trainer, registry)
+        gap = min(abs(np.log(r.width / width)) for r in kind)
+        near = [r for r in kind if abs(np.log(r.width / width)) == gap]
+        factor = float(np.mean([r.speedup for r in near]))
+        return factor, (f"compiled x{factor:.2f} ({', '.join(r.case for r in near)}: the nearest "
+                        f"width measured to {width})")
+    return 1.0, "compiled, its speed-up not measured: the eager rate (an upper bound of the cost)"
+
+
 def rates_for(jobs: list[Job], measured: dict, env_rates: dict | None = None,
               registry: str | Path | None = None, engine: dict | None = None,
               gpu: dict | None = None, gpu_shared: dict | None = None,
-              gpu_slots: int = 1) -> dict[tuple, Rate]:
+              gpu_slots: int = 1, compile_rows: list[CompileRow] | None = None) -> dict[tuple, Rate]:
     """``job.rate_key()`` -> rate of every job: training groups at the engine's per-seed rate at
     their K (a task's groups all have the same K; on a GPU that ``gpu_slots`` groups share,
-    ``shared_gpu_rate``), every other job at its measured rate."""
+    ``shared_gpu_rate``; compiled on a CPU, times ``compile_factor`` of ``compile_rows``), every
+    other job at its measured rate."""
     env_rates, engine = env_rates or {}, engine or {}
 
     def sb3_rate(task, trainer):
@@ -460,7 +515,11 @@ def rates_for(jobs: list[Job], measured: dict, env_rates: dict | None = None,
             rates[key] = shared_gpu_rate(job.task, job.trainer, job.k, gpu_slots, gpu or {},
                                          gpu_shared or {}, env_rates, registry)
         elif job.stage == "train":
-            rates[key] = engine_rate(job.task, job.trainer, job.k, engine, sb3_rate, registry)
+            rate = engine_rate(job.task, job.trainer, job.k, engine, sb3_rate, registry)
+            if job.compiled:
+                factor, why = compile_factor(job.task, job.trainer, compile_rows or [], registry)
+                rate = Rate(rate.per_cpu_s * factor, f"{rate.source}; {why}")
+            rates[key] = rate
         else:
             rates[key] = sb3_rate(job.task, job.trainer)
     return rates

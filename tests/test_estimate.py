@@ -418,7 +418,7 @@ def test_the_repository_scales_resolve_with_their_per_task_seeds():
 def test_the_estimate_adds_up_groups_at_the_engine_rates(tmp_path, capsys):
     result = run_estimate("tiny", 2, throughput=[_sb3_json(tmp_path)],
                           engine_throughput=[_engine_json(tmp_path)], config=_config(tmp_path),
-                          env_rates=None)
+                          env_rates=None, compile="off")
     rows = {(r["task"], r["method"], r["stage"]): r for r in result["rows"]}
     ours = rows[(CAR, "ours", "train")]   # K = 3: the K=5 row is the closest
     assert (ours["jobs"], ours["K"], ours["rate_per_cpu_s"]) == (1, 3, 200.0)
@@ -452,6 +452,61 @@ def test_cli_prints_the_estimate_and_writes_json(tmp_path, capsys):
     assert "sb3 engine rates" in capsys.readouterr().out
     assert main(["estimate", "--scale", "nope", "--config", str(_config(tmp_path))]) == 2
     assert "unknown scale 'nope'" in capsys.readouterr().err
+
+
+def _compile_json(tmp_path, cases):
+    """A benchmarks/compile_speedup.py JSON of (case, task, method, widths, speedup) cases."""
+    path = tmp_path / "compile_speedup.json"
+    path.write_text(json.dumps({"benchmark": "compile_speedup", "rows": [
+        {"case": c, "task": t, "method": m, "widths": w, "speedup": x} for c, t, m, w, x in cases]}))
+    return path
+
+
+def test_compiled_groups_run_at_the_eager_rate_times_the_measured_speedup(tmp_path, capsys):
+    """`auto` compiles CPU groups whose budget is >= 100k env steps, as training does: MountainCar
+    (100k) is priced compiled, walker-stand at 1,000 steps eager; --compile off prices all eager."""
+    speedups = _compile_json(tmp_path, [
+        ("car_ours", CAR, "asym", {"small": 8, "large": 64}, 2.0),
+        ("walker_l_only", WALKER, "l_only", {"policy": 64}, 1.5),
+        ("walker_wide", WALKER, "fit", {"policy": 256}, 1.2)])
+    common = dict(throughput=[_sb3_json(tmp_path)], engine_throughput=[_engine_json(tmp_path)],
+                  config=_config(tmp_path), env_rates=None, compile_speedup=str(speedups))
+    result = run_estimate("tiny", 2, **common)
+    rows = {(r["task"], r["method"]): r for r in result["rows"] if r["stage"] == "train"}
+    assert rows[(CAR, "ours")]["compiled"] and rows[(CAR, "ours")]["rate_per_cpu_s"] == pytest.approx(400.0)
+    assert "compiled x2.00 (measured: car_ours)" in rows[(CAR, "ours")]["source"]
+    # L-only: no MountainCar case; the SAC case nearest its width (64) is walker-stand's
+    assert rows[(CAR, "l_only")]["rate_per_cpu_s"] == pytest.approx(300.0 * 1.5)  # its K=5 row
+    assert "walker_l_only: the nearest width measured to 64" in rows[(CAR, "l_only")]["source"]
+    assert not rows[(WALKER, "ours")]["compiled"] and rows[(WALKER, "ours")]["rate_per_cpu_s"] == 50.0
+    assert "compiled update " + str(speedups) in capsys.readouterr().out
+    eager = run_estimate("tiny", 2, **common, compile="off")
+    assert not any(r.get("compiled") for r in eager["rows"])
+    assert eager["total_cpu_h"] > result["total_cpu_h"]
+    # on: every CPU group compiled, walker-stand's too; without a measurement the eager rate, said
+    on = run_estimate("tiny", 2, **{**common, "compile_speedup": ""}, compile="on")
+    walker = next(r for r in on["rows"] if (r["task"], r["method"], r["stage"]) == (WALKER, "ours", "train"))
+    assert walker["compiled"] and walker["rate_per_cpu_s"] == 50.0
+    assert "speed-up not measured: the eager rate (an upper bound of the cost)" in walker["source"]
+
+
+def test_the_scales_compile_setting_reaches_the_jobs_and_gpu_groups_stay_eager(tmp_path, capsys):
+    config = _config(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data["scales"]["tiny"]["per_task"][CAR]["compile"] = False  # YAML's unquoted off
+    config.write_text(yaml.safe_dump(data))
+    scale = load_scale("tiny", config)
+    assert scale.compile == {CAR: "off", WALKER: "auto"}
+    assert not any(j.compiled for j in jobs_of(scale))
+    assert all(j.compiled for j in jobs_of(scale, compile="on") if j.stage == "train")
+    assert not any(j.compiled for j in jobs_of(scale, device="cuda", compile="on"))
+    data["scales"]["tiny"]["compile"] = "fast"
+    config.write_text(yaml.safe_dump(data))
+    with pytest.raises(ValueError, match="scale 'tiny': compile must be one of auto, on, off, got 'fast'"):
+        load_scale("tiny", config)
+    with pytest.raises(SystemExit):
+        main(["estimate", "--scale", "tiny", "--config", str(_config(tmp_path)), "--compile", "fast"])
+    assert "invalid choice: 'fast'" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- what the pipeline runs

@@ -449,10 +449,10 @@ def _add_estimate(sub) -> None:
                    help="training groups that share one GPU: their rates are those measured with "
                    "that many at once (--concurrent), else the solo ones, labelled as an upper "
                    "bound (default: the scale's `gpu_slots`, 1)")
-    p.add_argument("--student-width", choices=("ours", "paper"), default=None,
-                   help="the width of fit, BC and GAIL: ours (from Ours' evaluations, which they "
-                   "wait for) or paper (the registry's paper_fit_width) (default: the scale's "
-                   "`student_width` setting)")
+    p.add_argument("--student-width", choices=("ours", "ours_as_sac", "paper"), default=None,
+                   help="the width of fit, BC and GAIL: ours or ours_as_sac (from that folder's "
+                   "evaluations, which they wait for) or paper (the registry's paper_fit_width) "
+                   "(default: the scale's `student_width` setting)")
     p.add_argument("--compile", choices=("auto", "on", "off"), default=None,
                    help="every training group's engine.compile: auto compiles CPU runs of >= 100k "
                    "env steps, as training does (default: the scale's `compile` setting, auto)")

@@ -50,7 +50,8 @@ from asymbench.tasks import get_task, load_registry
 # trainer whose throughput each one's main job runs at.
 PIPELINE_METHODS = ("s_only", "l_only", "ours", "ours_no_cost", "fit", "bc", "gail")
 TRAINER = {"s_only": "s_only", "l_only": "l_only", "ours": "asym", "ours_no_cost": "asym",
-           "fit": "fit", "bc": "bc", "gail": "gail"}
+           "fit": "fit", "bc": "bc", "gail": "gail", "ours_as_sac": "asym"}
+STUDENTS = ("fit", "bc", "gail")  # one width per task: `student_width`
 
 DEFAULT_CONFIG = "config/config.yaml"
 DEFAULT_THROUGHPUT = "benchmarks/results/train_throughput.json"  # and train_throughput_*.json
@@ -171,12 +172,15 @@ def jobs_of(scale: Scale, methods=PIPELINE_METHODS, device: str | None = None,
         seeds, budget = scale.seeds[task], scale.steps[task]
         milestones = tuple(m for m in (scale.milestones or {}).get(task, ()) if m < budget)
         evaluation = 2 * scale.eval_steps[task]
-        students_wait = ((scale.student_widths or {}).get(task) or "ours") == "ours"
-        for method in methods:
+        width = (scale.student_widths or {}).get(task) or "ours"
+        width_from = "" if width == "paper" else width
+        trained_for_width = [width_from] if (width_from and width_from not in methods
+                                             and set(STUDENTS) & set(methods)) else []
+        for method in [*trained_for_width, *methods]:
             if method in ("bc", "gail"):
                 work = scale.bc_samples[task] if method == "bc" else scale.gail_steps[task]
                 jobs += [Job(task, method, (seed,), "distill", method, work,
-                             waits_for_ours=students_wait) for seed in seeds]
+                             width_from=width_from) for seed in seeds]
                 jobs += [Job(task, method, (seed,), "evaluate", "eval", evaluation) for seed in seeds]
                 continue
             on = device or ((scale.devices or {}).get(task) or {}).get(method, "cpu")
@@ -189,7 +193,7 @@ def jobs_of(scale: Scale, methods=PIPELINE_METHODS, device: str | None = None,
             for end in ends:
                 steps = (end or budget) - start
                 jobs.append(Job(task, method, seeds, "train", TRAINER[method], len(seeds) * steps,
-                                end, on, waits_for_ours=students_wait, compiled=compiled))
+                                end, on, width_from=width_from, compiled=compiled))
                 jobs += [Job(task, method, (seed,), "evaluate", "eval", evaluation, end) for seed in seeds]
                 start = end
         if {"bc", "gail"} & set(methods):
@@ -219,7 +223,8 @@ def dependencies(jobs: list[Job]) -> list[list[int]]:
     previous segment; an evaluation the segment that wrote its snapshot (the last segment or the
     distillation for the run itself); expert data the L-only run; BC / GAIL the expert data of
     their seed; and fit's first segment, BC and GAIL, unless their width is the paper's
-    (``waits_for_ours`` False: `student_width: paper`), every final evaluation of Ours of the task."""
+    (``width_from`` "": `student_width: paper`), every final evaluation of the task's folder that
+    sets it (Ours, or Ours-as-SAC)."""
     segments: dict[tuple, list[tuple[int, int]]] = {}
     for i, job in enumerate(jobs):
         if job.stage == "train":
@@ -241,10 +246,9 @@ def dependencies(jobs: list[Job]) -> list[list[int]]:
     for i, job in enumerate(jobs):
         if job.stage == "evaluate" and job.end == last.get((job.task, job.method), 0):
             final[(job.task, job.method, job.seeds[0])] = i
-    ours = {}
+    width_sources = {}
     for (task, method, _), i in final.items():
-        if method == "ours":
-            ours.setdefault(task, []).append(i)
+        width_sources.setdefault((task, method), []).append(i)
     needs = []
     for i, job in enumerate(jobs):
         task, seed = job.task, job.seeds[0]
@@ -254,8 +258,8 @@ def dependencies(jobs: list[Job]) -> list[list[int]]:
             position = ends.index((job.end, i))
             if position:
                 found.append(ends[position - 1][1])
-            elif job.method == "fit" and job.waits_for_ours:
-                found += ours.get(task, [])
+            elif job.method == "fit" and job.width_from:
+                found += width_sources.get((task, job.width_from), [])
         elif job.stage == "evaluate":
             if job.end == last.get((task, job.method), 0):
                 found.append(runs.get((task, job.method, seed)))
@@ -264,7 +268,7 @@ def dependencies(jobs: list[Job]) -> list[list[int]]:
         elif job.stage == "expert":
             found.append(runs.get((task, "l_only", seed)))
         elif job.stage == "distill":
-            found += (ours.get(task, []) if job.waits_for_ours else []) + [expert.get((task, seed))]
+            found += width_sources.get((task, job.width_from), []) + [expert.get((task, seed))]
         needs.append([j for j in found if j is not None])
     return needs
 

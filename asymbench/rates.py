@@ -62,7 +62,9 @@ class Job:
     work: float   # in the rate's unit, all seeds: env steps (bc: expert samples)
     end: int = 0  # train: the env step its segment ends at; evaluate: the step evaluated (0: the run)
     device: str = "cpu"
-    waits_for_ours: bool = True  # fit's first segment, BC, GAIL: their width needs Ours' evaluations
+    # fit's first segment, BC, GAIL: the folder whose final evaluations set their width (ours,
+    # ours_as_sac: `student_width`); "": the registry's width, nothing to wait for
+    width_from: str = "ours"
     compiled: bool = False  # a CPU training group whose update runs compiled (engine.compile)
 
     @property

@@ -63,16 +63,16 @@ def test_fit_waits_for_every_evaluation_of_ours_and_students_for_ours_and_expert
 
 
 def test_students_at_the_paper_width_do_not_wait_for_ours():
-    """`student_width: paper` (``waits_for_ours`` False): fit and BC start without Ours'
+    """`student_width: paper` (``width_from`` ""): fit and BC start without Ours'
     evaluations, so the chain is the longer of the two groups, not their sum."""
     rates = {("Ant", t): Rate(1.0, "measured") for t in ("asym", "fit", "eval", "l_only", "bc")}
     hour = 3600.0
     jobs = [Job("Ant", "ours", (0,), "train", "asym", 2 * hour),
             Job("Ant", "ours", (0,), "evaluate", "eval", 0.5 * hour),
-            Job("Ant", "fit", (0,), "train", "fit", 3 * hour, waits_for_ours=False),
+            Job("Ant", "fit", (0,), "train", "fit", 3 * hour, width_from=""),
             Job("Ant", "fit", (0,), "evaluate", "eval", 0.25 * hour),
             Job("Ant", "expert", (0,), "expert", "eval", 0.1 * hour),
-            Job("Ant", "bc", (0,), "distill", "bc", 0.1 * hour, waits_for_ours=False)]
+            Job("Ant", "bc", (0,), "distill", "bc", 0.1 * hour, width_from="")]
     assert dependencies(jobs)[2] == [] and dependencies(jobs)[5] == [4]
     result = estimate(jobs, rates, cores=64)
     assert result["longest_chain_h"] == pytest.approx(3.25)
@@ -86,10 +86,28 @@ def test_the_scales_student_width_reaches_the_jobs(tmp_path):
                       "    per_task: {Swimmer: {student_width: ours}}\n")
     plan = load_scale("tiny", config)
     assert plan.student_widths == {"MountainCarContinuous": "paper", "Swimmer": "ours"}
-    waits = {(j.task, j.method): j.waits_for_ours for j in jobs_of(plan)
+    waits = {(j.task, j.method): j.width_from for j in jobs_of(plan)
              if j.method in ("fit", "bc", "gail") and j.stage in ("train", "distill")}
-    assert waits == {("MountainCarContinuous", m): False for m in ("fit", "bc", "gail")} | \
-        {("Swimmer", m): True for m in ("fit", "bc", "gail")}
+    assert waits == {("MountainCarContinuous", m): "" for m in ("fit", "bc", "gail")} | \
+        {("Swimmer", m): "ours" for m in ("fit", "bc", "gail")}
+
+
+def test_students_sized_by_ours_as_sac_wait_for_its_runs_which_the_estimate_adds(tmp_path):
+    """`student_width: ours_as_sac`: fit, BC and GAIL take Ours-as-SAC's width, so its group is
+    trained (and priced) even where the methods do not name it, and they wait for its evaluations."""
+    config = tmp_path / "config.yaml"
+    config.write_text("scales:\n  tiny:\n    tasks: [MountainCarContinuous]\n    seeds: [0, 1]\n"
+                      "    steps: 1000\n    eval_episodes: 1\n    student_width: ours_as_sac\n")
+    plan = load_scale("tiny", config)
+    jobs = jobs_of(plan, ("l_only", "fit", "bc"))
+    trains = {j.method: j for j in jobs if j.stage == "train"}
+    assert set(trains) == {"ours_as_sac", "l_only", "fit"} and trains["ours_as_sac"].trainer == "asym"
+    needs = dependencies(jobs)
+    sized = {i for i, j in enumerate(jobs) if j.method == "ours_as_sac" and j.stage == "evaluate"}
+    for i, job in enumerate(jobs):
+        if job.method in ("fit", "bc") and job.stage in ("train", "distill"):
+            assert sized <= set(needs[i]), job
+    assert not any(j.method == "ours_as_sac" for j in jobs_of(plan, ("l_only", "ours")))
 
 
 def test_wall_time_bounds_reject_no_cores():

@@ -377,8 +377,9 @@ def test_student_width_paper_trains_fit_bc_and_gail_at_the_paper_width_without_w
     paper_fit_width (MountainCar: 46) and no input from Ours; by default `--width-from` Ours'
     evaluations, which are their inputs."""
     base = ("-n", "-p", "--forceall", "--cores", "16", "--config", "scale=smoke", "tasks=[MountainCarContinuous]")
-    ours_eval = "results/smoke/MountainCarContinuous/ours/seed0/eval.json"
-    for setting, width in (("paper", "--width 46 "), ("ours", f"--width-from {ours_eval} ")):
+    evals = {m: f"results/smoke/MountainCarContinuous/{m}/seed0/eval.json" for m in ("ours", "ours_as_sac")}
+    for setting, width in (("paper", "--width 46 "), ("ours", f"--width-from {evals['ours']} "),
+                           ("ours_as_sac", f"--width-from {evals['ours_as_sac']} ")):
         result = snakemake(*base, f"scales={{smoke: {{student_width: {setting}}}}}")
         assert result.returncode == 0, result.stderr[-3000:]
         fit = [b for b in _blocks(result.stdout, "train") if "method=fit" in b]
@@ -386,7 +387,12 @@ def test_student_width_paper_trains_fit_bc_and_gail_at_the_paper_width_without_w
         assert len(fit) == 2 and len(students) == 4  # two segments; BC and GAIL
         for block in students:
             assert width in commands(block, "asymbench")[0], block
-            assert (ours_eval in block.split("output:")[0]) == (setting == "ours"), block
+            for method, path in evals.items():
+                assert (path in block.split("output:")[0]) == (setting == method), block
+        # ours_as_sac: its runs are trained for the width, with the sub-policy noise as SAC's
+        as_sac = [b for b in _blocks(result.stdout, "train") if "method=ours_as_sac" in b]
+        assert bool(as_sac) == (setting == "ours_as_sac")
+        assert all("--asym-action-noise as_sac" in commands(b, "asymbench")[0] for b in as_sac)
     bad = snakemake(*base, "scales={smoke: {student_width: large}}")
     assert bad.returncode != 0 and "student_width" in bad.stdout + bad.stderr
 

@@ -243,7 +243,7 @@ def segment_dirs(wildcards, step):
 
 def segment_inputs(step_of):
     """Inputs of the segment ending at ``step_of(wildcards)``: its predecessor's snapshots and,
-    for fit, Ours' evaluations where they set its width (`student_width: ours`)."""
+    for fit, the evaluations that set its width (`student_width` ours or ours_as_sac)."""
 
     def inputs(wildcards):
         start = previous_end(wildcards.scale, wildcards.task, step_of(wildcards))
@@ -714,16 +714,17 @@ def grid_label(wildcards):
 
 # ----------------------------------------------------------------------------- students' width
 def student_width(wildcards):
-    """`student_width` of the job's scale and task: ours (default) or paper."""
+    """`student_width` of the job's scale and task: ours (default), ours_as_sac or paper."""
     return settings(wildcards).get("student_width", "ours")
 
 
 def student_width_inputs(wildcards):
-    """Ours' evaluations of every seed of the task where they set the one width of fit, BC and
-    GAIL (their mean Avg-FLOPs/Inf; `student_width: ours`); none for `paper`."""
+    """The evaluations of every seed of the task whose mean Avg-FLOPs/Inf sets the one width of
+    fit, BC and GAIL: Ours' (`student_width: ours`) or Ours-as-SAC's (`ours_as_sac`, its folder);
+    none for `paper`."""
     if student_width(wildcards) == "paper":
         return []
-    return [result(wildcards.scale, wildcards.task, "ours", s, "eval.json")
+    return [result(wildcards.scale, wildcards.task, student_width(wildcards), s, "eval.json")
             for s in seeds_of(wildcards.scale, wildcards.task)]
 
 

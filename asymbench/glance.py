@@ -112,6 +112,15 @@ def _flag(value) -> bool | None:
     return True if text == "true" else False if text == "false" else None
 
 
+def read_table(path: Path, required: tuple[str, ...], rebuild: str) -> pd.DataFrame:
+    """A CSV the glance reads; one line naming what rebuilds it where a column is missing."""
+    df = pd.read_csv(path)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: no column {', '.join(missing)}; rebuild it with {rebuild}")
+    return df
+
+
 def read_rows(paths: list[Path], root: str | Path = "paper_tables", registry=None) -> list[Row]:
     """The rows of every table, in registry task order, then budget, scale and protocol."""
     from asymbench.tasks import load_registry
@@ -120,11 +129,7 @@ def read_rows(paths: list[Path], root: str | Path = "paper_tables", registry=Non
     root = Path(root)
     rows = []
     for path in paths:
-        df = pd.read_csv(path)
-        missing = [c for c in REQUIRED if c not in df.columns]
-        if missing:
-            raise ValueError(f"{path}: no column {', '.join(missing)}; rebuild it with "
-                             "`asymbench tables table3` (or the pipeline)")
+        df = read_table(path, REQUIRED, "`asymbench tables table3` (or the pipeline)")
         try:
             scale = scale_of(Path(path), root)
         except ValueError:
@@ -367,11 +372,7 @@ def sweep_sentences(paths: list[Path], doc_dir: Path, registry=None) -> dict[str
     tasks = load_registry(registry)
     found: dict[str, list[str]] = {}
     for path in paths:
-        df = pd.read_csv(path)
-        missing = [c for c in SWEEP_COLUMNS if c not in df.columns]
-        if missing:
-            raise ValueError(f"{path}: no column {', '.join(missing)}; rebuild it with `snakemake "
-                             "pareto` (or `asymbench figures pareto --csv`)")
+        df = read_table(path, SWEEP_COLUMNS, "`snakemake pareto` (or `asymbench figures pareto --csv`)")
         reproduced = df[df["source"] == "reproduced"].assign(
             claim_return_verdict=lambda d: d["claim_return_verdict"].fillna(""))
         sweep = reproduced[reproduced["lambda_factor"].notna()]

@@ -118,17 +118,28 @@ def measure(case: str, members: int, steps: int, chunks: int, fill: int, device:
             "load": max(loads)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", nargs="+", choices=list(CASES),
-                        default=["walker_ours", "walker_l_only", "mcc_ours", "walker_width256"])
+def case_parser(doc: str, cases: list[str], steps: int, chunks: int | None = None,
+                device: bool = True) -> argparse.ArgumentParser:
+    """The options of a benchmark over CASES's training groups (this script's, step_profile's,
+    env_workers'): --cases, --members, --steps, --chunks (where ``chunks``), --fill, --device
+    (where ``device``), --out."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=cases)
     parser.add_argument("--members", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=200, help="env steps per chunk")
-    parser.add_argument("--chunks", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=steps,
+                        help="env steps per chunk" if chunks else "env steps measured")
+    if chunks:
+        parser.add_argument("--chunks", type=int, default=chunks)
     parser.add_argument("--fill", type=int, default=300, help="random env steps in the buffer first")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
+    if device:
+        parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--out", default=None, help="the result JSON (default: benchmarks/results/)")
+    return parser
+
+
+def main() -> None:
+    args = case_parser(__doc__, ["walker_ours", "walker_l_only", "mcc_ours", "walker_width256"],
+                       steps=200, chunks=3).parse_args()
     torch.set_num_threads(1)
     started = time.time()
     rows = []

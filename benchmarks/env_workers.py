@@ -16,12 +16,11 @@ work), the median chunk's is recorded beside it. The transitions are the same ei
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import _common  # noqa: F401  (one BLAS thread, as training jobs run)
 from _common import load, print_table, write_results
-from compile_speedup import CASES, env_step, steady_group
+from compile_speedup import CASES, case_parser, env_step, steady_group
 
 import numpy as np
 import torch
@@ -57,15 +56,9 @@ def measure(case: str, members: int, workers: list[int], steps: int, chunks: int
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=["mcc_ours", "walker_ours"])
-    parser.add_argument("--members", type=int, default=5)
+    parser = case_parser(__doc__, ["mcc_ours", "walker_ours"], steps=100, chunks=8, device=False)
     parser.add_argument("--workers", nargs="+", type=int, default=[0, 2, 5],
                         help="env worker counts; the first is the reference of the speed-up")
-    parser.add_argument("--steps", type=int, default=100, help="env steps per chunk")
-    parser.add_argument("--chunks", type=int, default=8)
-    parser.add_argument("--fill", type=int, default=300, help="random env steps in the buffer first")
-    parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.time()

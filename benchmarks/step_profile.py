@@ -17,13 +17,12 @@ waits for the device shows up where it waits (the actions' copy back to the host
 
 from __future__ import annotations
 
-import argparse
 import functools
 import time
 
 import _common  # noqa: F401  (one BLAS thread, as training jobs run)
 from _common import load, write_results
-from compile_speedup import CASES, env_step, steady_group
+from compile_speedup import CASES, case_parser, env_step, steady_group
 
 import torch
 
@@ -104,15 +103,7 @@ def profile(case: str, members: int, steps: int, fill: int, device: str) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", nargs="+", default=["walker_ours", "walker_l_only", "mcc_ours"],
-                        choices=list(CASES))
-    parser.add_argument("--members", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--fill", type=int, default=300)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
+    args = case_parser(__doc__, ["walker_ours", "walker_l_only", "mcc_ours"], steps=300).parse_args()
     torch.set_num_threads(1)
     started = time.time()
     rows = []

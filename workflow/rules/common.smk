@@ -618,14 +618,17 @@ def pareto_targets(wildcards):
 
 def pareto_inputs(wildcards):
     """Evaluations of one task: the baselines named by method, the sweep as lam0, lam1, ...
-    (in the order of `pareto.lambda_factors`), of the variant the figure's name gives."""
+    (in the order of `pareto.lambda_factors`), of the variant the figure's name gives (with
+    `from_records`, the collected records: the figure rebuilds with nothing trained)."""
     variant = next(v for v, (_, suffix) in PARETO_VARIANTS.items() if suffix == wildcards.variant)
     seeds = seeds_of(wildcards.scale, wildcards.task)
-    inputs = {m: [result(wildcards.scale, wildcards.task, m, s, "eval.json") for s in seeds]
-              for m in PARETO_BASELINES}
+
+    def evaluations(method):
+        return [from_records(result(wildcards.scale, wildcards.task, method, s, "eval.json")) for s in seeds]
+
+    inputs = {m: evaluations(m) for m in PARETO_BASELINES}
     for i, factor in enumerate(pareto_factors()):
-        inputs[f"lam{i}"] = [result(wildcards.scale, wildcards.task, pareto_method(factor, variant), s, "eval.json")
-                             for s in seeds]
+        inputs[f"lam{i}"] = evaluations(pareto_method(factor, variant))
     return inputs
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -481,7 +482,8 @@ def _pareto_panel(ax, task: str, paths: dict, protocol: str, registry,
     _label_sweep(ax, sweep, colours)
     # Below its own panel: beside it, a legend would run into the next protocol's panel.
     ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
-    ax.set_title(f"{protocol} protocol: {tables.non_inferiority_sentence(summary, delta)}", fontsize=9)
+    ax.set_title(textwrap.fill(f"{protocol} protocol: {tables.non_inferiority_sentence(summary, delta)}", 100),
+                 fontsize=9)
     return summary, paper
 
 

@@ -189,21 +189,21 @@ def pareto_factor(method: str) -> float:
 def non_inferiority_sentence(summary: pd.DataFrame, delta: float) -> str:
     """Whether any cost weight of a Pareto sweep (one protocol's rows: ``lambda_factor``,
     ``claim_return_verdict``, ``flops_per_inf_mean``) is non-inferior by claim (a): "non-inferior
-    (normalized score ≥ 0.8): λ×0.1, λ×1; the cheapest at 1,234 FLOPs/Inf", "no cost weight is
-    shown non-inferior (...); undecided: λ×1" (the inconclusive ones, too few seeds to tell), or
-    that S-only and L-only were not given to judge it."""
+    (normalized score ≥ 0.8): λ×0.1, λ×1; the cheapest at 1,234 FLOPs/Inf; undecided: λ×3" or "no
+    cost weight is shown non-inferior (...); undecided: λ×1" (undecided: the inconclusive ones, too
+    few seeds to tell), or that S-only and L-only were not given to judge it."""
     sweep = summary[summary["lambda_factor"].notna()]
     if not sweep["claim_return_verdict"].astype(bool).any():
         return "claim (a) not judged: S-only and L-only not given"
     met = sweep[sweep["claim_return_verdict"] == REPRODUCED].sort_values("flops_per_inf_mean")
+    undecided = ", ".join(f"λ×{f:g}" for f in sweep.loc[sweep["claim_return_verdict"].astype(str)
+                                                           .str.startswith(INCONCLUSIVE), "lambda_factor"])
+    undecided = f"; undecided: {undecided}" if undecided else ""
     if met.empty:
-        undecided = sweep[sweep["claim_return_verdict"].astype(str).str.startswith(INCONCLUSIVE)]
-        names = ", ".join(f"λ×{f:g}" for f in undecided["lambda_factor"])
-        return (f"no cost weight is shown non-inferior (normalized score ≥ {1 - delta:g})"
-                + (f"; undecided: {names}" if names else ""))
+        return f"no cost weight is shown non-inferior (normalized score ≥ {1 - delta:g}){undecided}"
     names = ", ".join(f"λ×{f:g}" for f in met["lambda_factor"])
     return (f"non-inferior (normalized score ≥ {1 - delta:g}): {names}; the cheapest at "
-            f"{met['flops_per_inf_mean'].iloc[0]:,.0f} FLOPs/Inf")
+            f"{met['flops_per_inf_mean'].iloc[0]:,.0f} FLOPs/Inf{undecided}")
 
 
 def method_label(method: str) -> str:

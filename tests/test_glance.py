@@ -157,7 +157,7 @@ def test_cost_weight_sweeps_join_the_findings_one_sentence_per_protocol(checkout
                             "pareto_MountainCarContinuous_as_sac.png)): Ours, sub-policy noise as SAC (paper), "
                             "at 100k (100%), scale mine, 5 seeds per weight, λ × 1, 3, 10.")
     assert ("Deterministic protocol: non-inferior (normalized score ≥ 0.8): λ×1; the cheapest at 200 "
-            "FLOPs/Inf; FLOPs/Inf of L-only 1,000, of the paper's Ours 4,440.") in sweep
+            "FLOPs/Inf; undecided: λ×3; FLOPs/Inf of L-only 1,000, of the paper's Ours 4,440.") in sweep
     # every method's stochastic evaluation scores as its deterministic one, at 600 FLOPs/Inf
     assert "Stochastic protocol: non-inferior (normalized score ≥ 0.8): λ×1; the cheapest at 600" in sweep
     assert "smoke" not in findings and "**MountainCarContinuous**" in findings

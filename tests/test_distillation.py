@@ -223,7 +223,7 @@ def test_width_from_an_asym_evaluation(teacher, expert, tmp_path):
         dist.distill("bc", teacher, expert.path, tmp_path / "x", width=8, width_from=evaluation)
 
 
-def test_bad_teachers_and_outputs_are_refused_with_the_reason(teacher, expert, workdir, tmp_path):
+def test_bad_teachers_and_outputs_are_refused_with_the_reason(teacher, expert, tmp_path):
     unfinished = tmp_path / "unfinished"
     shutil.copytree(teacher, unfinished)
     (unfinished / "run.json").unlink()
@@ -246,8 +246,11 @@ def test_bad_teachers_and_outputs_are_refused_with_the_reason(teacher, expert, w
     assert not (tmp_path / "out").exists()  # refused before anything was written
     with pytest.raises(ValueError, match="unknown distillation method"):
         dist.distill("dagger", teacher, expert.path, tmp_path / "out", width=8)
+    finished = tmp_path / "finished"  # its own: another test's student may run on another worker
+    finished.mkdir()
+    (finished / dist.FINISHED_FILE).write_text("{}")
     with pytest.raises(RunError, match="already holds a finished run"):
-        dist.distill("bc", teacher, expert.path, workdir / "bc", width=8)
+        dist.distill("bc", teacher, expert.path, finished, width=8)
 
 
 def test_cli_reports_bad_input_as_an_error(teacher, tmp_path, capsys):

@@ -22,8 +22,6 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
-
 from asymbench.runs import UsageError, cpu_model
 
 COMPILE_CHOICES = ("auto", "on", "off")
@@ -42,19 +40,28 @@ def cxx_compiler() -> str | None:
     return next((found for name in candidates if name and (found := shutil.which(name))), None)
 
 
-def auto_compiles(device: str, total_steps: int) -> bool:
+def compile_choice(value, where: str = "engine.compile") -> str:
+    """A ``compile`` setting as YAML gives it (an unquoted on / off arrives as true / false),
+    checked; ``where`` names it in the error."""
+    setting = {True: "on", False: "off"}.get(value, value)
+    if setting not in COMPILE_CHOICES:
+        raise UsageError(f"{where} must be one of {', '.join(COMPILE_CHOICES)}, got {value!r}")
+    return setting
+
+
+def auto_compiles(device, total_steps: int) -> bool:
     """Whether ``auto`` compiles a new run of ``total_steps`` env steps on ``device`` (given a C++
-    compiler): also how ``asymbench estimate`` prices such a run."""
-    return AUTO_COMPILES.get(torch.device(device).type, False) and total_steps >= AUTO_MIN_STEPS
+    compiler): also how ``asymbench estimate`` prices such a run, which is why this module
+    imports torch only where it records a run (the estimate stays torch-free)."""
+    device_type = str(device).split(":")[0]  # "cuda:1" and torch.device("cuda", 1) alike
+    return AUTO_COMPILES.get(device_type, False) and total_steps >= AUTO_MIN_STEPS
 
 
 def use_compiled(setting: str, device: str, total_steps: int, resumed: bool | None = None) -> bool:
     """Whether the update runs compiled for ``engine.compile: setting`` (--compile) on ``device``,
     in a run of ``total_steps`` env steps; ``resumed``: whether the run being resumed ran
     compiled (None: a new run), which ``auto`` keeps, so no run changes mode half-way."""
-    if setting not in COMPILE_CHOICES:
-        raise UsageError(f"--compile (engine.compile) must be one of {', '.join(COMPILE_CHOICES)}, "
-                         f"got {setting!r}")
+    setting = compile_choice(setting, "--compile (engine.compile)")
     if setting == "auto":
         faster = auto_compiles(device, total_steps)
         return (faster if resumed is None else resumed) and cxx_compiler() is not None
@@ -75,6 +82,8 @@ def cpu_vendor() -> str | None:
 def runtime_record(setting: str, compiled: bool, device: str, threads: int) -> dict:
     """What decides a run's low bits: the CPU kind torch dispatches to, the GPU, the library
     versions, eager or compiled, and the deterministic-algorithms setting."""
+    import torch
+
     cuda = torch.device(device).type == "cuda"
     return {
         "compile": setting, "compiled": compiled, "device": str(device), "threads": threads,

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from asymbench.acceleration import COMPILE_CHOICES, auto_compiles
+from asymbench.acceleration import auto_compiles, compile_choice
 from asymbench.rates import (DEFAULT_COMPILE_SPEEDUP, DEFAULT_GPU_THROUGHPUT, ISSUE_24_SCALING, ISSUE_24_SOURCE, NOTE, Job,
                              NOTE_INFERENCE_S, THREAD_RULE, THREADS_REPRODUCIBLE, Rate,
                              ThreadScaling, _paths, engine_files, job_speedup, merge_engine,
@@ -134,17 +134,8 @@ def load_scale(scale: str, config_path: str | Path = DEFAULT_CONFIG, tasks=None,
         resolved["devices"][name] = {m: (device.get(m, "cpu") if isinstance(device, dict) else device)
                                      for m in TRAINED}
         resolved["student_widths"][name] = t.get("student_width") or "ours"
-        resolved["compile"][name] = compile_setting(t.get("compile", "auto"), scale)
+        resolved["compile"][name] = compile_choice(t.get("compile", "auto"), f"scale '{scale}': compile")
     return Scale(scale, tuple(tasks), **resolved, gpu_slots=int(s.get("gpu_slots") or 1))
-
-
-def compile_setting(value, scale: str) -> str:
-    """A scale's ``compile``: YAML reads an unquoted on / off as a boolean (as common.smk's
-    train_compile does)."""
-    setting = {True: "on", False: "off"}.get(value, value)
-    if setting not in COMPILE_CHOICES:
-        raise ValueError(f"scale '{scale}': compile must be one of {', '.join(COMPILE_CHOICES)}, got {value!r}")
-    return setting
 
 
 def _env_episode_limit(task) -> int:
@@ -539,7 +530,7 @@ def run_estimate(scale: str, cores: int, throughput=None, env_rates: str | None 
         plan = replace(plan, student_widths={task: student_width for task in plan.tasks})
     methods = tuple(methods or PIPELINE_METHODS)
     if compile is not None:
-        compile_setting(compile, scale)
+        compile = compile_choice(compile, "--compile")
     jobs = jobs_of(plan, methods, device, compile)
     slots = gpu_slots if gpu_slots is not None else plan.gpu_slots
     if slots < 1:

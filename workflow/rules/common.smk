@@ -10,6 +10,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from asymbench.acceleration import compile_choice
 from asymbench.runs import damaged_json_files
 from asymbench.tables import METHODS, RL_METHODS, TABLES, methods_of
 from asymbench.tasks import RegistryError, load_registry
@@ -449,9 +450,8 @@ def train_device(wildcards):
 
 
 def train_compile(s):
-    """--compile of a training job: the scale's `compile` where not auto, the CLI's default (YAML's
-    on / off arrive as true / false)."""
-    value = {True: "on", False: "off"}.get(s.get("compile", "auto"), s.get("compile", "auto"))
+    """--compile of a training job: the scale's `compile` where not auto, the CLI's default."""
+    value = compile_choice(s.get("compile", "auto"))
     return None if value == "auto" else value
 
 
